@@ -1,0 +1,51 @@
+# DDPM Studio: `make run` starts the app, `make test` runs every test. Both set up what is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# The stamps make a second run quick: reinstall only when the pins or the sources changed.
+PY_STAMP := $(VENV)/.installed
+FE_STAMP := frontend/dist/.built
+FE_SOURCES := $(shell find frontend/src frontend/index.html frontend/package.json frontend/package-lock.json frontend/vite.config.ts frontend/tsconfig*.json -type f 2>/dev/null)
+
+.PHONY: setup test run stop bench frontend system-deps clean example-data
+
+setup: $(PY_STAMP) $(FE_STAMP)
+
+$(PY_STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	@touch $@
+
+frontend: $(FE_STAMP)
+
+$(FE_STAMP): $(FE_SOURCES)
+	@command -v npm >/dev/null || { echo "npm (Node.js 20+) is needed to build the frontend"; exit 1; }
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build
+	@touch $@
+
+# Redis, Chromium (browser tests) and PostgreSQL (scale-out test): apt when root, else say what is missing.
+system-deps:
+	@bash scripts/system_deps.sh
+
+test: setup system-deps
+	cd frontend && npm test --silent
+	$(PY) -m pytest
+
+run: setup
+	@bash scripts/run.sh
+
+stop:
+	@bash scripts/stop.sh
+
+example-data: $(PY_STAMP)
+	$(PY) scripts/make_example_data.py examples
+
+bench: setup
+	@bash bench/setup_bench_env.sh
+	@echo "bench env ready: see bench/README.md for each script"
+
+clean:
+	rm -rf $(VENV) frontend/node_modules frontend/dist

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the system programs the tests drive for real: redis-server, chromium, PostgreSQL.
+# As root it uses apt; otherwise it names exactly what is missing and fails.
+set -euo pipefail
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v chromium >/dev/null || missing+=(chromium)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing with apt: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "missing system packages: ${missing[*]} (install them, e.g. 'sudo apt-get install ${missing[*]}')" >&2
+  exit 1
+fi
