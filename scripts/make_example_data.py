@@ -27,6 +27,7 @@ def _atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; these are meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

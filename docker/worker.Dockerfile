@@ -1,0 +1,15 @@
+# A training worker: CUDA torch + the engine. One container per GPU (see docker-compose.yml).
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 DATA_DIR=/data DEBIAN_FRONTEND=noninteractive
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/* && python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /app
+# torch first (the big layer), from PyPI's default CUDA build, pinned like everywhere else.
+RUN pip install torch==2.13.0
+COPY pyproject.toml README.md ./
+COPY ddpm/ ddpm/
+COPY backend/ backend/
+COPY worker/ worker/
+RUN pip install '.[worker]'
+CMD ["python", "-m", "worker"]
