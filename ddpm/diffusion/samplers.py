@@ -17,6 +17,7 @@ import torch
 
 SAMPLERS = ("ddpm", "ddim", "dpmpp2m")
 DEFAULT_STEPS = {"ddim": 50, "dpmpp2m": 20}
+LAMBDA_FLOOR = -5.1  # half-log-SNR where the log-SNR grid starts at the latest (see logsnr_timesteps)
 
 
 def spaced_timesteps(num_timesteps: int, steps: int) -> list[int]:
@@ -42,13 +43,18 @@ def logsnr_timesteps(alphas_cumprod: torch.Tensor, steps: int) -> list[int]:
         return [T - 1]
     ac = alphas_cumprod.double().cpu()
     lam = 0.5 * (torch.log(ac) - torch.log1p(-ac))  # increasing as t decreases
-    targets = torch.linspace(float(lam[-1]), float(lam[0]), steps, dtype=torch.float64)
+    # Below lambda ~ -5 (alpha/sigma < 0.007) x_t is noise for data in [-1, 1]; schedules whose
+    # last betas are clipped (cosine) reach lambda ~ -10 there, and an even grid would spend a
+    # third of its steps on the last few timesteps. Start the grid at the floor instead.
+    lo = max(float(lam[-1]), LAMBDA_FLOOR)
+    targets = torch.linspace(lo, float(lam[0]), steps, dtype=torch.float64)
     idx = [int(torch.argmin((lam - v).abs())) for v in targets.tolist()]
+    # keep entry i where steps-1-i smaller and i larger distinct values still fit, then
+    # make the list strictly decreasing from the t=0 end (stays inside those bounds)
+    idx = [min(max(v, steps - 1 - i), T - 1 - i) for i, v in enumerate(idx)]
     idx[0], idx[-1] = T - 1, 0
-    for i in range(steps - 2, -1, -1):  # from the t=0 end: strictly decreasing
+    for i in range(steps - 2, -1, -1):
         idx[i] = max(idx[i], idx[i + 1] + 1)
-    for i in range(1, steps):  # and from the noisy end, should the first pass overflow T-1
-        idx[i] = min(idx[i], idx[i - 1] - 1)
     return idx
 
 
