@@ -1,0 +1,90 @@
+"""What a running job reports: progress, metrics, samples, checkpoints. Rows + SSE events.
+
+Used by the worker (the engine's callbacks end here). Each function commits.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from backend.events import publish_event
+from backend.models import Job, Metric, Sample
+from backend.storage import Storage
+
+
+def _finite(x: Any) -> Any:
+    """JSON has no NaN/inf: report them as null (the job's error says why it stopped)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def progress_payload(step: int, total: int, it_s: Optional[float], eta_s: Optional[float]) -> dict[str, Any]:
+    fraction = min(1.0, step / total) if total else 0.0
+    return {"step": step, "total": total, "fraction": fraction,
+            "eta_s": _finite(eta_s), "it_s": _finite(it_s)}
+
+
+def report_progress(session: Session, job_id: int, step: int, total: int,
+                    it_s: Optional[float] = None, eta_s: Optional[float] = None) -> None:
+    """Call about once a second: updates the job row and sends a ``progress`` event."""
+    session.execute(update(Job).where(Job.id == job_id)
+                    .values(step=step, total=total, it_s=_finite(it_s), eta_s=_finite(eta_s))
+                    .execution_options(synchronize_session=False))
+    publish_event(session, job_id, "progress", progress_payload(step, total, it_s, eta_s))
+    session.commit()
+
+
+def add_metrics(session: Session, job_id: int, step: int, values: dict[str, Any]) -> None:
+    """One metrics row ({loss, lr, grad_norm, ...} at ``step``), the job's last_metrics, an event."""
+    data = {k: _finite(v) for k, v in values.items() if k != "step"}
+    session.add(Metric(job_id=job_id, step=step, data=data))
+    session.execute(update(Job).where(Job.id == job_id)
+                    .values(last_metrics={"step": step, **data})
+                    .execution_options(synchronize_session=False))
+    publish_event(session, job_id, "metrics", {"step": step, **data})
+    session.commit()
+
+
+def sample_urls(sample: Sample) -> dict[str, Optional[str]]:
+    """API URLs of a sample's files; 2D samples have no volume (their PNG is the preview)."""
+    return {"volume_url": f"/api/samples/{sample.id}/volume.nii.gz" if sample.volume_path else None,
+            "preview_url": f"/api/samples/{sample.id}/preview.png" if sample.preview_path else None}
+
+
+def sample_payload(sample: Sample) -> dict[str, Any]:
+    return {"id": sample.id, "job_id": sample.job_id, "index": sample.index, "step": sample.step,
+            "shape": sample.shape, **sample_urls(sample)}
+
+
+def add_sample(session: Session, storage: Storage, job_id: int, index: int, shape: Sequence[int],
+               volume_path: Union[str, Path, None] = None, preview_path: Union[str, Path, None] = None,
+               step: Optional[int] = None) -> Sample:
+    """Register files the worker wrote under DATA_DIR (absolute or DATA_DIR-relative paths).
+
+    3D: ``volume_path`` is the .nii.gz and ``preview_path`` a PNG slice; 2D: only ``preview_path``.
+    """
+    def rel(p: Union[str, Path, None]) -> Optional[str]:
+        if p is None:
+            return None
+        p = Path(p)
+        return storage.relative(p if p.is_absolute() else storage.root / p)
+
+    row = Sample(job_id=job_id, index=index, step=step, shape=[int(s) for s in shape],
+                 volume_path=rel(volume_path), preview_path=rel(preview_path))
+    session.add(row)
+    session.flush()
+    publish_event(session, job_id, "sample", sample_payload(row))
+    session.commit()
+    return row
+
+
+def set_checkpoint(session: Session, job_id: int, step: int) -> None:
+    """The newest checkpoint on disk is at ``step`` (a resume starts there; sampling may use it)."""
+    session.execute(update(Job).where(Job.id == job_id).values(checkpoint_step=step)
+                    .execution_options(synchronize_session=False))
+    session.commit()
