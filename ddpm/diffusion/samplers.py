@@ -91,6 +91,25 @@ def _noise(shape: tuple, generator: Optional[torch.Generator], device: torch.dev
     return torch.randn(shape, generator=generator, device=gen_dev, dtype=torch.float32).to(device)
 
 
+def ancestral_step(x: torch.Tensor, x0: torch.Tensor, ab: float, ab_prev: float,
+                   noise: torch.Tensor) -> torch.Tensor:
+    """One draw from the posterior q(x_prev | x_t, x0) of the (respaced) chain whose beta between
+    the two kept timesteps is ``1 - ab / ab_prev``."""
+    beta = 1.0 - ab / ab_prev
+    c0 = math.sqrt(ab_prev) * beta / (1.0 - ab)
+    ct = math.sqrt(1.0 - beta) * (1.0 - ab_prev) / (1.0 - ab)
+    var = beta * (1.0 - ab_prev) / (1.0 - ab)
+    return c0 * x0 + ct * x + math.sqrt(var) * noise
+
+
+def ddim_step(eps: torch.Tensor, x0: torch.Tensor, ab: float, ab_prev: float, eta: float,
+              noise: Optional[torch.Tensor]) -> torch.Tensor:
+    """DDIM update (Song et al. 2021, eq. 12); eta=1 gives the ancestral posterior's variance."""
+    sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
+    x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma ** 2, 0.0)) * eps
+    return x + sigma * noise if sigma > 0 else x
+
+
 def ddpm_ancestral(ddpm, x: torch.Tensor, denoise: _Denoiser, times: list[int],
                    generator: Optional[torch.Generator], progress: Optional[Callable]) -> torch.Tensor:
     """Ancestral sampling on the (possibly respaced) chain: the betas between kept timesteps are
@@ -101,13 +120,8 @@ def ddpm_ancestral(ddpm, x: torch.Tensor, denoise: _Denoiser, times: list[int],
         if i == len(times) - 1:
             x = x0
         else:
-            ab, ab_prev = float(ac[t]), float(ac[times[i + 1]])
-            beta = 1.0 - ab / ab_prev
-            # posterior q(x_prev | x_t, x0) of the respaced chain
-            c0 = math.sqrt(ab_prev) * beta / (1.0 - ab)
-            ct = math.sqrt(1.0 - beta) * (1.0 - ab_prev) / (1.0 - ab)
-            var = beta * (1.0 - ab_prev) / (1.0 - ab)
-            x = c0 * x0 + ct * x + math.sqrt(var) * _noise(x.shape, generator, x.device)
+            x = ancestral_step(x, x0, float(ac[t]), float(ac[times[i + 1]]),
+                               _noise(x.shape, generator, x.device))
         if progress is not None:
             progress(i + 1, len(times))
     return x
@@ -122,12 +136,8 @@ def ddim(ddpm, x: torch.Tensor, denoise: _Denoiser, times: list[int], eta: float
         if i == len(times) - 1:
             x = x0
         else:
-            ab, ab_prev = float(ac[t]), float(ac[times[i + 1]])
-            sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
-            dir_coef = math.sqrt(max(1 - ab_prev - sigma ** 2, 0.0))
-            x = math.sqrt(ab_prev) * x0 + dir_coef * eps
-            if sigma > 0:
-                x = x + sigma * _noise(x.shape, generator, x.device)
+            noise = _noise(x.shape, generator, x.device) if eta > 0 else None
+            x = ddim_step(eps, x0, float(ac[t]), float(ac[times[i + 1]]), eta, noise)
         if progress is not None:
             progress(i + 1, len(times))
     return x
