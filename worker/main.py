@@ -1,0 +1,44 @@
+"""Start one worker: ``python -m worker`` (one per GPU; see worker/settings.py for the env).
+
+Environment (besides the backend's DATA_DIR / DATABASE_URL / REDIS_URL):
+  WORKER_NAME                 unique name (default <hostname>-<pid>)
+  CUDA_VISIBLE_DEVICES        the worker's GPU is the first visible one; ""/-1 = CPU-only worker
+  WORKER_DEVICE               cpu to force CPU
+  WORKER_QUEUES               comma list of gpu,cpu (default: see settings.default_queues)
+  WORKER_HEARTBEAT_TIMEOUT_S  silence after which a worker's running job is re-queued (60)
+  WORKER_HEARTBEAT_INTERVAL_S heartbeat period (min(5, timeout/4))
+  WORKER_CANCEL_GRACE_S       seconds a cancelled/stopping job gets before it is killed (30)
+  WORKER_LOGLEVEL             Celery log level (INFO)
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+from worker import runtime
+from worker.settings import load_settings
+
+
+def celery_argv(name: str, queues: tuple[str, ...], loglevel: str) -> list[str]:
+    return [
+        "worker",
+        "--pool=threads", "--concurrency=1",  # one job at a time; the main thread answers pings
+        "--prefetch-multiplier=1",
+        f"--queues={','.join(queues)}",
+        f"--hostname=ddpm-{name}@{socket.gethostname()}",
+        "--without-mingle", "--without-gossip",  # fast start; workers coordinate through the DB
+        f"--loglevel={loglevel}",
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = load_settings()
+    runtime.configure(settings)
+    from worker.celery_app import app  # after configure: importing the app reads backend settings
+
+    loglevel = os.environ.get("WORKER_LOGLEVEL", "INFO")
+    print(f"worker {settings.name}: device {settings.device.label}, queues {','.join(settings.queues)}, "
+          f"heartbeat every {settings.heartbeat_interval_s:g}s (timeout {settings.heartbeat_timeout_s:g}s)",
+          file=sys.stderr, flush=True)
+    app.worker_main(celery_argv(settings.name, settings.queues, loglevel) + list(argv or sys.argv[1:]))

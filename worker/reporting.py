@@ -1,0 +1,75 @@
+"""Turns the child's reports into job rows and SSE events (through worker.store / backend).
+
+Progress is coalesced: the newest report is written when ``interval_s`` has passed since the
+last write (the child sends ~5 per second, the UI wants about one), and always before metrics,
+samples and the end of the job, so the row never lags a metric step.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Optional
+
+from worker.joblog import append_log
+
+log = logging.getLogger("worker.reporting")
+
+
+class Reporter:
+    def __init__(self, store: Any, job_id: int, log_path: str, interval_s: float = 0.5,
+                 default_total: int = 0) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.log_path = log_path
+        self.interval_s = interval_s
+        self.total = default_total
+        self.step = 0
+        self._pending: Optional[dict] = None
+        self._last_write = 0.0
+        self.samples_added = 0
+        self.metrics_added = 0
+
+    def handle(self, kind: str, payload: dict) -> None:
+        if kind == "progress":
+            self._pending = payload
+            self.tick()
+        elif kind == "start":
+            self.total = int(payload.get("total") or self.total)
+            self.step = int(payload.get("step") or 0)
+            where = payload.get("resumed_from")
+            append_log(self.log_path, f"[worker] {'resuming from ' + where if where else 'starting'} "
+                                      f"at step {self.step} of {self.total}")
+            self._pending = {"step": self.step, "total": self.total}
+            self.flush()
+        elif kind == "metrics":
+            self.flush()
+            values = dict(payload.get("metrics") or {})
+            # the REST contract's metric rows carry ``loss``; the engine calls it train_loss
+            if "loss" not in values and "train_loss" in values:
+                values["loss"] = values["train_loss"]
+            self.store.metrics(self.job_id, int(payload["step"]), values)
+            self.metrics_added += 1
+        elif kind == "samples":
+            self.flush()
+            for f in payload.get("files") or []:
+                self.store.sample(self.job_id, int(f["index"]), f["shape"], f.get("volume_path"),
+                                  f.get("preview_path"), payload.get("step"))
+                self.samples_added += 1
+        elif kind == "checkpoint":
+            self.store.checkpoint(self.job_id, int(payload["step"]))
+        else:
+            log.warning("job %s: unknown report %r from the child", self.job_id, kind)
+
+    def tick(self) -> None:
+        """Write the newest progress if the interval has passed (called by the supervisor loop)."""
+        if self._pending is not None and time.monotonic() - self._last_write >= self.interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        p, self._pending = self._pending, None
+        if p is None:
+            return
+        self.step = int(p.get("step") or 0)
+        self.total = int(p.get("total") or self.total)
+        self.store.progress(self.job_id, self.step, self.total, p.get("it_s"), p.get("eta_s"))
+        self._last_write = time.monotonic()

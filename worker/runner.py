@@ -1,0 +1,204 @@
+"""The training / sampling child process (multiprocessing *spawn*, never fork after CUDA).
+
+The child runs the engine and nothing else: it never touches the database. It reports through
+a one-way pipe to the supervising task thread as ``(kind, payload)`` tuples:
+
+    ("progress", {step, total, loss, lr, grad_norm, it_s, eta_s, ...})   throttled, ~5/s
+    ("metrics", {"step": int, "metrics": {...}})
+    ("start", {"step": int, "total": int, "resumed_from": str | None})
+    ("samples", {"step": int | None, "files": [{index, volume_path, preview_path, shape}, ...]})
+    ("checkpoint", {"step": int, "path": str})
+    ("result", {"status": "succeeded" | "stopped", ...})                  last message on success
+    ("failed", {"reason": str})                                          last message on error
+
+It stops when ``stop_event`` is set (the trainer's ``should_stop`` reads it every step and writes
+a checkpoint first), and it exits on its own when its parent (the worker) disappears, so a
+SIGKILLed worker never leaves an orphan training on the GPU.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("worker.runner")
+
+PROGRESS_MIN_INTERVAL_S = 0.2
+PARENT_POLL_S = 0.5
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy of what the engine reports (tensors, numpy scalars, paths, NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, bool)) or value is None:
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "to_dict"):  # the engine's ProgressInfo / SampleFile dataclasses
+        return _plain(value.to_dict())
+    if isinstance(value, int):
+        return value
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:  # torch / numpy scalars
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int):
+        return value
+    return str(value)
+
+
+class PipeCallbacks:
+    """The engine's callbacks object, forwarding everything to the parent through the pipe."""
+
+    def __init__(self, conn: Connection, stop_event) -> None:
+        self._conn = conn
+        self._stop = stop_event
+        self._last_progress = 0.0
+        self._pending: dict | None = None
+        self._lock = threading.Lock()  # the engine may call from a data thread; sends must not interleave
+
+    def send(self, kind: str, payload: dict) -> None:
+        with self._lock:
+            self._conn.send((kind, _plain(payload)))
+
+    def on_start(self, step: int, total: int, resumed_from) -> None:
+        self.send("start", {"step": int(step), "total": int(total),
+                            "resumed_from": str(resumed_from) if resumed_from else None})
+
+    def on_progress(self, info) -> None:
+        now = time.monotonic()
+        self._pending = _plain(info)
+        if now - self._last_progress >= PROGRESS_MIN_INTERVAL_S:
+            self.flush_progress()
+
+    def flush_progress(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._last_progress = time.monotonic()
+            self.send("progress", pending)
+
+    def on_metrics(self, step: int, metrics: dict) -> None:
+        self.flush_progress()
+        self.send("metrics", {"step": int(step), "metrics": dict(metrics)})
+
+    def on_samples(self, step: int, files) -> None:
+        # files: the engine's SampleFile records (index, volume_path, preview_path, shape)
+        self.send("samples", {"step": None if step is None else int(step), "files": list(files)})
+
+    def on_checkpoint(self, step: int, path) -> None:
+        self.send("checkpoint", {"step": int(step), "path": str(path)})
+
+    def should_stop(self) -> bool:
+        return self._stop.is_set()
+
+
+def _make_callbacks(conn: Connection, stop_event) -> PipeCallbacks:
+    """PipeCallbacks on top of the engine's TrainCallbacks, so hooks we do not forward stay no-ops."""
+    from ddpm.train.callbacks import TrainCallbacks
+
+    cls = type("WorkerCallbacks", (PipeCallbacks, TrainCallbacks), {})
+    return cls(conn, stop_event)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit at once when the worker is gone (re-parented): its lease will expire and another
+    worker resumes from the last checkpoint; a second copy of this run must not go on."""
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(70)
+        time.sleep(PARENT_POLL_S)
+
+
+def _log_to_file(log_path: str) -> None:
+    """Send this process's stdout/stderr (Python and native) and logging to the job log."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _run_train(spec: dict, cb: PipeCallbacks) -> dict:
+    from ddpm.config import load_config
+    from ddpm.train import run_training
+
+    cfg = load_config(spec["config"])
+    result = run_training(cfg, Path(spec["run_dir"]), cb, resume=True)
+    if result.status == "stopped":
+        return {"status": "stopped", "step": result.step}
+    out = {"status": "succeeded", "step": result.step}
+    if spec.get("export_path"):
+        # The EMA weights where GET /api/jobs/{id}/checkpoint serves them (backend.storage).
+        from ddpm.export import export_run
+
+        export = Path(spec["export_path"])
+        export.parent.mkdir(parents=True, exist_ok=True)
+        export_run(Path(spec["run_dir"]), export, use_ema=cfg.model.use_ema)
+        out["export_path"] = str(export)
+    return out
+
+
+def _run_sample(spec: dict, cb: PipeCallbacks) -> dict:
+    from ddpm.sample import sample_run
+
+    total = int(spec["num_samples"])
+    started = time.monotonic()
+
+    def progress(i: int, n: int) -> None:
+        elapsed = time.monotonic() - started
+        frac = i / n if n else 1.0
+        cb.on_progress({"step": i, "total": n, "eta_s": elapsed / frac - elapsed if frac > 0 else None})
+
+    files = sample_run(Path(spec["source_run_dir"]), num=total, sampler=spec["sampler"],
+                       steps=spec.get("steps"), seed=int(spec.get("seed") or 0),
+                       out_dir=Path(spec["out_dir"]), progress=progress, device=spec["device"])
+    cb.flush_progress()
+    cb.on_samples(None, files)
+    return {"status": "succeeded", "num_samples": total}
+
+
+def child_main(spec: dict, conn: Connection, stop_event, parent_pid: int) -> None:
+    """Entry point of the spawned child. Exit code 0 after a result message, 1 after failure."""
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="watch-parent").start()
+    _log_to_file(spec["log_path"])
+    cb = _make_callbacks(conn, stop_event)
+    log.info("job %s: %s starting in pid %s", spec["job_id"], spec["kind"], os.getpid())
+    try:
+        result = _run_train(spec, cb) if spec["kind"] == "train" else _run_sample(spec, cb)
+        cb.flush_progress()
+        cb.send("result", result)
+        log.info("job %s: %s", spec["job_id"], result["status"])
+        code = 0
+    except BaseException as exc:  # noqa: BLE001 - every failure must reach the job row
+        from worker.failures import reason_for
+
+        traceback.print_exc()
+        reason = reason_for(exc)
+        log.error("job %s failed: %s", spec["job_id"], reason)
+        try:
+            cb.send("failed", {"reason": reason})
+        except (BrokenPipeError, OSError):
+            pass
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    conn.close()
+    # os._exit: skip interpreter teardown (CUDA / data-loader threads can hang it); the log is flushed.
+    os._exit(code)

@@ -1,0 +1,151 @@
+"""The worker's window on the database and DATA_DIR: backend persistence calls only, no SQL.
+
+One ``Store`` per worker process. Every method opens its own short session (the task thread
+and the heartbeat thread call it concurrently) and commits through the backend function.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from backend import jobs as jobs_mod
+from backend import leases, reporting
+from backend.celery_client import enqueue_job, recover_stale_jobs
+from backend.db import open_database
+from backend.events import REDIS_URL_KEY, publish_event
+from backend.settings import Settings, get_settings
+from backend.storage import Storage
+
+log = logging.getLogger("worker.store")
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What a task needs of a job row (plain values: rows do not cross threads)."""
+
+    id: int
+    kind: str
+    status: str
+    device: str  # auto / cpu / gpu, as asked
+    queue: str
+    config: dict
+    dataset_id: Optional[int]
+    source_job_id: Optional[int]
+    attempts: int
+    cancel_requested: bool
+
+
+def _view(job: Any) -> JobView:
+    return JobView(id=job.id, kind=job.kind, status=job.status, device=job.device, queue=job.queue,
+                   config=dict(job.config or {}), dataset_id=job.dataset_id,
+                   source_job_id=job.source_job_id, attempts=job.attempts,
+                   cancel_requested=bool(job.cancel_requested))
+
+
+class Store:
+    def __init__(self, settings: Optional[Settings] = None) -> None:
+        self.settings = settings or get_settings()
+        self.storage = Storage(self.settings.resolved_data_dir)
+        self.storage.ensure()
+        self._factory = open_database(self.settings)
+
+    def session(self):
+        s = self._factory()
+        # events.publish_event wakes SSE listeners through Redis after commit
+        s.info.setdefault(REDIS_URL_KEY, self.settings.redis_url)
+        return s
+
+    # jobs ----------------------------------------------------------------------------------
+    def get_job(self, job_id: int) -> Optional[JobView]:
+        with self.session() as s:
+            try:
+                return _view(jobs_mod.get_job(s, job_id))
+            except jobs_mod.JobNotFound:
+                return None
+
+    def claim(self, job_id: int, worker_name: str) -> bool:
+        with self.session() as s:
+            return leases.claim_job(s, job_id, worker_name, self.settings.worker_heartbeat_timeout_s)
+
+    def cancel_requested(self, job_id: int) -> bool:
+        job = self.get_job(job_id)
+        return job is None or job.cancel_requested
+
+    def finish(self, job_id: int, worker_name: str, status: str, error: Optional[str] = None) -> bool:
+        with self.session() as s:
+            return jobs_mod.finish_job(s, job_id, worker_name, status, error)
+
+    def release(self, job_id: int, worker_name: str) -> bool:
+        """running -> queued for a job this worker gives back (it is shutting down), then send
+        its task again so the next free worker resumes it from its checkpoint.
+
+        Built from the backend's public state-machine helpers (it has no "release" of its own
+        yet): the same conditional UPDATE finish_job uses, guarded by this worker's name.
+        """
+        from backend.models import Job
+
+        with self.session() as s:
+            ok = jobs_mod.conditional_update(
+                s, job_id, (jobs_mod.RUNNING,),
+                {"status": jobs_mod.QUEUED, "worker": None, "lease_renewed_at": None,
+                 "eta_s": None, "it_s": None}, Job.worker == worker_name)
+            if not ok:
+                s.rollback()
+                return False
+            leases.clear_current_job(s, worker_name, job_id)
+            job = jobs_mod.get_job(s, job_id)
+            publish_event(s, job_id, "status", jobs_mod.status_payload(job))
+            s.commit()
+            enqueue_job(job, self.settings.redis_url)
+            return True
+
+    # reporting -----------------------------------------------------------------------------
+    def progress(self, job_id: int, step: int, total: int, it_s: Optional[float], eta_s: Optional[float]) -> None:
+        with self.session() as s:
+            reporting.report_progress(s, job_id, step, total, it_s, eta_s)
+
+    def metrics(self, job_id: int, step: int, values: dict) -> None:
+        with self.session() as s:
+            reporting.add_metrics(s, job_id, step, values)
+
+    def sample(self, job_id: int, index: int, shape, volume_path: Optional[str],
+               preview_path: Optional[str], step: Optional[int]) -> None:
+        with self.session() as s:
+            reporting.add_sample(s, self.storage, job_id, index, shape, volume_path, preview_path, step)
+
+    def checkpoint(self, job_id: int, step: int) -> None:
+        with self.session() as s:
+            reporting.set_checkpoint(s, job_id, step)
+
+    # workers -------------------------------------------------------------------------------
+    def heartbeat(self, name: str, queues, device: str, current_job_id: Optional[int]):
+        with self.session() as s:
+            return leases.heartbeat(s, name, queues=tuple(queues), device=device,
+                                    current_job_id=current_job_id, hostname=socket.gethostname(),
+                                    pid=os.getpid())
+
+    def remove_worker(self, name: str) -> None:
+        with self.session() as s:
+            leases.remove_worker(s, name)
+
+    def recover_stale(self) -> list[int]:
+        """Re-queue running jobs whose worker went silent and re-send their tasks."""
+        with self.session() as s:
+            return recover_stale_jobs(s, self.settings)
+
+    def resend_queued(self) -> list[int]:
+        """Send the task of every queued job again (at worker start: the broker may have lost
+        messages, e.g. a Redis restart without persistence). Duplicates are harmless."""
+        from sqlalchemy import select  # noqa: F401  (kept out: see note)
+        return []
+
+    # paths ---------------------------------------------------------------------------------
+    def run_dir(self, job_id: int) -> Path:
+        return self.storage.run_dir(job_id)
+
+    def log_path(self, job_id: int) -> Path:
+        return self.storage.job_log_path(job_id)

@@ -1,0 +1,147 @@
+"""Run one claimed job: spawn the engine child, relay its reports, watch cancel and the lease.
+
+The task thread owns the job while the child runs. It polls the child's pipe (reports become
+rows + events through worker.reporting), the job's cancel flag (~every poll_interval_s), the
+worker's shutdown flag and the lease. Outcomes:
+
+- child reports a result            -> succeeded, or cancelled when it stopped on request
+- cancel/shutdown and no stop within cancel_grace_s -> child killed; cancelled / re-queued
+- child reports a failure           -> failed with its one-line reason
+- child dies without a word         -> failed with the exit code / signal explained
+- lease lost (another worker may own the job now) -> child killed, nothing more written
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from worker import runner
+from worker.failures import reason_for_exit
+from worker.joblog import append_log
+
+log = logging.getLogger("worker.supervisor")
+
+_SPAWN = mp.get_context("spawn")  # never fork: the parent may hold CUDA, Redis, DB sockets
+
+
+class Stop(enum.Enum):
+    NONE = "none"
+    CANCEL = "cancel"  # the user asked (job ends cancelled)
+    SHUTDOWN = "shutdown"  # the worker is stopping (job goes back to the queue)
+
+
+@dataclass
+class Outcome:
+    status: str  # succeeded | failed | cancelled | requeue | abandoned
+    error: Optional[str] = None
+    result: dict = field(default_factory=dict)
+
+
+class Supervisor:
+    """Supervise one child for one job. ``ctx`` is the worker's runtime (store, settings, flags)."""
+
+    def __init__(self, ctx: Any, job_id: int, spec: dict, reporter: Any) -> None:
+        self.ctx = ctx
+        self.job_id = job_id
+        self.spec = spec
+        self.reporter = reporter
+        self.settings = ctx.settings
+        self.log_path = spec["log_path"]
+
+    def _note(self, msg: str) -> None:
+        log.info("job %s: %s", self.job_id, msg)
+        append_log(self.log_path, f"[worker {self.settings.name}] {msg}")
+
+    def run(self) -> Outcome:
+        recv, send = _SPAWN.Pipe(duplex=False)
+        stop_event = _SPAWN.Event()
+        child = _SPAWN.Process(target=runner.child_main, name=f"ddpm-job-{self.job_id}",
+                               args=(self.spec, send, stop_event, os.getpid()), daemon=False)
+        child.start()
+        send.close()  # only the child writes; EOF on recv then means the child is gone
+        self._note(f"started {self.spec['kind']} in child pid {child.pid} on {self.spec['device']}")
+        try:
+            return self._watch(child, recv, stop_event)
+        finally:
+            if child.is_alive():
+                child.kill()
+            child.join(5)
+            recv.close()
+
+    def _watch(self, child, recv, stop_event) -> Outcome:
+        stop = Stop.NONE
+        deadline: Optional[float] = None
+        final: Optional[tuple[str, dict]] = None
+        next_poll = 0.0
+        killed = False
+        eof = False
+        while True:
+            # 1. drain reports (short wait doubles as the loop's sleep)
+            if not eof:
+                try:
+                    while recv.poll(0.1):
+                        kind, payload = recv.recv()
+                        if kind in ("result", "failed"):
+                            final = (kind, payload)
+                        else:
+                            self.reporter.handle(kind, payload)
+                except (EOFError, OSError):
+                    eof = True
+            else:
+                time.sleep(0.05)
+            if eof and not child.is_alive():
+                break
+            if eof and final is not None:
+                child.join(10)  # it exits right after its last message
+                break
+            if not child.is_alive() and not recv.poll(0):
+                eof = True
+                continue
+            now = time.monotonic()
+            # 2. the lease: if we cannot prove we still own the job, stop touching it at once
+            if not self.ctx.lease_ok(self.job_id):
+                self._note("lost the job's lease (heartbeats failed); stopping the child, "
+                           "another worker resumes from the last checkpoint")
+                child.kill()
+                child.join(10)
+                return Outcome("abandoned")
+            self.reporter.tick()
+            # 3. cancel / shutdown requests
+            if stop is Stop.NONE and now >= next_poll:
+                next_poll = now + self.settings.poll_interval_s
+                if self.ctx.shutting_down.is_set():
+                    stop = Stop.SHUTDOWN
+                elif self.ctx.store.cancel_requested(self.job_id):
+                    stop = Stop.CANCEL
+                if stop is not Stop.NONE:
+                    stop_event.set()
+                    deadline = now + self.settings.cancel_grace_s
+                    self._note(f"{'cancel requested' if stop is Stop.CANCEL else 'worker shutting down'}: "
+                               f"asking the run to checkpoint and stop "
+                               f"(killed after {self.settings.cancel_grace_s:g}s)")
+            if deadline is not None and now > deadline and child.is_alive():
+                self._note(f"the run did not stop within {self.settings.cancel_grace_s:g}s: killing it; "
+                           "resume continues from its last periodic checkpoint")
+                child.kill()
+                child.join(10)
+                killed = True
+                break
+        self.reporter.flush()
+        return self._outcome(child, final, stop, killed)
+
+    def _outcome(self, child, final, stop: Stop, killed: bool) -> Outcome:
+        if final is not None and final[0] == "result":
+            result = final[1]
+            if result.get("status") == "succeeded":
+                return Outcome("succeeded", result=result)
+            return Outcome("requeue" if stop is Stop.SHUTDOWN else "cancelled", result=result)
+        if final is not None and final[0] == "failed":
+            return Outcome("failed", error=final[1].get("reason") or "failed (see the job log)")
+        if killed or stop is not Stop.NONE:
+            return Outcome("requeue" if stop is Stop.SHUTDOWN else "cancelled")
+        return Outcome("failed", error=reason_for_exit(child.exitcode))
