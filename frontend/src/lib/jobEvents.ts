@@ -1,0 +1,79 @@
+// Pure reducer from a job's Server-Sent Events to the job page's state, so the live view
+// is testable without a browser. Unknown events and unparsable data are ignored.
+import type { Job, MetricRow } from "../api/types";
+import type { SSEEvent } from "./sse";
+
+export interface LiveState {
+  job: Job | null;
+  metrics: MetricRow[];
+  samplesVersion: number; // bumps when a sample event arrives (the page refetches)
+  lastEventAt: number | null;
+}
+
+export const initialLive: LiveState = { job: null, metrics: [], samplesVersion: 0, lastEventAt: null };
+
+function parse(data: string): unknown {
+  try {
+    return JSON.parse(data);
+  } catch {
+    return null;
+  }
+}
+
+function asObj(v: unknown): Record<string, unknown> | null {
+  return v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+}
+
+/** Insert/replace rows by step, keeping the list sorted. */
+export function mergeMetrics(old: MetricRow[], rows: MetricRow[]): MetricRow[] {
+  if (rows.length === 0) return old;
+  const byStep = new Map(old.map((r) => [r.step, r]));
+  for (const r of rows) if (typeof r.step === "number") byStep.set(r.step, { ...byStep.get(r.step), ...r });
+  return [...byStep.values()].sort((a, b) => a.step - b.step);
+}
+
+export function applyEvent(state: LiveState, ev: SSEEvent, now = Date.now()): LiveState {
+  const data = parse(ev.data);
+  const obj = asObj(data);
+  const next: LiveState = { ...state, lastEventAt: now };
+  switch (ev.event) {
+    case "progress": {
+      if (!obj || !state.job) return next;
+      const p = asObj(obj.progress) ?? obj;
+      const step = Number(p.step);
+      const total = Number(p.total ?? state.job.progress?.total);
+      const progress = {
+        ...(state.job.progress ?? {}),
+        ...p,
+        step,
+        total,
+        fraction: typeof p.fraction === "number" ? p.fraction : total > 0 ? step / total : 0,
+        eta_s: (p.eta_s as number | null | undefined) ?? null,
+      };
+      const job: Job = { ...state.job, progress };
+      if (state.job.status === "queued") job.status = "running";
+      const lm = asObj(obj.last_metrics) ?? asObj(obj.metrics);
+      if (lm) job.last_metrics = { ...(state.job.last_metrics ?? {}), ...lm };
+      return { ...next, job };
+    }
+    case "metrics": {
+      const rows = (Array.isArray(data) ? data : obj && Array.isArray(obj.metrics) ? obj.metrics : obj ? [obj] : []) as MetricRow[];
+      const valid = rows.filter((r) => r && typeof r.step === "number");
+      const job = state.job && valid.length ? { ...state.job, last_metrics: { ...(state.job.last_metrics ?? {}), ...valid[valid.length - 1] } } : state.job;
+      return { ...next, job, metrics: mergeMetrics(state.metrics, valid) };
+    }
+    case "status": {
+      if (!state.job) return next;
+      const status = typeof data === "string" ? data : obj ? (obj.status as string) : null;
+      if (!status) return next;
+      const job: Job = { ...state.job, ...(obj ?? {}), status: status as Job["status"] };
+      if (obj && "error" in obj) job.error = obj.error as string | null;
+      if (status === "succeeded" && job.progress) job.progress = { ...job.progress, fraction: 1, step: job.progress.total, eta_s: 0 };
+      return { ...next, job };
+    }
+    case "sample":
+      return { ...next, samplesVersion: state.samplesVersion + 1 };
+    default:
+      return next;
+  }
+}

@@ -1,0 +1,109 @@
+// One dataset: its files with shape, spacing and dtype; click a file to view it.
+import { useState } from "react";
+import { api } from "../api/endpoints";
+import type { DatasetFile } from "../api/types";
+import { AuthImage } from "../components/AuthMedia";
+import { ErrorBox, Info } from "../components/Notice";
+import { StatusBadge } from "../components/StatusBadge";
+import { VolumeViewer, type VolumeSource } from "../components/VolumeViewer";
+import { formatBytes, formatShape, formatSpacing } from "../lib/format";
+import { useLoad } from "../lib/hooks";
+import { Link, navigate } from "../lib/router";
+
+const IMAGE_EXT = /\.(png|jpe?g)$/i;
+const VOLUME_EXT = /\.(nii|nii\.gz|npy)$/i;
+
+function baseName(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
+
+export function DatasetDetailPage({ id }: { id: string }) {
+  const ds = useLoad(() => api.dataset(id), [id]);
+  const [selected, setSelected] = useState<DatasetFile | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const d = ds.data;
+  const files = d?.files ?? [];
+
+  const remove = async () => {
+    if (!d || !confirm(`Delete dataset "${d.name}" and its files?`)) return;
+    try {
+      await api.deleteDataset(d.id);
+      navigate("/datasets");
+    } catch (e) {
+      setError(e);
+    }
+  };
+
+  const url = selected && d ? api.datasetFileUrl(d.id, selected.id) : null;
+  const volume: VolumeSource | null =
+    selected && url && VOLUME_EXT.test(selected.path) ? { url, name: baseName(selected.path), title: selected.path } : null;
+
+  return (
+    <div className="page">
+      <header className="page-head">
+        <h1>{d ? d.name : "Dataset"}</h1>
+        {d && <StatusBadge status={d.state} />}
+        <div className="spacer" />
+        {d?.state === "ready" && (
+          <Link className="button primary" to={`/jobs/new?dataset=${d.id}`}>
+            New training job
+          </Link>
+        )}
+        {d && (
+          <button type="button" className="danger" onClick={remove}>
+            Delete dataset
+          </button>
+        )}
+      </header>
+      <ErrorBox error={ds.error ?? error} />
+      {d && (
+        <div className="muted">
+          {d.kind ? `${d.kind.toUpperCase()} · ` : ""}
+          {files.length} files · {formatBytes(files.reduce((a, f) => a + (f.size_bytes ?? 0), 0))}
+        </div>
+      )}
+      <div className="split">
+        <section className="card scroll">
+          <table className="table" aria-label="Files">
+            <thead>
+              <tr>
+                <th>File</th>
+                <th>Shape</th>
+                <th>Spacing</th>
+                <th>dtype</th>
+                <th>Size</th>
+              </tr>
+            </thead>
+            <tbody>
+              {files.map((f) => (
+                <tr key={String(f.id)} className={selected?.id === f.id ? "selected" : ""}>
+                  <td>
+                    <button type="button" className="linklike" aria-label={`View ${f.path}`} onClick={() => setSelected(f)}>
+                      {f.path}
+                    </button>
+                  </td>
+                  <td>{formatShape(f.shape)}</td>
+                  <td>{formatSpacing(f.spacing)}</td>
+                  <td>{f.dtype ?? "—"}</td>
+                  <td>{formatBytes(f.size_bytes)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </section>
+        <section className="card">
+          {selected && url && IMAGE_EXT.test(selected.path) ? (
+            <figure className="image-preview">
+              <AuthImage src={url} alt={selected.path} />
+              <figcaption>{selected.path}</figcaption>
+            </figure>
+          ) : selected && !volume ? (
+            <Info>No in-browser preview for {selected.path}.</Info>
+          ) : (
+            <VolumeViewer source={volume} />
+          )}
+        </section>
+      </div>
+    </div>
+  );
+}

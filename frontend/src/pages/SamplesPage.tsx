@@ -1,0 +1,128 @@
+// Launch a sample job from a trained model, and list the sample jobs.
+import { useEffect, useState, type FormEvent } from "react";
+import { api } from "../api/endpoints";
+import { ErrorBox } from "../components/Notice";
+import { StatusBadge } from "../components/StatusBadge";
+import { formatTime } from "../lib/format";
+import { useLoad } from "../lib/hooks";
+import { Link, navigate, useLocation } from "../lib/router";
+
+const SAMPLERS = ["ddim", "dpmpp2m", "ddpm"];
+
+export function SamplesPage() {
+  const { query } = useLocation();
+  const jobs = useLoad(() => api.jobs(), [], 4000);
+  const all = jobs.data ?? [];
+  const models = all.filter((j) => j.kind === "train" && j.status === "succeeded");
+  const sampleJobs = all.filter((j) => j.kind === "sample").sort((a, b) => Number(b.id) - Number(a.id));
+  const [source, setSource] = useState(query.get("source") ?? "");
+  const [count, setCount] = useState("4");
+  const [sampler, setSampler] = useState("ddim");
+  const [steps, setSteps] = useState("50");
+  const [seed, setSeed] = useState("0");
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+
+  useEffect(() => {
+    if (!source && models.length) setSource(String(models[0].id));
+  }, [models.length, source]);
+
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    const n = Number(count), st = Number(steps), sd = Number(seed);
+    if (!source) return setError(new Error("Choose a trained model (a succeeded training job)."));
+    if (!Number.isInteger(n) || n < 1) return setError(new Error("Number of samples must be a whole number ≥ 1."));
+    if (!Number.isInteger(st) || st < 1) return setError(new Error("Steps must be a whole number ≥ 1."));
+    if (!Number.isInteger(sd) || sd < 0) return setError(new Error("Seed must be a whole number ≥ 0."));
+    setBusy(true);
+    try {
+      const job = await api.createSampleJob({ source_job_id: isNaN(Number(source)) ? source : Number(source), num_samples: n, sampler, steps: st, seed: sd });
+      navigate(`/samples/${job.id}`);
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <div className="page">
+      <header className="page-head">
+        <h1>Samples</h1>
+      </header>
+      <form className="card" onSubmit={submit} aria-label="Generate samples">
+        <h2>Generate samples</h2>
+        <div className="row wrap">
+          <label className="inline">
+            Model
+            <select aria-label="Model" value={source} onChange={(e) => setSource(e.target.value)}>
+              {models.length === 0 && <option value="">no finished training job</option>}
+              {models.map((m) => (
+                <option key={String(m.id)} value={String(m.id)}>
+                  {m.name || `train #${m.id}`}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label className="inline">
+            Number of samples
+            <input aria-label="Number of samples" inputMode="numeric" size={4} value={count} onChange={(e) => setCount(e.target.value)} />
+          </label>
+          <label className="inline">
+            Sampler
+            <select aria-label="Sampler" value={sampler} onChange={(e) => setSampler(e.target.value)}>
+              {SAMPLERS.map((s) => (
+                <option key={s}>{s}</option>
+              ))}
+            </select>
+          </label>
+          <label className="inline">
+            Steps
+            <input aria-label="Steps" inputMode="numeric" size={5} value={steps} onChange={(e) => setSteps(e.target.value)} />
+          </label>
+          <label className="inline">
+            Seed
+            <input aria-label="Seed" inputMode="numeric" size={6} value={seed} onChange={(e) => setSeed(e.target.value)} />
+          </label>
+          <button type="submit" className="primary" disabled={busy}>
+            Generate samples
+          </button>
+        </div>
+        <ErrorBox error={error} />
+      </form>
+      <section className="card">
+        <h2>Sample jobs</h2>
+        <ErrorBox error={jobs.error} />
+        {sampleJobs.length === 0 ? (
+          <p className="muted">No sample jobs yet.</p>
+        ) : (
+          <table className="table" aria-label="Sample jobs">
+            <thead>
+              <tr>
+                <th>Job</th>
+                <th>Model</th>
+                <th>Status</th>
+                <th>Created</th>
+              </tr>
+            </thead>
+            <tbody>
+              {sampleJobs.map((j) => (
+                <tr key={String(j.id)}>
+                  <td>
+                    <Link to={`/samples/${j.id}`}>sample #{j.id}</Link>
+                  </td>
+                  <td>{j.source_job_id != null ? <Link to={`/jobs/${j.source_job_id}`}>train #{String(j.source_job_id)}</Link> : "—"}</td>
+                  <td>
+                    <StatusBadge status={j.status} />
+                  </td>
+                  <td>{formatTime(j.created_at)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </section>
+    </div>
+  );
+}
