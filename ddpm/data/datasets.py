@@ -97,7 +97,9 @@ class _DiffusionDataset(Dataset):
         # are about our reader, and caching would hide edits to its code
         self.custom_reader = self._reader_overridden()
         self.headers: dict[Path, Header] = {} if self.custom_reader else self._check_files()
-        self.output_spacing = _median_spacing(
+        # mm per output voxel, for the affine of generated samples; 2D images have no physical
+        # scale that survives PNG export, so they report 1.0
+        self.output_spacing = (1.0,) * self.dims if self.dims == 2 else _median_spacing(
             [output_spacing_for(h, self.settings) for h in self.headers.values()], self.dims)
         self._cache: Optional[VolumeCache] = None
         self._keys: dict[Path, str] = {}
