@@ -1,0 +1,252 @@
+"""``ddpm train | sample | inspect | export``.
+
+Exit codes: 0 done; 1 training failed (e.g. repeated non-finite losses); 2 a bad config, flag,
+file or run folder (one line on stderr naming it and why, no traceback); 130 interrupted by
+Ctrl-C after writing a checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class UsageError(Exception):
+    """A user mistake caught by the CLI itself."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # one line instead of argparse's usage block
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _nonneg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ddpm", description="Pretrain, sample and export 2D/3D diffusion models.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train (or resume) a run from a JSON config")
+    t.add_argument("--config", required=True, help="config JSON file")
+    t.add_argument("--name", help="run folder name under experiment_path (default: the config file's stem)")
+    t.add_argument("--resume", action="store_true",
+                   help="require an existing checkpoint to resume from (a run folder with checkpoints "
+                        "is resumed automatically anyway)")
+    t.add_argument("--gpu", type=int, help="override the config's gpu (-1 = CPU)")
+    t.add_argument("--threads", type=_positive,
+                   help="CPU threads for torch (1 is fastest for tiny models on a busy machine)")
+
+    s = sub.add_parser("sample", help="draw samples from a trained run")
+    s.add_argument("--run", required=True, help="run folder (<experiment_path>/<run name>)")
+    s.add_argument("--num", type=_positive, default=8, help="number of samples (default 8)")
+    s.add_argument("--sampler", choices=("ddpm", "ddim", "dpmpp2m"), default="dpmpp2m")
+    s.add_argument("--steps", type=_positive, help="sampling steps (default: the sampler's default)")
+    s.add_argument("--seed", type=_nonneg, default=0)
+    s.add_argument("--out", help="output folder (default: RUN/generated)")
+    s.add_argument("--checkpoint", help="a checkpoint file (default: the run's newest)")
+    s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
+    s.add_argument("--batch-size", type=_positive, help="samples per batch (default: the config's batch_size)")
+    s.add_argument("--gpu", type=int, help="CUDA index (default: the run's gpu; -1 = CPU)")
+    s.add_argument("--threads", type=_positive, help="CPU threads for torch")
+
+    i = sub.add_parser("inspect", help="show what the loader will do with each file under PATH")
+    i.add_argument("path")
+    i.add_argument("--config", help="use this config's dataset settings (size, channels, intensity)")
+    i.add_argument("--image-size", type=_positive, help="target size per side (default 64)")
+
+    e = sub.add_parser("export", help="write a run's EMA U-Net weights as safetensors")
+    e.add_argument("--run", required=True)
+    e.add_argument("--out", required=True, help="output .safetensors file")
+    e.add_argument("--encoder-only", action="store_true", help="only the down path and middle block")
+    e.add_argument("--checkpoint", help="a checkpoint file (default: the run's newest)")
+    e.add_argument("--no-ema", action="store_true")
+    return p
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _config_error_line(source: str, exc: Any) -> str:
+    parts = [f"{loc}: {msg}" if loc else msg for loc, msg in exc.errors]
+    return _one_line(f"bad config {source}: " + "; ".join(parts))
+
+
+def _setup_console_logging() -> None:
+    """Warnings from the engine as single lines on stderr (above the progress bar)."""
+    from tqdm import tqdm
+
+    class _Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            tqdm.write(f"{record.levelname.lower()}: {_one_line(record.getMessage())}", file=sys.stderr)
+
+    logger = logging.getLogger("ddpm")
+    if not any(isinstance(h, _Handler) for h in logger.handlers):
+        h = _Handler(level=logging.WARNING)
+        logger.addHandler(h)
+
+    def _show(message: Any, category: Any, *_: Any, **__: Any) -> None:
+        tqdm.write(f"warning: {_one_line(str(message))}", file=sys.stderr)
+
+    warnings.showwarning = _show
+
+
+# ---- commands ----------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from ddpm.config import load_config
+    from ddpm.train import run_training
+    from ddpm.train.checkpoint import latest_checkpoint
+    from ddpm.train.run_dir import run_dir_for
+
+    from ddpm.train.console import ConsoleCallbacks
+
+    cfg = load_config(args.config)
+    if args.gpu is not None:
+        cfg = load_config({**cfg.model_dump(mode="json"), "gpu": args.gpu})
+    try:
+        run_dir = run_dir_for(cfg.experiment_path, args.config, args.name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.resume and latest_checkpoint(run_dir / "checkpoints") is None:
+        raise UsageError(f"--resume: {run_dir} holds no checkpoint to resume from")
+
+    callbacks = ConsoleCallbacks(run_dir)
+    previous = signal.getsignal(signal.SIGINT)
+
+    def _on_sigint(signum: int, frame: Any) -> None:
+        if callbacks.stop_requested:
+            raise KeyboardInterrupt  # second Ctrl-C: leave now, without a checkpoint
+        callbacks.request_stop()
+
+    signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        result = run_training(cfg, run_dir, callbacks, resume=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        callbacks.close()
+    if result.status == "stopped":
+        sys.stderr.write(f"interrupted at step {result.step}: checkpoint {result.final_checkpoint}; "
+                         f"run the same command to resume\n")
+        return EXIT_INTERRUPTED
+    print(f"done: {result.step} steps, final checkpoint {result.final_checkpoint}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ddpm.sample import sample_run
+
+    device = None
+    if args.gpu is not None:
+        from ddpm.train import resolve_device
+        device = resolve_device(args.gpu)
+    bar = tqdm(total=None, desc="sample", unit="step", disable=None, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        files = sample_run(args.run, args.num, sampler=args.sampler, steps=args.steps, seed=args.seed,
+                           out_dir=args.out, batch_size=args.batch_size, progress=progress,
+                           checkpoint=args.checkpoint, use_ema=not args.no_ema, device=device)
+    finally:
+        bar.close()
+    out = Path(args.out) if args.out else Path(args.run) / "generated"
+    kind = "volumes (.nii.gz) with previews" if files and files[0].volume_path else "images"
+    print(f"wrote {len(files)} {kind} to {out}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from ddpm.data import format_inspect_table, inspect_path
+
+    path = Path(args.path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or folder")
+    kwargs: dict[str, Any] = {}
+    if args.config:
+        from ddpm.config import load_config
+        cfg = load_config(args.config)
+        ds = cfg.dataset
+        kwargs = {"is_3d": cfg.is_3d, "image_size": ds.image_size, "image_channels": ds.image_channels,
+                  "keep_aspect": ds.keep_aspect, "clip_percentiles": ds.clip_percentiles,
+                  "window": ds.intensity.window if ds.intensity else None}
+    if args.image_size:
+        kwargs["image_size"] = args.image_size
+    print(format_inspect_table(inspect_path(path, **kwargs)))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ddpm.export import export_run
+
+    out = export_run(args.run, args.out, encoder_only=args.encoder_only, checkpoint=args.checkpoint,
+                     use_ema=not args.no_ema)
+    print(f"wrote {'encoder-only ' if args.encoder_only else ''}weights to {out}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "inspect": cmd_inspect, "export": cmd_export}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_console_logging()
+    from ddpm.config import ConfigError
+    from ddpm.train.errors import NonFiniteLossError, RunError
+
+    try:
+        from ddpm.data import DataError
+    except ImportError:  # pragma: no cover - the data package is part of the engine
+        DataError = ValueError  # type: ignore[misc,assignment]
+    prog = f"ddpm {args.command}"
+    if getattr(args, "threads", None):
+        import torch
+        torch.set_num_threads(args.threads)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        source = getattr(args, "config", None) or "(run config)"
+        sys.stderr.write(f"{prog}: error: {_config_error_line(source, exc)}\n")
+    except (UsageError, RunError, DataError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+            PermissionError) as exc:
+        sys.stderr.write(f"{prog}: error: {_one_line(exc)}\n")
+    except NonFiniteLossError as exc:
+        sys.stderr.write(f"{prog}: failed: {_one_line(exc)}\n")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{prog}: aborted by a second Ctrl-C (no checkpoint written for the current step)\n")
+        return EXIT_INTERRUPTED
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,381 @@
+"""The training loop: ``run_training(cfg, run_dir, callbacks, resume) -> TrainResult``.
+
+One optimizer step = ``grad_accumulation`` micro-batches of ``batch_size``, each loss divided
+by ``grad_accumulation`` before backward (the gradient is the mean over the micro-batches), then
+gradient-norm clipping, the optimizer, the LR schedule and the EMA. A step whose loss or
+gradient norm is not finite is skipped (counted as a step, weights untouched); after
+``MAX_NONFINITE`` in a row training stops with NonFiniteLossError.
+
+Exact resume: a checkpoint holds everything the next step depends on (weights, EMA, optimizer,
+LR schedule, grad scaler, global RNG states, the position in the data stream and the interval
+statistics), so on CPU a run stopped and resumed produces the same losses as one that never
+stopped.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional, Union
+
+import numpy as np
+import random
+import torch
+from torch.utils.data import DataLoader
+
+from ddpm.config import ConfigError, TrainConfig, config_to_dict
+
+from . import checkpoint as ck
+from .callbacks import ProgressInfo, ProgressThrottle, TrainCallbacks
+from .data_order import InfiniteOrder, SeededItems, ignore_sigint_in_worker
+from .ema import EMA
+from .errors import NonFiniteLossError, RunError
+from .lr import make_scheduler
+from .metrics import HeldOut, MetricsLog, format_metrics_line, intensity_stats
+from .run_dir import RunPaths, log_to_file, now_iso
+
+log = logging.getLogger("ddpm.train")
+
+MAX_NONFINITE = 5
+# keys a resumed run must share with its checkpoint: they change what the weights mean
+_MUST_MATCH = ("is_3d", "model.unet", "model.beta_schedule.train", "model.objective",
+               "model.use_ema", "model.optimizer", "dataset.image_size", "dataset.image_channels")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    status: Literal["completed", "stopped"]
+    step: int
+    final_checkpoint: Optional[Path]  # the checkpoint written last (the final one when completed)
+
+
+def run_training(cfg: TrainConfig, run_dir: Union[str, Path], callbacks: Optional[TrainCallbacks] = None,
+                 resume: bool = True) -> TrainResult:
+    """Train ``cfg`` in ``run_dir``. With ``resume`` (default) a run folder holding checkpoints
+    continues from the newest; without it such a folder is an error (nothing is overwritten)."""
+    return Trainer(cfg, run_dir, callbacks).run(resume=resume)
+
+
+def resolve_device(gpu: int) -> torch.device:
+    """``cuda:<gpu>`` when asked for and present; otherwise CPU (warning if a GPU was asked for)."""
+    if gpu < 0:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        log.warning("gpu=%d asked for but CUDA is not available: training on the CPU", gpu)
+        return torch.device("cpu")
+    if gpu >= torch.cuda.device_count():
+        raise ConfigError([("gpu", f"CUDA device {gpu} does not exist; this machine has "
+                                   f"{torch.cuda.device_count()} (0..{torch.cuda.device_count() - 1})")])
+    return torch.device(f"cuda:{gpu}")
+
+
+def _get(d: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+class Trainer:
+    """The loop and its state. ``build_datasets`` / ``build_model`` are the seams a test or a
+    custom dataset (e.g. an overridden ``read_volume``) can replace in a subclass."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Union[str, Path], callbacks: Optional[TrainCallbacks] = None):
+        self.cfg = cfg
+        self.paths = RunPaths(run_dir)
+        self.cb = callbacks or TrainCallbacks()
+        self.step = 0
+        self.consumed = 0
+        self.skipped = 0
+        self.interval = {"loss_sum": 0.0, "gn_sum": 0.0, "count": 0}
+        self.last_ckpt: Optional[Path] = None
+        self.last_ckpt_step = -1
+
+    # ---- seams -----------------------------------------------------------------------------
+    def build_datasets(self) -> tuple[Any, Any]:
+        from ddpm.data import build_datasets
+        return build_datasets(self.cfg)
+
+    def build_model(self, device: torch.device) -> torch.nn.Module:
+        from ddpm.diffusion import DDPM
+        return DDPM.from_config(self.cfg, device=device)
+
+    # ---- set-up ----------------------------------------------------------------------------
+    def _precision(self) -> None:
+        p = self.cfg.model.precision
+        cuda = self.device.type == "cuda"
+        if p == "fp16" and not cuda:
+            raise ConfigError([("model.precision", "fp16 needs a CUDA GPU (it trains with a gradient "
+                                                   "scaler); on the CPU use bf16 or fp32")])
+        if p == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+            raise ConfigError([("model.precision", f"this GPU ({torch.cuda.get_device_name(self.device)}) "
+                                                   "has no bf16 support; use fp16 or fp32")])
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(p)
+        self.autocast: Callable[[], Any] = (
+            (lambda: torch.autocast(self.device.type, dtype=dtype)) if dtype else nullcontext)
+        self.fp16 = p == "fp16"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.fp16)
+
+    def _setup(self, resume: bool) -> Optional[Path]:
+        cfg = self.cfg
+        self.paths.create()
+        ck.remove_stale_temporaries(self.paths.checkpoints)
+        latest = ck.latest_checkpoint(self.paths.checkpoints)
+        if latest is not None and not resume:
+            raise RunError(f"{self.paths.root} already holds checkpoints (newest: {latest.path.name}); "
+                           "resume it or choose another run name")
+        self.device = resolve_device(cfg.gpu)
+        self._precision()
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        random.seed(cfg.seed)
+
+        self.train_ds, self.val_ds = self.build_datasets()
+        if len(self.train_ds) == 0:
+            raise RunError(f"dataset.path: no training items found in {cfg.dataset.path}")
+        self.output_spacing = [float(s) for s in getattr(self.train_ds, "output_spacing", None) or []] or None
+
+        self.model = self.build_model(self.device)
+        self.model.train()
+        self.ema = EMA(self.model, cfg.model.ema_decay) if cfg.model.use_ema else None
+        opt_cls = torch.optim.AdamW if cfg.model.optimizer == "adamw" else torch.optim.Adam
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = opt_cls(self.params, lr=cfg.model.lr, weight_decay=cfg.model.weight_decay)
+        self.scheduler = make_scheduler(self.optimizer, cfg.model.warmup_steps, cfg.model.iterations,
+                                        cfg.model.lr_schedule)
+        self.metrics_log = MetricsLog(self.paths.metrics)
+
+        resumed_from = None
+        rng = None
+        if latest is not None:
+            rng = self._load(latest.path)
+            resumed_from = latest.path
+            self.metrics_log.truncate_after(self.step, ck.atomic_write_text)
+        self.paths.write_json(self.paths.config, config_to_dict(cfg))
+        info = self.paths.read_run_json()
+        info.update({"run_name": self.paths.root.name, "dims": cfg.dims, "output_spacing": self.output_spacing})
+        info.setdefault("created_at", now_iso())
+        info.setdefault("starts", []).append({"at": now_iso(), "step": self.step})
+        self.paths.write_json(self.paths.run_json, info)
+
+        self.order = InfiniteOrder(len(self.train_ds), cfg.seed, start=self.consumed)
+        nw = cfg.dataset.num_workers
+        self.loader = DataLoader(
+            SeededItems(self.train_ds, cfg.seed), batch_size=cfg.dataset.batch_size, sampler=self.order,
+            num_workers=nw, pin_memory=cfg.dataset.pin_memory and self.device.type == "cuda",
+            persistent_workers=nw > 0, worker_init_fn=ignore_sigint_in_worker if nw > 0 else None,
+            generator=torch.Generator().manual_seed(cfg.seed))
+        self.heldout: Optional[HeldOut] = None
+        if rng is not None:
+            ck.restore_rng(rng)  # last: nothing after this may draw random numbers before step 1
+        return resumed_from
+
+    def _load(self, path: Path) -> dict[str, Any]:
+        state = ck.load_checkpoint(path, map_location=self.device)
+        old = state["config"]
+        new = config_to_dict(self.cfg)
+        diffs = [k for k in _MUST_MATCH if _get(old, k) != _get(new, k)]
+        if diffs:
+            raise ConfigError([(k, f"differs from the run's checkpoint {path.name} ({_get(old, k)!r}); "
+                                   "a run can only resume with the same model") for k in diffs])
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.consumed = int(state["data_order"]["consumed"])
+        self.skipped = int(state.get("skipped_steps", 0))
+        self.interval = dict(state.get("interval", self.interval))
+        self.last_ckpt, self.last_ckpt_step = path, self.step
+        log.info("resuming from step %d (%s)", self.step, path)
+        return state["rng"]
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def save(self, final: bool = False) -> Path:
+        state = {
+            "config": config_to_dict(self.cfg), "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.fp16 else None, "rng": ck.capture_rng(),
+            "data_order": self.order.state(self.consumed), "output_spacing": self.output_spacing,
+            "skipped_steps": self.skipped, "interval": dict(self.interval),
+            "torch_version": str(torch.__version__), "saved_at": now_iso(),
+        }
+        path = ck.save_checkpoint(state, self.paths.checkpoints, self.step, final=final)
+        ck.prune_checkpoints(self.paths.checkpoints, self.cfg.model.keep_checkpoints)
+        self.last_ckpt, self.last_ckpt_step = path, self.step
+        log.info("checkpoint %s", path.name)
+        self.cb.on_checkpoint(self.step, path)
+        return path
+
+    # ---- one optimizer step ----------------------------------------------------------------
+    def train_step(self, batches: Any) -> tuple[float, float, bool]:
+        """(mean loss, grad norm, finite) of one optimizer step over grad_accumulation micro-batches."""
+        accum = self.cfg.dataset.grad_accumulation
+        total, finite = 0.0, True
+        for _ in range(accum):
+            x = next(batches).to(self.device, non_blocking=True)
+            t = self.model.sample_timesteps(x.shape[0])
+            with self.autocast():
+                loss = self.model.p_losses(x, t)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                finite = False  # keep consuming this step's data so the stream stays aligned
+                total = value
+                continue
+            # divided before backward: the accumulated gradient is the mean over micro-batches
+            self.scaler.scale(loss / accum).backward()
+            if finite:
+                total += value / accum
+        grad_norm = float("nan")
+        if finite:
+            if self.fp16:
+                self.scaler.unscale_(self.optimizer)
+            max_norm = self.cfg.model.grad_clip if self.cfg.model.grad_clip is not None else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
+            # fp16: an overflow is the scaler's business (it skips and lowers the scale)
+            finite = self.fp16 or math.isfinite(grad_norm)
+        if finite:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if self.ema is not None:
+                self.ema.update(self.model)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return total, grad_norm, finite
+
+    # ---- metrics ---------------------------------------------------------------------------
+    def _heldout(self) -> HeldOut:
+        if self.heldout is None:
+            source = self.val_ds if self.val_ds is not None and len(self.val_ds) > 0 else self.train_ds
+            if source is self.train_ds:
+                log.warning("no held-out items (dataset.val_fraction=0 or too few files): "
+                            "val_loss is measured on training items")
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.cfg.seed)
+                self.heldout = HeldOut(source, self.model.num_timesteps, self.cfg.seed)
+        return self.heldout
+
+    def metrics(self, rates: dict[str, float]) -> dict[str, Any]:
+        cfg, m = self.cfg, self.cfg.model
+        n = self.interval["count"]
+        rec: dict[str, Any] = {
+            "step": self.step, "time": time.time(),
+            "epoch": self.consumed / len(self.train_ds),
+            "train_loss": self.interval["loss_sum"] / n if n else float("nan"),
+            "grad_norm": self.interval["gn_sum"] / n if n else float("nan"),
+            "skipped_steps": self.skipped, **rates,
+        }
+        eval_model = self.ema.model if self.ema is not None else self.model
+        held = self._heldout()
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # metrics never shift the training RNG
+            rec.update(held.denoising_loss(eval_model, cfg.dataset.batch_size * 2, self.autocast))
+            files = []
+            if m.metric_samples > 0:
+                t0 = time.perf_counter()
+                gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+                was = eval_model.training
+                eval_model.eval()
+                x = eval_model.sample(m.metric_samples, sampler=m.metric_sampler, steps=m.metric_steps,
+                                      generator=gen)
+                eval_model.train(was)
+                x01 = (x.float() + 1) / 2
+                from ddpm.sample import save_samples
+                files = save_samples(x01, self.paths.samples_at(self.step), self.output_spacing)
+                rec.update(intensity_stats(x01, held.data01()))
+                rec["sample_time_s"] = time.perf_counter() - t0
+        self.interval = {"loss_sum": 0.0, "gn_sum": 0.0, "count": 0}
+        self.metrics_log.append(rec)
+        log.info(format_metrics_line(rec, m.iterations))
+        if files:
+            self.cb.on_samples(self.step, files)
+        self.cb.on_metrics(self.step, rec)
+        return rec
+
+    # ---- the loop --------------------------------------------------------------------------
+    def run(self, resume: bool = True) -> TrainResult:
+        self.paths.create()
+        with log_to_file(self.paths.log, log):
+            return self._run(resume)
+
+    def _run(self, resume: bool) -> TrainResult:
+        cfg, m = self.cfg, self.cfg.model
+        resumed_from = self._setup(resume)
+        total = m.iterations
+        samples_per_step = cfg.dataset.batch_size * cfg.dataset.grad_accumulation
+        log.info("%s at step %d of %d on %s (%s)", "resumed" if resumed_from else "started",
+                 self.step, total, self.device, m.precision)
+        self.cb.on_start(self.step, total, resumed_from)
+        if self.step >= total:
+            path = self.last_ckpt if self.last_ckpt and self.last_ckpt.name.endswith("-final.pt") else self.save(final=True)
+            log.info("already complete at step %d", self.step)
+            return TrainResult("completed", self.step, path)
+
+        throttle = ProgressThrottle(1.0)
+        window: deque[float] = deque(maxlen=50)  # durations of recent steps (excludes metrics)
+        prog = {"loss": 0.0, "n": 0}
+        started = time.perf_counter()
+        streak = 0
+        batches = iter(self.loader)
+        try:
+            while self.step < total:
+                if self.cb.should_stop():
+                    path = self.last_ckpt if self.last_ckpt_step == self.step else self.save()
+                    log.info("stopped at step %d on request", self.step)
+                    return TrainResult("stopped", self.step, path)
+                t0 = time.perf_counter()
+                lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
+                loss, gn, finite = self.train_step(batches)
+                self.step += 1
+                self.consumed += samples_per_step
+                window.append(time.perf_counter() - t0)
+                if finite:
+                    streak = 0
+                    self.interval["loss_sum"] += loss
+                    self.interval["gn_sum"] += gn if math.isfinite(gn) else 0.0
+                    self.interval["count"] += 1
+                    prog["loss"] += loss
+                    prog["n"] += 1
+                else:
+                    streak += 1
+                    self.skipped += 1
+                    log.warning("step %d: non-finite loss or gradient (loss=%s, grad norm=%s); step skipped "
+                                "(%d in a row)", self.step, loss, gn, streak)
+                    if streak >= MAX_NONFINITE:
+                        raise NonFiniteLossError(
+                            f"training stopped at step {self.step}: {streak} consecutive non-finite losses or "
+                            "gradients; lower model.lr, set model.grad_clip, or use precision fp32 "
+                            f"(last good checkpoint: {self.last_ckpt or 'none'})")
+                it_s = len(window) / max(sum(window), 1e-9)
+                rates = {"lr": lr, "it_s": it_s, "samples_s": it_s * samples_per_step,
+                         "elapsed_s": time.perf_counter() - started}
+                metric_due = self.step % m.freq_metrics == 0 or self.step == total
+                if throttle.due(force=metric_due or self.step == total):
+                    self.cb.on_progress(ProgressInfo(
+                        step=self.step, total=total, loss=prog["loss"] / prog["n"] if prog["n"] else float("nan"),
+                        lr=lr, grad_norm=gn, it_s=it_s,
+                        samples_s=rates["samples_s"], eta_s=(total - self.step) / it_s,
+                        elapsed_s=rates["elapsed_s"]))
+                    prog = {"loss": 0.0, "n": 0}
+                if metric_due:
+                    self.metrics(rates)
+                if self.step == total:
+                    path = self.save(final=True)
+                    log.info("completed %d steps", total)
+                    return TrainResult("completed", self.step, path)
+                if self.step % m.freq_checkpoint == 0:
+                    self.save()
+            raise AssertionError("unreachable")
+        finally:
+            shutdown = getattr(batches, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
