@@ -1,0 +1,65 @@
+"""FastAPI app factory: ``backend.app:create_app`` (uvicorn --factory)."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import AsyncIterator, Optional
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from backend import errors
+from backend.db import make_engine, make_session_factory, migrate
+from backend.notifier import Notifier
+from backend.routes import datasets, events, jobs, samples, system
+from backend.settings import Settings, get_settings
+from backend.storage import Storage
+from backend.web import SelectiveGZip, mount_frontend
+
+log = logging.getLogger("backend")
+
+DESCRIPTION = """Train and sample 2D/3D diffusion models on uploaded medical volumes.
+
+With `API_TOKEN` set, every route but `/api/health` needs `Authorization: Bearer <token>`
+(the events route also takes `?token=`). Errors are `{"detail": ...}`; validation errors list
+`{"loc": "<dotted key path>", "msg": "<reason>"}`.
+"""
+
+
+def create_app(settings: Optional[Settings] = None) -> FastAPI:
+    settings = settings or get_settings()
+    storage = Storage(settings.resolved_data_dir)
+    storage.ensure()
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)  # at start, before any request; safe with several processes starting at once
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await app.state.notifier.close()
+        engine.dispose()
+
+    app = FastAPI(title="DDPM Studio API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
+    app.state.settings = settings
+    app.state.storage = storage
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine, settings.redis_url)
+    app.state.notifier = Notifier(settings.redis_url)
+    errors.install(app)
+
+    api = APIRouter(prefix="/api")
+    api.include_router(system.public)
+    api.include_router(system.router)
+    api.include_router(datasets.router)
+    api.include_router(events.router)  # before jobs: its own token rule (?token= accepted)
+    api.include_router(jobs.router)
+    api.include_router(samples.router)
+    app.include_router(api)
+    mount_frontend(app, settings.resolved_frontend_dir)
+
+    app.add_middleware(SelectiveGZip, minimum_size=1024)
+    if settings.cors_origins:  # off by default: the SPA is served same-origin
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                           allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])
+    return app

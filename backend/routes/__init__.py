@@ -1,0 +1,1 @@
+"""REST routes (FastAPI). The worker never imports this package."""

@@ -1,0 +1,101 @@
+"""GET /api/jobs/{id}/events: Server-Sent Events from the events table.
+
+Event ids are ``events.id``. Without ``Last-Event-ID`` (or ``?after=``) the stream starts with a
+``status`` snapshot of the job (its id = the job's newest event id) and continues with new events;
+with one, it replays every event after that id first. ``?after=0`` replays the whole history.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from typing import Any, AsyncIterator, Optional
+
+from anyio import to_thread
+from fastapi import APIRouter, Depends, Header, Query, Request
+from sse_starlette.sse import EventSourceResponse
+
+from backend.deps import require_token_or_query
+from backend.events import events_after, last_event_id
+from backend.jobs import get_job, status_payload
+from backend.reporting import progress_payload
+from backend.schemas import ErrorResponse
+
+router = APIRouter(tags=["jobs"], dependencies=[Depends(require_token_or_query)])
+
+# Event ids are allocated before commit; on PostgreSQL a lower id can commit after a higher one.
+# Each query therefore looks back this many ids and skips the ones already sent.
+LOOKBACK_IDS = 200
+
+
+def _snapshot(factory, job_id: int) -> tuple[int, dict[str, Any]]:  # noqa: ANN001
+    with factory() as s:
+        job = get_job(s, job_id)  # JobNotFound -> 404
+        data = {**status_payload(job), "progress": progress_payload(job.step, job.total, job.it_s, job.eta_s),
+                "last_metrics": job.last_metrics, "snapshot": True}
+        return last_event_id(s, job_id) or 0, data
+
+
+def _fetch(factory, job_id: int, after: int) -> list[tuple[int, str, dict]]:  # noqa: ANN001
+    with factory() as s:
+        return [(e.id, e.type, e.data) for e in events_after(s, job_id, after, limit=500)]
+
+
+def _parse_id(value: Optional[str]) -> Optional[int]:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+@router.get("/jobs/{job_id}/events", response_class=EventSourceResponse,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "events: progress, metrics, status, sample (data = JSON)"},
+                       404: {"model": ErrorResponse}})
+async def job_events(job_id: int, request: Request,
+                     last_event_id_header: Optional[str] = Header(None, alias="Last-Event-ID"),
+                     after: Optional[int] = Query(None, ge=0, description="replay events after this id "
+                                                                          "(EventSource cannot set headers)")):
+    app = request.app
+    factory, settings, notifier = app.state.session_factory, app.state.settings, app.state.notifier
+    start = _parse_id(last_event_id_header)
+    if start is None:
+        start = after
+    snapshot = None
+    if start is None:
+        start, snapshot = await to_thread.run_sync(_snapshot, factory, job_id)
+    else:
+        await to_thread.run_sync(_snapshot, factory, job_id)  # 404 for an unknown job
+
+    async def stream() -> AsyncIterator[dict]:
+        cursor = start
+        sent: deque[int] = deque(maxlen=4 * LOOKBACK_IDS)
+        sent_set: set[int] = set()
+        if snapshot is not None:
+            yield {"event": "status", "id": str(cursor), "data": json.dumps(snapshot)}
+        wake = notifier.register(job_id)
+        try:
+            while True:
+                wake.clear()
+                rows = await to_thread.run_sync(_fetch, factory, job_id, max(start, cursor - LOOKBACK_IDS))
+                fresh = [r for r in rows if r[0] not in sent_set]
+                for ev_id, typ, data in fresh:
+                    if len(sent) == sent.maxlen:
+                        sent_set.discard(sent[0])
+                    sent.append(ev_id)
+                    sent_set.add(ev_id)
+                    cursor = max(cursor, ev_id)
+                    yield {"event": typ, "id": str(ev_id), "data": json.dumps(data)}
+                if len(rows) >= 500:
+                    continue  # a backlog: keep reading before waiting
+                with_redis = notifier.connected
+                timeout = settings.sse_poll_s * (4 if with_redis else 1)
+                try:
+                    await asyncio.wait_for(wake.wait(), timeout=timeout)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            notifier.unregister(job_id, wake)
+
+    return EventSourceResponse(stream(), ping=settings.sse_ping_s, headers={"Cache-Control": "no-cache",
+                                                                            "X-Accel-Buffering": "no"})

@@ -1,0 +1,165 @@
+"""Jobs: create (train / sample), list, detail, metrics, samples, cancel, resume, delete,
+checkpoint and log downloads."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.celery_client import EnqueueError, enqueue_job
+from backend.deps import get_app_settings, get_session, get_storage, require_token
+from backend.job_create import (JobInputError, create_sample_job, create_train_job, requeue_target)
+from backend.jobs import ACTIVE, ensure_deletable, fail_queued, get_job, request_cancel, resume
+from backend.models import Job, Metric, Sample
+from backend.reporting import progress_payload, sample_urls
+from backend.schemas import (ErrorResponse, JobCreate, JobOut, MetricOut, Progress, SampleJobCreate,
+                             SampleOut)
+from backend.settings import Settings
+from backend.storage import Storage
+
+router = APIRouter(tags=["jobs"], dependencies=[Depends(require_token)])
+ERRORS = {404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}}
+
+
+def job_out(job: Job) -> JobOut:
+    return JobOut(id=job.id, kind=job.kind, status=job.status, device=job.device, queue=job.queue,
+                  dataset_id=job.dataset_id, source_job_id=job.source_job_id, config=job.config,
+                  progress=Progress(**progress_payload(job.step, job.total, job.it_s, job.eta_s)),
+                  last_metrics=job.last_metrics, checkpoint_step=job.checkpoint_step, error=job.error,
+                  cancel_requested=job.cancel_requested, worker=job.worker, attempts=job.attempts,
+                  created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at)
+
+
+def sample_out(s: Sample) -> SampleOut:
+    return SampleOut(id=s.id, job_id=s.job_id, index=s.index, step=s.step, shape=s.shape,
+                     created_at=s.created_at, **sample_urls(s))
+
+
+def _enqueue(session: Session, settings: Settings, job: Job) -> None:
+    try:
+        enqueue_job(job, settings.redis_url)
+    except EnqueueError:
+        fail_queued(session, job.id, "could not enqueue the job: the broker is unreachable; "
+                                     "resume the job once it is back")
+        raise HTTPException(503, f"job {job.id} created but not enqueued: broker unreachable; "
+                                 "resume it once the broker is back") from None
+
+
+@router.post("/jobs", status_code=201, response_model=JobOut,
+             responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+def create_job(body: JobCreate, session: Session = Depends(get_session),
+               settings: Settings = Depends(get_app_settings), storage: Storage = Depends(get_storage)):
+    """A train job (dataset + config) or a sample job (a train job's weights) in state ``queued``;
+    its task (job id only) goes to the ``gpu`` or ``cpu`` queue. 422 names every bad field."""
+    try:
+        if isinstance(body, SampleJobCreate):
+            job = create_sample_job(session, settings, storage, body)
+        else:
+            job = create_train_job(session, settings, storage, body)
+    except JobInputError as exc:
+        raise HTTPException(422, exc.items) from None
+    _enqueue(session, settings, job)
+    return job_out(job)
+
+
+@router.get("/jobs", response_model=list[JobOut])
+def list_jobs(status: Optional[Literal["queued", "running", "succeeded", "failed", "cancelled"]] = None,
+              kind: Optional[Literal["train", "sample"]] = None, dataset_id: Optional[int] = None,
+              limit: int = Query(200, ge=1, le=1000), offset: int = Query(0, ge=0),
+              session: Session = Depends(get_session)):
+    """Newest first; filter by ``status``, ``kind``, ``dataset_id``."""
+    stmt = select(Job).order_by(Job.id.desc()).limit(limit).offset(offset)
+    if status:
+        stmt = stmt.where(Job.status == status)
+    if kind:
+        stmt = stmt.where(Job.kind == kind)
+    if dataset_id is not None:
+        stmt = stmt.where(Job.dataset_id == dataset_id)
+    return [job_out(j) for j in session.scalars(stmt)]
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS)
+def get_job_route(job_id: int, session: Session = Depends(get_session)):
+    return job_out(get_job(session, job_id))
+
+
+@router.get("/jobs/{job_id}/metrics", response_model=list[MetricOut], responses=ERRORS)
+def job_metrics(job_id: int, since_step: int = Query(-1, description="only steps after this one"),
+                session: Session = Depends(get_session)):
+    """``[{step, loss, lr, ...}]`` in step order."""
+    get_job(session, job_id)
+    rows = session.scalars(select(Metric).where(Metric.job_id == job_id, Metric.step > since_step)
+                           .order_by(Metric.step, Metric.id))
+    return [{"step": m.step, **m.data} for m in rows]
+
+
+@router.get("/jobs/{job_id}/samples", response_model=list[SampleOut], responses=ERRORS)
+def job_samples(job_id: int, session: Session = Depends(get_session)):
+    get_job(session, job_id)
+    rows = session.scalars(select(Sample).where(Sample.job_id == job_id)
+                           .order_by(Sample.step, Sample.index, Sample.id))
+    return [sample_out(s) for s in rows]
+
+
+@router.post("/jobs/{job_id}/cancel", status_code=202, response_model=JobOut, responses=ERRORS)
+def cancel_job(job_id: int, session: Session = Depends(get_session)):
+    """A queued job ends ``cancelled`` now; a running one gets ``cancel_requested`` and stops
+    (with a checkpoint) within seconds. 409 for finished jobs."""
+    return job_out(request_cancel(session, job_id))
+
+
+@router.post("/jobs/{job_id}/resume", status_code=202, response_model=JobOut,
+             responses={**ERRORS, 503: {"model": ErrorResponse}})
+def resume_job(job_id: int, session: Session = Depends(get_session),
+               settings: Settings = Depends(get_app_settings)):
+    """A cancelled or failed job goes back to ``queued`` and continues from its newest checkpoint."""
+    job = resume(session, job_id)
+    job.queue = requeue_target(session, settings, job)
+    session.commit()
+    _enqueue(session, settings, job)
+    return job_out(job)
+
+
+@router.delete("/jobs/{job_id}", status_code=204, response_class=Response, responses=ERRORS)
+def delete_job(job_id: int, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
+    """204 for a finished job, with its run folder (checkpoints, samples, log); 409 while it is
+    queued or running, or while an active sample job reads its weights."""
+    job = get_job(session, job_id)
+    ensure_deletable(job)
+    users = list(session.scalars(select(Job.id).where(Job.source_job_id == job_id, Job.status.in_(ACTIVE))))
+    if users:
+        raise HTTPException(409, f"job {job_id}'s weights are used by active sample job(s) {users}")
+    session.delete(job)
+    session.commit()
+    storage.remove_tree(storage.run_dir(job_id))
+    return Response(status_code=204)
+
+
+@router.get("/jobs/{job_id}/checkpoint", response_class=FileResponse,
+            responses={200: {"content": {"application/octet-stream": {}},
+                             "description": "EMA weights (safetensors; the config in its metadata)"},
+                       **ERRORS})
+def job_checkpoint(job_id: int, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
+    job = get_job(session, job_id)
+    if job.kind != "train":
+        raise HTTPException(404, f"job {job_id} is a {job.kind} job; weights belong to train jobs")
+    path = storage.find_export(job_id)
+    if path is None:
+        raise HTTPException(404, f"job {job_id} has no exported weights yet (written when training ends "
+                                 "or is cancelled)")
+    return FileResponse(path, media_type="application/octet-stream", filename=f"ddpm-job{job_id}-ema.safetensors")
+
+
+@router.get("/jobs/{job_id}/log", response_class=FileResponse,
+            responses={200: {"content": {"text/plain": {}}, "description": "the job's log"}, **ERRORS})
+def job_log(job_id: int, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
+    """The worker's log of the job (full tracebacks of failures end up here)."""
+    get_job(session, job_id)
+    path = storage.job_log_path(job_id)
+    if not path.is_file():
+        raise HTTPException(404, f"job {job_id} has no log yet")
+    return FileResponse(path, media_type="text/plain; charset=utf-8", content_disposition_type="inline",
+                        filename=f"job{job_id}.log")
