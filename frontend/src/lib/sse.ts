@@ -13,18 +13,21 @@ export class SSEParser {
   private data: string[] = [];
   private eventName = "";
   private sawData = false;
+  private skipLF = false;
   lastEventId: string | null = null;
   retryMs: number | null = null;
 
   /** Feed decoded text; returns the events completed by it. */
   push(chunk: string): SSEEvent[] {
+    // A chunk that ended on "\r" may continue with the "\n" of the same "\r\n".
+    if (this.skipLF && chunk.startsWith("\n")) chunk = chunk.slice(1);
+    this.skipLF = false;
     this.buf += chunk;
     const out: SSEEvent[] = [];
     for (;;) {
       const m = /\r\n|\r|\n/.exec(this.buf);
       if (!m) break;
-      // A lone "\r" at the very end may be the first half of "\r\n": wait for more.
-      if (m[0] === "\r" && m.index === this.buf.length - 1) break;
+      if (m[0] === "\r" && m.index === this.buf.length - 1) this.skipLF = true;
       const line = this.buf.slice(0, m.index);
       this.buf = this.buf.slice(m.index + m[0].length);
       const ev = this.line(line);

@@ -1,0 +1,46 @@
+import { describe, expect, it } from "vitest";
+import { deviceOptions } from "./devices";
+import { getPath, setPath } from "./objpath";
+import { matchPath } from "./router";
+import { jobIs3d, sampleIs3d } from "./sampleKind";
+import { groupByStep } from "../components/SampleGallery";
+
+describe("small helpers", () => {
+  it("matchPath", () => {
+    expect(matchPath("/jobs/:id", "/jobs/12")).toEqual({ id: "12" });
+    expect(matchPath("/jobs/:id", "/jobs/12/x")).toBeNull();
+    expect(matchPath("/datasets/:id", "/jobs/1")).toBeNull();
+  });
+
+  it("getPath / setPath copy on write", () => {
+    const a = { model: { unet: { dim: 8 } } };
+    const b = setPath(a, "model.unet.dim", 16);
+    expect(getPath(b, "model.unet.dim")).toBe(16);
+    expect(a.model.unet.dim).toBe(8);
+    expect(getPath(setPath(a, "dataset.intensity.window", [1, 2]), "dataset.intensity.window")).toEqual([1, 2]);
+    expect(getPath(a, "x.y")).toBeUndefined();
+  });
+
+  it("device choices come from the workers", () => {
+    expect(deviceOptions([{ name: "w1", device: "cuda:1" }, { name: "w0", device: "cuda:0" }, { name: "c", device: "cpu" }]).map((d) => d.label)).toEqual(["CPU", "GPU 0", "GPU 1"]);
+    expect(deviceOptions([{ name: "c", device: "cpu" }]).map((d) => d.value)).toEqual([-1, 0]);
+  });
+
+  it("decides 3D vs 2D samples from the config, else the shape", () => {
+    const s = (shape: number[]) => ({ id: 1, index: 0, shape, volume_url: null, preview_url: null });
+    expect(sampleIs3d(s([1, 32, 32]), true)).toBe(true);
+    expect(sampleIs3d(s([1, 16, 16, 16]))).toBe(true);
+    expect(sampleIs3d(s([16, 16, 16]))).toBe(true);
+    expect(sampleIs3d(s([1, 32, 32]))).toBe(false);
+    expect(sampleIs3d(s([3, 32, 32]))).toBe(false);
+    expect(jobIs3d({ id: 1, kind: "train", status: "succeeded", progress: null, last_metrics: null, error: null, config: { is_3d: true } })).toBe(true);
+    expect(jobIs3d(null)).toBeNull();
+  });
+
+  it("groups metric-step samples newest step first", () => {
+    const mk = (id: number, step: number | null, index: number) => ({ id, step, index, shape: null, volume_url: null, preview_url: null });
+    const g = groupByStep([mk(1, 20, 1), mk(2, 20, 0), mk(3, 40, 0), mk(4, null, 0)]);
+    expect(g.map((x) => x.step)).toEqual([40, 20, null]);
+    expect(g[1].items.map((x) => x.index)).toEqual([0, 1]);
+  });
+});
