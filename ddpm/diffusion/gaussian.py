@@ -75,6 +75,13 @@ class DDPM(nn.Module):
         # default step count of the ancestral sampler (config beta_schedule.test.n_timestep)
         self.sampling_timesteps = sampling_timesteps or self.num_timesteps
         self._register_schedule(torch.device("cpu"))
+        signal_left = float(self.sqrt_alphas_cumprod[-1])
+        if signal_left > 0.1:
+            # samplers start from pure noise; if x_T still holds this much of x0, the deterministic
+            # ones (ddim, dpmpp2m) cannot correct the mismatch and give washed-out samples
+            log.warning("the %s schedule with n_timestep=%d ends with sqrt(alpha_bar_T)=%.2f of the data "
+                        "left in x_T (want < 0.1): use more timesteps, a larger linear_end or 'cosine'",
+                        schedule, self.num_timesteps, signal_left)
         self.to(dev)
 
     # ---- schedule buffers -------------------------------------------------------------------
