@@ -1,6 +1,6 @@
 // One function per REST route the app uses.
 import { del, get, post } from "./client";
-import type { Dataset, Health, Job, MetricRow, Sample, WorkerInfo } from "./types";
+import type { Dataset, Device, Health, Job, MetricRow, Sample, WorkerInfo } from "./types";
 
 const id = (v: string | number) => encodeURIComponent(String(v));
 
@@ -29,9 +29,9 @@ export const api = {
 
   jobs: async () => items<Job>(await get<unknown>("/api/jobs")),
   job: (j: string | number) => get<Job>(`/api/jobs/${id(j)}`),
-  createTrainJob: (datasetId: string | number, config: unknown) =>
-    post<Job>("/api/jobs", { kind: "train", dataset_id: datasetId, config }),
-  createSampleJob: (p: { source_job_id: string | number; num_samples: number; sampler: string; steps: number; seed: number }) =>
+  createTrainJob: (datasetId: string | number, config: unknown, device: Device) =>
+    post<Job>("/api/jobs", { kind: "train", dataset_id: datasetId, config, device }),
+  createSampleJob: (p: { source_job_id: string | number; num_samples: number; sampler: string; steps: number; seed: number; device?: Device }) =>
     post<Job>("/api/jobs", { kind: "sample", ...p }),
   metrics: async (j: string | number) => items<MetricRow>(await get<unknown>(`/api/jobs/${id(j)}/metrics`)),
   samples: async (j: string | number) => items<Sample>(await get<unknown>(`/api/jobs/${id(j)}/samples`)),

@@ -4,6 +4,9 @@
 export interface DatasetFile {
   id: number | string;
   path: string;
+  url?: string;
+  format?: string;
+  channels?: number;
   shape: number[] | null;
   spacing: number[] | null;
   dtype: string | null;
@@ -14,10 +17,11 @@ export interface DatasetFile {
 export interface Dataset {
   id: number | string;
   name: string;
-  state: string; // uploading | ready | ...
+  status: string; // uploading | ready
   kind: "3d" | "2d" | null;
+  channels?: number | null;
   files?: DatasetFile[];
-  num_files?: number;
+  file_count?: number;
   total_bytes?: number;
   created_at?: string;
   [k: string]: unknown;
@@ -83,6 +87,8 @@ export interface Health {
   broker?: string;
   workers?: number;
 }
+
+export type Device = "auto" | "cpu" | "gpu";
 
 export const TERMINAL: JobStatus[] = ["succeeded", "failed", "cancelled"];
 

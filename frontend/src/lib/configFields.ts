@@ -37,6 +37,7 @@ export const GROUPS: Array<{ id: Group; title: string }> = [
 export const FIELDS: FieldSpec[] = [
   { path: "is_3d", label: "3D volumes", group: "general", kind: "bool", help: "3D (B,C,D,H,W) or 2D (B,C,H,W)" },
   { path: "seed", label: "Seed", group: "general", kind: "int", min: 0 },
+  { path: "gpu", label: "GPU index", group: "general", kind: "int", min: -1, help: "CUDA device on a GPU worker; -1 = CPU" },
   { path: "experiment_path", label: "Experiment path", group: "general", kind: "string", help: "where runs go (the server may place runs in its data folder)" },
 
   { path: "model.unet.dim", label: "Base channels", group: "model", kind: "int", min: 8, help: "multiple of 8" },
@@ -91,8 +92,8 @@ export const FIELDS: FieldSpec[] = [
   { path: "dataset.val_fraction", label: "Validation fraction", group: "data", kind: "float", min: 0, max: 0.99 },
 ];
 
-/** Paths errors can attach to: the fields plus "gpu" (the device select). */
-export const FIELD_PATHS = [...FIELDS.map((f) => f.path), "gpu"];
+/** Paths errors can attach to: the fields plus the job's own "device" and "dataset_id". */
+export const FIELD_PATHS = [...FIELDS.map((f) => f.path), "device", "dataset_id"];
 
 export function fieldId(path: string): string {
   return "cfg-" + path.replace(/\./g, "-");

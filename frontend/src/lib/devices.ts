@@ -1,18 +1,21 @@
-// Device choices for the config's `gpu` key from what the live workers report.
-import type { WorkerInfo } from "../api/types";
+// The job's device choice (the API's "device": auto | cpu | gpu) and what the live workers offer.
+import type { Device, WorkerInfo } from "../api/types";
 
-export interface DeviceOption {
-  value: number; // -1 = CPU
-  label: string;
+export const DEVICE_CHOICES: Array<{ value: Device; label: string }> = [
+  { value: "auto", label: "Auto (GPU when a GPU worker is up)" },
+  { value: "cpu", label: "CPU" },
+  { value: "gpu", label: "GPU" },
+];
+
+/** Distinct devices of the live workers, GPUs first: ["cuda:0", "cpu"]. */
+export function liveDevices(workers: WorkerInfo[]): string[] {
+  const set = new Set(workers.map((w) => String(w.device ?? "").toLowerCase()).filter(Boolean));
+  return [...set].sort((a, b) => Number(a === "cpu") - Number(b === "cpu") || a.localeCompare(b));
 }
 
-export function deviceOptions(workers: WorkerInfo[]): DeviceOption[] {
-  const gpus = new Set<number>();
-  for (const w of workers) {
-    const d = String(w.device ?? "").toLowerCase();
-    const m = /^(?:cuda|gpu)(?::(\d+))?/.exec(d);
-    if (m) gpus.add(m[1] ? Number(m[1]) : 0);
-  }
-  if (gpus.size === 0) gpus.add(0); // still offer GPU 0: a GPU worker may join later
-  return [{ value: -1, label: "CPU" }, ...[...gpus].sort((a, b) => a - b).map((g) => ({ value: g, label: `GPU ${g}` }))];
+/** The config's gpu index that goes with a device choice (CPU forces -1). */
+export function gpuForDevice(device: Device, gpu: number): number {
+  if (device === "cpu") return -1;
+  if (device === "gpu" && gpu < 0) return 0;
+  return gpu;
 }

@@ -35,11 +35,13 @@ describe("mapErrorsToFields", () => {
       { loc: ["body", "config", "dataset", "clip_percentiles", 0], msg: "too low" },
       { loc: ["body", "config", "modle"], msg: "unknown key (did you mean 'model'?)" },
       { loc: ["body", "config", "gpu"], msg: "must be >= -1" },
+      { loc: "device", msg: "Input should be 'auto', 'cpu' or 'gpu'" },
     ]);
     const { byField, global } = mapErrorsToFields(errs, FIELD_PATHS);
     expect(byField["model.unet.num_head_channels"]).toEqual(["does not divide"]);
     expect(byField["dataset.clip_percentiles"]).toEqual(["too low"]);
     expect(byField["gpu"]).toEqual(["must be >= -1"]);
+    expect(byField["device"]).toEqual(["Input should be 'auto', 'cpu' or 'gpu'"]);
     expect(global).toEqual([{ path: "modle", message: "unknown key (did you mean 'model'?)" }]);
   });
 });

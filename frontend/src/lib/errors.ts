@@ -11,7 +11,7 @@ const STRIP = new Set(["body", "config", "query", "path"]);
 
 function locToPath(loc: unknown): string {
   if (typeof loc === "string") {
-    const parts = loc.split(/[.\/]/).filter(Boolean);
+    const parts = loc.split(".").filter(Boolean);
     return normaliseParts(parts);
   }
   if (Array.isArray(loc)) return normaliseParts(loc.map(String));

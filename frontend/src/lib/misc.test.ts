@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { deviceOptions } from "./devices";
+import { gpuForDevice, liveDevices } from "./devices";
 import { getPath, setPath } from "./objpath";
 import { matchPath } from "./router";
 import { jobIs3d, sampleIs3d } from "./sampleKind";
@@ -21,9 +21,12 @@ describe("small helpers", () => {
     expect(getPath(a, "x.y")).toBeUndefined();
   });
 
-  it("device choices come from the workers", () => {
-    expect(deviceOptions([{ name: "w1", device: "cuda:1" }, { name: "w0", device: "cuda:0" }, { name: "c", device: "cpu" }]).map((d) => d.label)).toEqual(["CPU", "GPU 0", "GPU 1"]);
-    expect(deviceOptions([{ name: "c", device: "cpu" }]).map((d) => d.value)).toEqual([-1, 0]);
+  it("device choice and the config's gpu index", () => {
+    expect(liveDevices([{ name: "c", device: "cpu" }, { name: "w1", device: "cuda:1" }, { name: "w0", device: "cuda:0" }, { name: "c2", device: "cpu" }])).toEqual(["cuda:0", "cuda:1", "cpu"]);
+    expect(gpuForDevice("cpu", 0)).toBe(-1);
+    expect(gpuForDevice("gpu", -1)).toBe(0);
+    expect(gpuForDevice("gpu", 2)).toBe(2);
+    expect(gpuForDevice("auto", -1)).toBe(-1);
   });
 
   it("decides 3D vs 2D samples from the config, else the shape", () => {

@@ -32,10 +32,10 @@ describe("presets", () => {
         expect(u.dim % 8).toBe(0);
       });
 
-  it("tiny presets run on the CPU and finish quickly", () => {
+  it("tiny presets finish quickly without loader processes", () => {
     for (const dims of ["2d", "3d"] as const) {
       const cfg = presetConfig(dims, "tiny");
-      expect(cfg.gpu).toBe(-1);
+      expect(cfg.dataset.num_workers).toBe(0);
       expect(cfg.model.iterations).toBeLessThanOrEqual(100);
       expect(cfg.model.freq_metrics).toBeLessThanOrEqual(cfg.model.iterations);
     }

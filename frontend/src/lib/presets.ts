@@ -82,7 +82,7 @@ const SIZE_OVERRIDES: Record<Dims, Record<Size, Overrides>> = {
       "model.unet.attn_res": [], "model.unet.num_head_channels": 8, "model.beta_schedule.train.n_timestep": 100,
       "model.iterations": 40, "model.freq_metrics": 20, "model.freq_checkpoint": 20, "model.metric_samples": 1,
       "model.metric_steps": 5, "model.metric_sampler": "ddim", "model.lr": 1e-3, "model.ema_decay": 0.9,
-      "dataset.batch_size": 2, "dataset.num_workers": 0, "dataset.pin_memory": false, "gpu": -1,
+      "dataset.batch_size": 2, "dataset.num_workers": 0, "dataset.pin_memory": false,
     },
     small: {
       "dataset.image_size": 32, "model.unet.dim": 32, "model.unet.channel_mults": [1, 2, 4], "model.unet.res_blocks": 2,
@@ -104,7 +104,7 @@ const SIZE_OVERRIDES: Record<Dims, Record<Size, Overrides>> = {
       "model.unet.attn_res": [], "model.unet.num_head_channels": 16, "model.beta_schedule.train.n_timestep": 100,
       "model.iterations": 40, "model.freq_metrics": 20, "model.freq_checkpoint": 20, "model.metric_samples": 4,
       "model.metric_steps": 5, "model.metric_sampler": "ddim", "model.lr": 1e-3, "model.ema_decay": 0.9,
-      "dataset.batch_size": 4, "dataset.num_workers": 0, "dataset.pin_memory": false, "gpu": -1,
+      "dataset.batch_size": 4, "dataset.num_workers": 0, "dataset.pin_memory": false,
     },
     small: {
       "dataset.image_size": 64, "model.unet.dim": 64, "model.unet.channel_mults": [1, 2, 4], "model.unet.res_blocks": 2,

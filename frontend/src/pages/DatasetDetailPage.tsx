@@ -42,7 +42,7 @@ export function DatasetDetailPage({ id }: { id: string }) {
     <div className="page">
       <header className="page-head">
         <h1>{d ? d.name : "Dataset"}</h1>
-        {d && <StatusBadge status={d.state} />}
+        {d && <StatusBadge status={d.status} />}
         <div className="spacer" />
         {d?.state === "ready" && (
           <Link className="button primary" to={`/jobs/new?dataset=${d.id}`}>

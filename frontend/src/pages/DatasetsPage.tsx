@@ -41,13 +41,13 @@ export function DatasetsPage() {
                   </td>
                   <td>{d.kind ?? "—"}</td>
                   <td>
-                    <StatusBadge status={d.state} />
+                    <StatusBadge status={d.status} />
                   </td>
-                  <td>{d.num_files ?? d.files?.length ?? "—"}</td>
+                  <td>{d.file_count ?? d.files?.length ?? "—"}</td>
                   <td>{formatBytes(d.total_bytes as number | undefined)}</td>
                   <td>{formatTime(d.created_at)}</td>
                   <td className="actions">
-                    {d.state === "ready" && (
+                    {d.status === "ready" && (
                       <Link className="button small" to={`/jobs/new?dataset=${d.id}`}>
                         Train on {d.name}
                       </Link>

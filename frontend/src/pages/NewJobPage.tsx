@@ -3,7 +3,7 @@
 import { useEffect, useMemo, useState, type FormEvent } from "react";
 import { api } from "../api/endpoints";
 import { ApiError } from "../api/client";
-import type { Dataset, WorkerInfo } from "../api/types";
+import type { Dataset, Device, WorkerInfo } from "../api/types";
 import { ConfigForm } from "../components/ConfigForm";
 import { ErrorBox } from "../components/Notice";
 import { FIELD_PATHS } from "../lib/configFields";
@@ -14,16 +14,17 @@ import { useLoad } from "../lib/hooks";
 import { estimateParams } from "../lib/paramEstimate";
 import { PRESET_NOTES, PRESET_SIZES, normaliseConfig, presetConfig, setField, type Dims, type Size } from "../lib/presets";
 import { navigate, useLocation } from "../lib/router";
-import { deviceOptions } from "../lib/devices";
+import { DEVICE_CHOICES, gpuForDevice, liveDevices } from "../lib/devices";
 
 export function NewJobPage() {
   const { query } = useLocation();
   const datasets = useLoad(() => api.datasets(), []);
   const workers = useLoad<WorkerInfo[]>(() => api.workers().catch(() => []), []);
-  const ready = (datasets.data ?? []).filter((d) => d.state === "ready");
+  const ready = (datasets.data ?? []).filter((d) => d.status === "ready");
   const [datasetId, setDatasetId] = useState<string>(query.get("dataset") ?? "");
   const [preset, setPreset] = useState<{ dims: Dims; size: Size }>({ dims: "3d", size: "tiny" });
   const [config, setConfig] = useState<TrainConfig>(() => presetConfig("3d", "tiny"));
+  const [device, setDevice] = useState<Device>("auto");
   const [mode, setMode] = useState<"form" | "json">("form");
   const [jsonText, setJsonText] = useState("");
   const [jsonError, setJsonError] = useState<string | null>(null);
@@ -32,7 +33,7 @@ export function NewJobPage() {
   const [busy, setBusy] = useState(false);
 
   const dataset: Dataset | undefined = ready.find((d) => String(d.id) === datasetId);
-  const devices = deviceOptions(workers.data ?? []);
+  const devices = liveDevices(workers.data ?? []);
 
   // Pick the first ready dataset, and follow its kind with the preset's dimensionality.
   useEffect(() => {
@@ -44,10 +45,8 @@ export function NewJobPage() {
   }, [dataset?.id, dataset?.kind]);
 
   const applyPreset = (dims: Dims, size: Size) => {
-    const gpu = config.gpu;
-    let cfg = presetConfig(dims, size);
-    if (size === "tiny") cfg.gpu = -1;
-    else if (devices.some((d) => d.value === gpu)) cfg.gpu = gpu;
+    const cfg = presetConfig(dims, size);
+    cfg.gpu = gpuForDevice(device, cfg.gpu);
     setPreset({ dims, size });
     setConfig(cfg);
     setServerErrors([]);
@@ -89,7 +88,7 @@ export function NewJobPage() {
     setSubmitError(null);
     setServerErrors([]);
     try {
-      const job = await api.createTrainJob(isNaN(Number(datasetId)) ? datasetId : Number(datasetId), normaliseConfig(cfg));
+      const job = await api.createTrainJob(isNaN(Number(datasetId)) ? datasetId : Number(datasetId), normaliseConfig(cfg), device);
       navigate(`/jobs/${job.id}`);
     } catch (err) {
       if (err instanceof ApiError && (err.status === 422 || err.status === 400)) setServerErrors(parseDetail(err.detail));
@@ -115,24 +114,41 @@ export function NewJobPage() {
             {ready.length === 0 && <option value="">no ready dataset</option>}
             {ready.map((d) => (
               <option key={String(d.id)} value={String(d.id)}>
-                {d.name} ({d.kind ?? "?"}, {d.num_files ?? d.files?.length ?? "?"} files)
+                {d.name} ({d.kind ?? "?"}, {d.file_count ?? d.files?.length ?? "?"} files)
               </option>
             ))}
           </select>
         </label>
         <label className="inline">
           Device
-          <select aria-label="Device" value={String(config.gpu)} onChange={(e) => setConfig(setField(config, "gpu", Number(e.target.value)))} aria-describedby="cfg-gpu-err">
-            {devices.map((d) => (
-              <option key={d.value} value={String(d.value)}>
+          <select
+            aria-label="Device"
+            value={device}
+            aria-describedby="device-hint"
+            onChange={(e) => {
+              const d = e.target.value as Device;
+              setDevice(d);
+              setConfig((c) => setField(c, "gpu", gpuForDevice(d, c.gpu)));
+            }}
+          >
+            {DEVICE_CHOICES.map((d) => (
+              <option key={d.value} value={d.value}>
                 {d.label}
               </option>
             ))}
           </select>
         </label>
-        {byField.gpu && (
-          <span id="cfg-gpu-err" className="field-error" role="alert">
-            {byField.gpu.join("; ")}
+        <span id="device-hint" className="muted small">
+          {devices.length ? `live workers: ${devices.join(", ")}` : "no live worker: the job waits in the queue"}
+        </span>
+        {byField.device && (
+          <span className="field-error" role="alert">
+            {byField.device.join("; ")}
+          </span>
+        )}
+        {byField.dataset_id && (
+          <span className="field-error" role="alert">
+            {byField.dataset_id.join("; ")}
           </span>
         )}
       </section>
