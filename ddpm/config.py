@@ -129,7 +129,7 @@ class IntensityConfig(_Strict):
 
 
 class DatasetConfig(_Strict):
-    name: Literal["volume3d", "image2d"] = "volume3d"
+    name: Literal["volume3d", "image2d"] = Field("volume3d", description="default follows is_3d")
     path: str = "datasets/"
     image_size: int = Field(64, ge=4, le=1024)
     image_channels: int = Field(1, ge=1, le=16)
@@ -165,6 +165,15 @@ class TrainConfig(_Strict):
     @property
     def dims(self) -> int:
         return 3 if self.is_3d else 2
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_name_follows_is_3d(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("dataset", {}), dict) \
+                and "name" not in data.get("dataset", {}):
+            data = {**data, "dataset": {**data.get("dataset", {}),
+                                        "name": "volume3d" if data.get("is_3d") is True else "image2d"}}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":
