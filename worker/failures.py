@@ -6,21 +6,29 @@ import signal
 _MAX = 300
 
 
-def _first_line(text: str) -> str:
-    for line in str(text).splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
+# Engine errors whose message already says what is wrong and how to fix it.
+_SELF_EXPLAINING = {"DataError", "RunError", "NonFiniteLossError", "RuntimeError", "ValueError", "Exception"}
+
+
+def _one_line(text: str) -> str:
+    """Multi-line messages (e.g. a list of unreadable files) joined with '; '."""
+    lines = [line.strip().rstrip(":") for line in str(text).splitlines() if line.strip()]
+    return "; ".join(lines)
 
 
 def _clip(text: str) -> str:
     return text if len(text) <= _MAX else text[: _MAX - 1] + "…"
 
 
-def reason_for(exc: BaseException) -> str:
-    """Map an exception raised by the engine to one line for the job's ``error`` field."""
+def reason_for(exc: BaseException, hide_prefix: str = "") -> str:
+    """Map an exception raised by the engine to one line for the job's ``error`` field.
+
+    ``hide_prefix`` (DATA_DIR) is cut from paths: the user knows files by their dataset path.
+    """
     name = type(exc).__name__
-    detail = _first_line(exc)
+    detail = _one_line(exc)
+    if hide_prefix:
+        detail = detail.replace(hide_prefix.rstrip("/") + "/", "")
     if name == "OutOfMemoryError" or "CUDA out of memory" in detail:
         return ("out of GPU memory: lower dataset.batch_size (raise dataset.grad_accumulation to keep "
                 "the effective batch), dataset.image_size or model.unet.dim, or set "
@@ -35,7 +43,7 @@ def reason_for(exc: BaseException) -> str:
     if not detail:
         return _clip(f"{name} (see the job log for the traceback)")
     # Engine errors already name the file / key and why; keep them as they are.
-    return _clip(detail if name in ("RuntimeError", "ValueError", "Exception") else f"{name}: {detail}")
+    return _clip(detail if name in _SELF_EXPLAINING else f"{name}: {detail}")
 
 
 def reason_for_exit(exitcode: int | None) -> str:

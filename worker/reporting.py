@@ -56,9 +56,17 @@ class Reporter:
                                   f.get("preview_path"), payload.get("step"))
                 self.samples_added += 1
         elif kind == "checkpoint":
-            self.store.checkpoint(self.job_id, int(payload["step"]))
+            step = int(payload["step"])
+            self.store.checkpoint(self.job_id, step)
+            self.advance(step)
         else:
             log.warning("job %s: unknown report %r from the child", self.job_id, kind)
+
+    def advance(self, step: int) -> None:
+        """The run is known to be at ``step`` (a checkpoint, its final result): the progress row
+        must not lag behind it (the engine throttles its progress reports)."""
+        if step > self.step and (self._pending is None or int(self._pending.get("step") or 0) < step):
+            self._pending = {**(self._pending or {}), "step": step, "total": self.total}
 
     def tick(self) -> None:
         """Write the newest progress if the interval has passed (called by the supervisor loop)."""

@@ -110,6 +110,27 @@ def _make_callbacks(conn: Connection, stop_event) -> PipeCallbacks:
     return cls(conn, stop_event)
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: the kernel SIGKILLs us the moment the worker dies (PR_SET_PDEATHSIG).
+
+    PDEATHSIG fires when the *thread* that spawned us exits; that is the supervising task
+    thread, which lives exactly as long as we do, so it never fires early. The check after
+    setting it covers a worker that died before we got here; the polling thread in
+    ``_watch_parent`` is the fallback where prctl is unavailable.
+    """
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(70)
+
+
 def _watch_parent(parent_pid: int) -> None:
     """Exit at once when the worker is gone (re-parented): its lease will expire and another
     worker resumes from the last checkpoint; a second copy of this run must not go on."""
@@ -134,6 +155,16 @@ def _log_to_file(log_path: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _export(spec: dict, use_ema: bool) -> str:
+    """The (EMA) weights where GET /api/jobs/{id}/checkpoint serves them (backend.storage)."""
+    from ddpm.export import export_run
+
+    export = Path(spec["export_path"])
+    export.parent.mkdir(parents=True, exist_ok=True)
+    export_run(Path(spec["run_dir"]), export, use_ema=use_ema)
+    return str(export)
+
+
 def _run_train(spec: dict, cb: PipeCallbacks) -> dict:
     from ddpm.config import load_config
     from ddpm.train import run_training
@@ -141,17 +172,13 @@ def _run_train(spec: dict, cb: PipeCallbacks) -> dict:
     cfg = load_config(spec["config"])
     result = run_training(cfg, Path(spec["run_dir"]), cb, resume=True)
     if result.status == "stopped":
-        return {"status": "stopped", "step": result.step}
-    out = {"status": "succeeded", "step": result.step}
-    if spec.get("export_path"):
-        # The EMA weights where GET /api/jobs/{id}/checkpoint serves them (backend.storage).
-        from ddpm.export import export_run
-
-        export = Path(spec["export_path"])
-        export.parent.mkdir(parents=True, exist_ok=True)
-        export_run(Path(spec["run_dir"]), export, use_ema=cfg.model.use_ema)
-        out["export_path"] = str(export)
-    return out
+        out = {"status": "stopped", "step": result.step}
+        try:  # a cancelled run's weights are downloadable too; never fail the cancel over it
+            out["export_path"] = _export(spec, cfg.model.use_ema)
+        except Exception:  # noqa: BLE001
+            log.exception("export after stop failed")
+        return out
+    return {"status": "succeeded", "step": result.step, "export_path": _export(spec, cfg.model.use_ema)}
 
 
 def _run_sample(spec: dict, cb: PipeCallbacks) -> dict:
@@ -175,6 +202,7 @@ def _run_sample(spec: dict, cb: PipeCallbacks) -> dict:
 
 def child_main(spec: dict, conn: Connection, stop_event, parent_pid: int) -> None:
     """Entry point of the spawned child. Exit code 0 after a result message, 1 after failure."""
+    _die_with_parent(parent_pid)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="watch-parent").start()
     _log_to_file(spec["log_path"])
     cb = _make_callbacks(conn, stop_event)
@@ -189,7 +217,7 @@ def child_main(spec: dict, conn: Connection, stop_event, parent_pid: int) -> Non
         from worker.failures import reason_for
 
         traceback.print_exc()
-        reason = reason_for(exc)
+        reason = reason_for(exc, spec.get("data_dir", ""))
         log.error("job %s failed: %s", spec["job_id"], reason)
         try:
             cb.send("failed", {"reason": reason})

@@ -88,6 +88,8 @@ class Supervisor:
                         kind, payload = recv.recv()
                         if kind in ("result", "failed"):
                             final = (kind, payload)
+                            if payload.get("step") is not None:
+                                self.reporter.advance(int(payload["step"]))
                         else:
                             self.reporter.handle(kind, payload)
                 except (EOFError, OSError):

@@ -43,7 +43,8 @@ def build_spec(ctx: Any, job: JobView) -> dict:
     st = ctx.store.storage
     gpu = _uses_gpu(ctx, job)
     spec: dict = {"job_id": job.id, "kind": job.kind, "log_path": str(st.job_log_path(job.id)),
-                  "device": "cuda:0" if gpu else "cpu", "run_dir": str(st.run_dir(job.id))}
+                  "device": "cuda:0" if gpu else "cpu", "run_dir": str(st.run_dir(job.id)),
+                  "data_dir": str(st.root)}
     if job.kind == "train":
         cfg = copy.deepcopy(job.config)
         # The worker decides where things live and which device it is: the first visible GPU
