@@ -1,0 +1,229 @@
+"""Data loading throughput: our preprocessing (cold, cached) vs MONAI's pipeline, and data wait.
+
+Run with the bench env (MONAI lives there), importing our package from the work tree:
+
+    bash bench/setup_bench_env.sh
+    PYTHONPATH=. .bench-venv/bin/python bench/data.py            # 16 volumes 160x192x160 int16
+
+It writes a folder of NIfTI volumes (int16, LPS, 1x1x1.2 mm: every file needs reorientation and
+an anisotropic resize), then measures volumes/s for
+  * ours, cold: a new dataset (header check + content hashing) and one pass that preprocesses
+    every file and writes the cache;
+  * ours, cached: a new dataset on the same folder (as the next run) and passes over it;
+  * ours, no cache: preprocessing every time (``cache=False``);
+  * MONAI: LoadImage + Orientation(RAS) + Resize + ScaleIntensity, uncached, in the same run;
+    and MONAI's PersistentDataset (its on-disk cache) cold and cached, for reference;
+and the share of time a training loop waits for data, with a DataLoader (num_workers=2, batch 2,
+64^3) feeding (a) a real CPU training step of a small 3D DDPM and (b) fixed step times standing
+in for a GPU step (the CPU sleeps, as it does while a GPU computes).
+
+Targets: cached loading >= 10x MONAI's uncached pipeline; data wait < 5% of step time.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from ddpm.data import Volume3DDiffusionDataset
+
+
+def make_volumes(root: Path, n: int, shape: tuple[int, int, int], seed: int = 0) -> list[Path]:
+    """Head-like phantoms: an ellipsoid with inner structure and noise, stored int16 in LPS."""
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = root / f".made_{n}_{'x'.join(map(str, shape))}_{seed}"
+    files = [root / f"case_{i:03d}.nii.gz" for i in range(n)]
+    if stamp.exists() and all(f.exists() for f in files):
+        return files
+    rng = np.random.default_rng(seed)
+    grids = np.meshgrid(*[np.linspace(-1, 1, s, dtype=np.float32) for s in shape], indexing="ij")
+    affine = np.diag([-1.0, -1.0, 1.2, 1.0])  # LPS, anisotropic: the loader must reorient + resize
+    for f in files:
+        radii = rng.uniform(0.6, 0.9, 3)
+        r = np.sqrt(sum((g / a) ** 2 for g, a in zip(grids, radii)))
+        vol = np.where(r < 1.0, 800.0, -1000.0) + np.where(r < 0.5, 300.0, 0.0)
+        vol += rng.normal(0, 25, shape)
+        nib.save(nib.Nifti1Image(vol.astype(np.int16), affine), str(f))
+    stamp.touch()
+    return files
+
+
+def rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+def time_ours(root: Path, size: int, cache_dir: Path, passes: int) -> dict[str, float]:
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    out = {}
+    t0 = time.perf_counter()
+    ds = Volume3DDiffusionDataset(root, size, cache_dir=cache_dir)
+    init = time.perf_counter() - t0
+    for i in range(len(ds)):
+        ds[i]
+    out["cold"] = rate(len(ds), time.perf_counter() - t0)
+    out["cold_init_s"] = init
+    runs = []
+    for _ in range(passes):
+        t0 = time.perf_counter()
+        ds = Volume3DDiffusionDataset(root, size, cache_dir=cache_dir)  # the next run
+        for i in range(len(ds)):
+            ds[i]
+        runs.append(time.perf_counter() - t0)
+    out["cached"] = rate(len(ds), statistics.median(runs))
+    t0 = time.perf_counter()
+    ds2 = Volume3DDiffusionDataset(root, size, cache_dir=cache_dir)
+    out["cached_init_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(passes):
+        for i in range(len(ds2)):
+            ds2[i]
+    out["cached_items"] = rate(len(ds2) * passes, time.perf_counter() - t0)
+    nocache = Volume3DDiffusionDataset(root, size, cache=False)
+    t0 = time.perf_counter()
+    for i in range(len(nocache)):
+        nocache[i]
+    out["nocache"] = rate(len(nocache), time.perf_counter() - t0)
+    return out
+
+
+def time_monai(files: list[Path], size: int, cache_dir: Path) -> dict[str, float]:
+    try:
+        import monai
+        from monai.data import PersistentDataset
+        from monai.transforms import (Compose, LoadImage, LoadImaged, Orientation, Orientationd, Resize,
+                                      Resized, ScaleIntensity, ScaleIntensityd)
+    except ImportError:
+        return {}
+    out: dict[str, float] = {"version": monai.__version__}
+    pipe = Compose([LoadImage(image_only=True, ensure_channel_first=True), Orientation(axcodes="RAS"),
+                    Resize((size,) * 3), ScaleIntensity()])
+    t0 = time.perf_counter()
+    for f in files:
+        x = pipe(str(f))
+    out["uncached"] = rate(len(files), time.perf_counter() - t0)
+    assert tuple(x.shape) == (1, size, size, size)
+    keys = "img"
+    dpipe = Compose([LoadImaged(keys, image_only=True, ensure_channel_first=True),
+                     Orientationd(keys, axcodes="RAS"), Resized(keys, (size,) * 3), ScaleIntensityd(keys)])
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    data = [{"img": str(f)} for f in files]
+    for label in ("persistent_cold", "persistent_cached"):
+        t0 = time.perf_counter()
+        ds = PersistentDataset(data, dpipe, cache_dir=cache_dir)
+        for i in range(len(ds)):
+            ds[i]
+        out[label] = rate(len(files), time.perf_counter() - t0)
+    return out
+
+
+def data_wait(root: Path, size: int, cache_dir: Path, steps: int, step_fn, warmup: int = 2) -> tuple[float, float]:
+    """(mean wait per step in ms, wait share of wait+step) for a DataLoader feeding ``step_fn``."""
+    ds = Volume3DDiffusionDataset(root, size, cache_dir=cache_dir, flip=True)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, shuffle=True, num_workers=2, drop_last=True,
+                                         persistent_workers=True)
+
+    def forever():
+        while True:
+            yield from loader
+
+    it = forever()
+    wait = work = 0.0
+    for step in range(warmup + steps):
+        t0 = time.perf_counter()
+        batch = next(it)
+        t1 = time.perf_counter()
+        step_fn(batch)
+        t2 = time.perf_counter()
+        if step >= warmup:
+            wait += t1 - t0
+            work += t2 - t1
+    return 1000 * wait / steps, wait / (wait + work)
+
+
+def real_step_fn(size: int):
+    from ddpm import DDPM
+
+    torch.manual_seed(0)
+    model = DDPM(image_size=size, channels=1, device="cpu", is_3d=True, dim=8, channel_mults=(1, 2),
+                 res_blocks=1, attn_res=[])
+    opt = torch.optim.AdamW(model.parameters(), 1e-4)
+
+    def step(batch: torch.Tensor) -> None:
+        loss = model.p_losses(batch, model.sample_timesteps(batch.shape[0]))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=16, help="volumes")
+    ap.add_argument("--shape", type=int, nargs=3, default=(160, 192, 160))
+    ap.add_argument("--size", type=int, default=64, help="image_size")
+    ap.add_argument("--passes", type=int, default=5, help="cached passes (median)")
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "ddpm_bench_data")
+    ap.add_argument("--real-steps", type=int, default=4, help="real CPU training steps (0 = skip)")
+    ap.add_argument("--sleep-steps", type=int, default=30, help="steps per stand-in GPU step time")
+    args = ap.parse_args()
+    shape = tuple(args.shape)
+    root = args.workdir / "volumes"
+    t0 = time.perf_counter()
+    files = make_volumes(root, args.n, shape)
+    print(f"data: {args.n} x {'x'.join(map(str, shape))} int16 .nii.gz in {root} "
+          f"({sum(f.stat().st_size for f in files) / 1e6:.0f} MB, ready in {time.perf_counter() - t0:.1f} s)",
+          flush=True)
+    ours = time_ours(root, args.size, args.workdir / "cache_ours", args.passes)
+    monai = time_monai(files, args.size, args.workdir / "cache_monai")
+
+    rows = [("ours, cold (new dataset + preprocess + write cache)", ours["cold"]),
+            ("ours, cached (new dataset = next run, then one pass)", ours["cached"]),
+            ("ours, cached items (__getitem__ only)", ours["cached_items"]),
+            ("ours, cache=False", ours["nocache"])]
+    if monai:
+        rows += [(f"MONAI {monai['version']} LoadImage+Orientation+Resize+ScaleIntensity", monai["uncached"]),
+                 ("MONAI PersistentDataset, cold", monai["persistent_cold"]),
+                 ("MONAI PersistentDataset, cached", monai["persistent_cached"])]
+    print(f"\n| {args.size}^3 from {'x'.join(map(str, shape))} | volumes/s |\n| --- | ---: |")
+    for name, r in rows:
+        print(f"| {name} | {r:,.1f} |")
+    print(f"\ndataset construction: {ours['cold_init_s'] * 1000:.0f} ms first run (hashing), "
+          f"{ours['cached_init_s'] * 1000:.0f} ms later runs (hash memo)")
+    if monai:
+        ratio = ours["cached"] / monai["uncached"]
+        print(f"cached vs MONAI uncached: {ratio:.0f}x (target >= 10x: {'met' if ratio >= 10 else 'NOT met'})")
+
+    cache = args.workdir / "cache_ours"
+    print(f"\n| training loop (DataLoader workers=2, batch 2, {args.size}^3, cached) | wait/step ms | data wait share |\n"
+          "| --- | ---: | ---: |")
+    loader_rows = []
+    if args.real_steps:
+        ms, share = data_wait(root, args.size, cache, args.real_steps, real_step_fn(args.size), warmup=1)
+        loader_rows.append(("real CPU step, 3D DDPM dim 8 [1,2]", ms, share))
+        print(f"| {loader_rows[-1][0]} | {ms:.1f} | {100 * share:.2f}% |", flush=True)
+    for step_ms in (0, 20, 50, 100):
+        ms, share = data_wait(root, args.size, cache, args.sleep_steps,
+                              lambda _b, s=step_ms: time.sleep(s / 1000))
+        name = "no step (loader alone)" if step_ms == 0 else f"{step_ms} ms step (GPU stand-in)"
+        loader_rows.append((name, ms, share))
+        print(f"| {name} | {ms:.1f} | {100 * share:.2f}% |", flush=True)
+    worst = max(s for n, _ms, s in loader_rows if not n.startswith("no step"))
+    print(f"\nworst data wait share with a step: {100 * worst:.2f}% (target < 5%: "
+          f"{'met' if worst < 0.05 else 'NOT met'})")
+    print(f"\n{date.today().isoformat()} on {platform.node() or 'this machine'}: {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, python {sys.version.split()[0]}")
+
+
+if __name__ == "__main__":
+    main()
