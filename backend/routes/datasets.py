@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect
 
 from backend import dataset_store
@@ -22,6 +23,16 @@ from backend.storage import Storage
 from backend.uploads import UploadSink
 
 router = APIRouter(tags=["datasets"], dependencies=[Depends(require_token)])
+
+
+class _AnyPath(PathConvertor):
+    """Like ``path`` but also matching control characters (newline...), so a hostile name
+    reaches the sanitiser and gets a clear 400 instead of falling through to another route."""
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("anypath", _AnyPath())
 
 WRITE_BATCH = 1 << 20  # hand the body to the writer thread in 1 MiB pieces
 DRAIN_LIMIT = 64 << 20  # after a refusal, read on this much so the client sees the answer
@@ -76,7 +87,7 @@ def get_dataset(dataset_id: int, session: Session = Depends(get_session)):
     return dataset_detail(session, _get(session, dataset_id))
 
 
-@router.put("/datasets/{dataset_id}/files/{path:path}", status_code=201, response_model=FileOut,
+@router.put("/datasets/{dataset_id}/files/{path:anypath}", status_code=201, response_model=FileOut,
             responses={400: {"model": ErrorResponse, "description": "unsafe path"},
                        413: {"model": ErrorResponse, "description": "over a size limit (file, dataset, "
                                                                    "dimensions, inflated size)"},

@@ -89,7 +89,8 @@ async def job_events(job_id: int, request: Request,
                 if len(rows) >= 500:
                     continue  # a backlog: keep reading before waiting
                 with_redis = notifier.connected
-                timeout = settings.sse_poll_s * (4 if with_redis else 1)
+                # with Redis a wake-up comes in ms; the slower poll only catches writers without one
+                timeout = settings.sse_poll_s * (2 if with_redis else 1)
                 try:
                     await asyncio.wait_for(wake.wait(), timeout=timeout)
                 except asyncio.TimeoutError:
