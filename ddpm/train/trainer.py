@@ -83,6 +83,8 @@ class Trainer:
     """The loop and its state. ``build_datasets`` / ``build_model`` are the seams a test or a
     custom dataset (e.g. an overridden ``read_volume``) can replace in a subclass."""
 
+    progress_interval_s = 1.0  # minimum seconds between on_progress calls (metric steps always report)
+
     def __init__(self, cfg: TrainConfig, run_dir: Union[str, Path], callbacks: Optional[TrainCallbacks] = None):
         self.cfg = cfg
         self.paths = RunPaths(run_dir)
@@ -320,7 +322,7 @@ class Trainer:
             log.info("already complete at step %d", self.step)
             return TrainResult("completed", self.step, path)
 
-        throttle = ProgressThrottle(1.0)
+        throttle = ProgressThrottle(self.progress_interval_s)
         window: deque[float] = deque(maxlen=50)  # durations of recent steps (excludes metrics)
         prog = {"loss": 0.0, "n": 0}
         started = time.perf_counter()
