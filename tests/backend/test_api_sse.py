@@ -65,9 +65,10 @@ class SSEReader:
         self._client.close()
 
 
-@pytest.fixture
-def live(tmp_path, redis_url, redis_conn) -> Iterator[tuple[str, Settings]]:
-    data_dir = tmp_path / "data"
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, redis_url) -> Iterator[tuple[str, Settings]]:
+    """One API process for the module (each test makes its own job)."""
+    data_dir = tmp_path_factory.mktemp("sse") / "data"
     settings = Settings(data_dir=data_dir, redis_url=redis_url)
     env = {"DATA_DIR": str(data_dir), "REDIS_URL": redis_url, "API_TOKEN": TOKEN, "SSE_PING_S": "0.5",
            "SSE_POLL_S": "0.25"}
