@@ -22,6 +22,7 @@ Targets: cached loading >= 10x MONAI's uncached pipeline; data wait < 5% of step
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import statistics
@@ -127,16 +128,14 @@ def time_monai(files: list[Path], size: int, cache_dir: Path) -> dict[str, float
 
 
 def data_wait(root: Path, size: int, cache_dir: Path, steps: int, step_fn, warmup: int = 2) -> tuple[float, float]:
-    """(mean wait per step in ms, wait share of wait+step) for a DataLoader feeding ``step_fn``."""
+    """(mean wait per step in ms, wait share of wait+step) for the trainer's DataLoader (its
+    infinite seeded order and per-item seeding, num_workers=2, batch 2) feeding ``step_fn``."""
+    from ddpm.train.data_order import InfiniteOrder, SeededItems
+
     ds = Volume3DDiffusionDataset(root, size, cache_dir=cache_dir, flip=True)
-    loader = torch.utils.data.DataLoader(ds, batch_size=2, shuffle=True, num_workers=2, drop_last=True,
-                                         persistent_workers=True)
-
-    def forever():
-        while True:
-            yield from loader
-
-    it = forever()
+    loader = torch.utils.data.DataLoader(SeededItems(ds, 0), batch_size=2, sampler=InfiniteOrder(len(ds), 0),
+                                         num_workers=2, persistent_workers=True)
+    it = iter(loader)
     wait = work = 0.0
     for step in range(warmup + steps):
         t0 = time.perf_counter()
@@ -147,6 +146,7 @@ def data_wait(root: Path, size: int, cache_dir: Path, steps: int, step_fn, warmu
         if step >= warmup:
             wait += t1 - t0
             work += t2 - t1
+    del it, loader
     return 1000 * wait / steps, wait / (wait + work)
 
 
@@ -179,6 +179,7 @@ def main() -> None:
     args = ap.parse_args()
     shape = tuple(args.shape)
     root = args.workdir / "volumes"
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     files = make_volumes(root, args.n, shape)
     print(f"data: {args.n} x {'x'.join(map(str, shape))} int16 .nii.gz in {root} "
@@ -221,8 +222,10 @@ def main() -> None:
     worst = max(s for n, _ms, s in loader_rows if not n.startswith("no step"))
     print(f"\nworst data wait share with a step: {100 * worst:.2f}% (target < 5%: "
           f"{'met' if worst < 0.05 else 'NOT met'})")
-    print(f"\n{date.today().isoformat()} on {platform.node() or 'this machine'}: {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, python {sys.version.split()[0]}")
+    print(f"\n{date.today().isoformat()} on {platform.node() or 'this machine'}: {platform.machine()}, "
+          f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+          f"python {sys.version.split()[0]}; load average at start {load0:.1f}, at end {os.getloadavg()[0]:.1f} "
+          "(other jobs share these cores)")
 
 
 if __name__ == "__main__":

@@ -177,13 +177,20 @@ class _DiffusionDataset(Dataset):
         if x.requires_grad or x.device.type != "cpu":
             x = x.detach().cpu()
         arr = x.numpy()
+        # our reader hands out a fresh array each call, so it may be mapped in place; a custom
+        # reader's tensor may be shared (e.g. kept in memory by the subclass): never modify it
+        owned = not self.custom_reader
         if self.flip:
             # torch's RNG: DataLoader seeds it per worker, so flips differ across workers
             axes = tuple(d + 1 for d in range(self.dims) if torch.rand(()) < 0.5)
             if axes:
-                arr = np.flip(arr, axes)  # a view: the copy below is the only one
+                arr, owned = np.flip(arr, axes), False  # a view: the map below copies it
         # numpy, not torch, for this elementwise map: torch's thread pool costs ~10 ms here on a
         # busy machine, more than the whole cached load
+        if owned:
+            arr *= 2.0
+            arr -= 1.0
+            return x
         out = np.multiply(arr, 2.0, dtype=np.float32)
         out -= 1.0
         return torch.from_numpy(out)
