@@ -1,0 +1,72 @@
+"""Crash recovery and exclusivity: a SIGKILLed worker's job is finished by a new worker from
+its last checkpoint, and with two workers (plus duplicate messages) every job runs once."""
+from __future__ import annotations
+
+import re
+import time
+
+import psutil
+from celery import Celery
+
+from worker_helpers import CONFIG_2D, config, create_train_job, get_job, job_log, wait_job
+
+
+def _gone(procs: list, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sigkill_mid_training_then_a_new_worker_finishes_from_the_checkpoint(stack, start_worker, dataset_2d):
+    client = stack.client
+    a = start_worker("a")
+    job = create_train_job(client, dataset_2d, config(CONFIG_2D, iterations=150, freq_metrics=150,
+                                                      freq_checkpoint=20, metric_samples=0))
+    wait_job(client, job["id"], what="a checkpoint and steps beyond it",
+             until=lambda j: (j["checkpoint_step"] or 0) >= 20 and j["progress"]["step"] > j["checkpoint_step"])
+    children = a.children()
+    assert children, "the job runs in a child process"
+    a.kill()  # SIGKILL: no shutdown hooks, no goodbye
+    assert _gone(children, 3), "the training child must die with its worker"
+    ckpts = sorted((stack.data_dir / "runs" / str(job["id"]) / "checkpoints").glob("step-*.pt"))
+    last = int(re.search(r"step-(\d+)", ckpts[-1].name).group(1))
+    assert get_job(client, job["id"])["status"] == "running"  # until someone notices the silence
+
+    b = start_worker("b")
+    final = wait_job(client, job["id"])
+    assert final["status"] == "succeeded", final["error"]
+    assert final["worker"] == b.name and final["attempts"] == 2
+    assert final["progress"]["step"] == 150
+    log = job_log(client, job["id"])
+    # resumed from the newest checkpoint on disk when the worker died: no steps lost before it
+    assert re.search(rf"resuming from \S*step-{last:08d}\.pt at step {last} of 150", log), log[-2000:]
+
+
+def test_two_workers_four_jobs_each_runs_exactly_once(stack, start_worker, dataset_2d):
+    client = stack.client
+    a = start_worker("a", wait=False)
+    b = start_worker("b", wait=False)
+    a.wait_live(client)
+    b.wait_live(client)
+    cfg = config(CONFIG_2D, iterations=40, freq_metrics=40, freq_checkpoint=40, metric_samples=0)
+    jobs = [create_train_job(client, dataset_2d, cfg)["id"] for _ in range(4)]
+    # duplicate messages (a broker redelivery, a double re-queue) must not run a job twice
+    sender = Celery(broker=stack.redis_url)
+    for job_id in jobs:
+        sender.send_task("ddpm.train", args=[job_id], queue="cpu")
+
+    finals = [wait_job(client, j, timeout=120) for j in jobs]
+    assert [f["status"] for f in finals] == ["succeeded"] * 4, [f["error"] for f in finals]
+    assert all(f["attempts"] == 1 for f in finals)
+    assert {f["worker"] for f in finals} == {a.name, b.name}
+    for j in jobs:
+        log = job_log(client, j)
+        assert log.count("claimed train job") == 1 and log.count("started train in child") == 1
+    # every duplicate was acknowledged and dropped
+    time.sleep(1)
+    ignored = a.output().count("not claimable") + b.output().count("not claimable")
+    assert ignored >= 4
