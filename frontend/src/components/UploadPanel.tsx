@@ -14,6 +14,11 @@ import { ErrorBox } from "./Notice";
 
 const CONCURRENCY = 4;
 
+/** The server's reason usually starts with the file's path, already shown beside it. */
+function withoutPath(msg: string, path: string): string {
+  return msg.startsWith(path) ? msg.slice(path.length).replace(/^[:\s]+/, "") : msg;
+}
+
 function useQueueRender(queue: UploadQueue | null): number {
   const [tick, setTick] = useState(0);
   useEffect(() => {
@@ -165,7 +170,7 @@ export function UploadPanel({ onChanged }: { onChanged: () => void }) {
               <ul className="failed-files">
                 {failed.map((f) => (
                   <li key={f.path}>
-                    <code>{f.path}</code>: {f.error}
+                    <code>{f.path}</code>: {withoutPath(f.error ?? "", f.path)}
                   </li>
                 ))}
               </ul>

@@ -56,6 +56,8 @@ export function VolumeViewer({ source, initialMode = "multiplanar" }: { source: 
       dragAndDropEnabled: false,
       backColor: [0.06, 0.07, 0.09, 1],
       show3Dcrosshair: true,
+      crosshairWidth: 0.75,
+      crosshairColor: [0.95, 0.3, 0.3, 0.35],
       isResizeCanvas: true,
       logLevel: "error",
       loadingText: "",

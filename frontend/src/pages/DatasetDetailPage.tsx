@@ -44,7 +44,7 @@ export function DatasetDetailPage({ id }: { id: string }) {
         <h1>{d ? d.name : "Dataset"}</h1>
         {d && <StatusBadge status={d.status} />}
         <div className="spacer" />
-        {d?.state === "ready" && (
+        {d?.status === "ready" && (
           <Link className="button primary" to={`/jobs/new?dataset=${d.id}`}>
             New training job
           </Link>
