@@ -98,20 +98,23 @@ def _config_error_line(source: str, exc: Any) -> str:
     return _one_line(f"bad config {source}: " + "; ".join(parts))
 
 
+class _ConsoleLogHandler(logging.Handler):
+    """Engine warnings as single lines on stderr, written above the progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(f"{record.levelname.lower()}: {_one_line(record.getMessage())}", file=sys.stderr)
+
+
 def _setup_console_logging() -> None:
-    """Warnings from the engine as single lines on stderr (above the progress bar)."""
-    from tqdm import tqdm
-
-    class _Handler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            tqdm.write(f"{record.levelname.lower()}: {_one_line(record.getMessage())}", file=sys.stderr)
-
     logger = logging.getLogger("ddpm")
-    if not any(isinstance(h, _Handler) for h in logger.handlers):
-        h = _Handler(level=logging.WARNING)
-        logger.addHandler(h)
+    if not any(isinstance(h, _ConsoleLogHandler) for h in logger.handlers):
+        logger.addHandler(_ConsoleLogHandler(level=logging.WARNING))
 
     def _show(message: Any, category: Any, *_: Any, **__: Any) -> None:
+        from tqdm import tqdm
+
         tqdm.write(f"warning: {_one_line(str(message))}", file=sys.stderr)
 
     warnings.showwarning = _show

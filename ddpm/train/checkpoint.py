@@ -109,7 +109,10 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated, not a torch file, unpickling refused...
-        raise RunError(f"checkpoint {path} cannot be read: {type(exc).__name__}: {exc}") from None
+        # torch's own messages run to paragraphs; the first sentence says enough
+        reason = str(exc).split(". ")[0].split("\n")[0][:160]
+        raise RunError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {reason}); "
+                       "it is not a complete checkpoint written by `ddpm train`") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise RunError(f"{path} is not a DDPM Studio checkpoint")
     if state.get("version", 0) > VERSION:
