@@ -208,9 +208,12 @@ class DDPM(nn.Module):
     def sample(self, n: int, sampler: str = "dpmpp2m", steps: Optional[int] = None, eta: float = 0.0,
                generator: Optional[torch.Generator] = None, clip_x0: bool = True,
                progress: Optional[Callable[[int, int], None]] = None,
-               autocast_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-        """n samples (n, C, *spatial) in [-1, 1], float32, on the model's device."""
+               autocast_dtype: Optional[torch.dtype] = None, spacing: Optional[str] = None) -> torch.Tensor:
+        """n samples (n, C, *spatial) in [-1, 1], float32, on the model's device.
+
+        See ``samplers.sample`` for the defaults of ``steps`` and ``spacing`` ("time" | "logsnr")."""
         from .samplers import sample as run_sampler
 
         return run_sampler(self, n, sampler=sampler, steps=steps, eta=eta, generator=generator,
-                           clip_x0=clip_x0, progress=progress, autocast_dtype=autocast_dtype)
+                           clip_x0=clip_x0, progress=progress, autocast_dtype=autocast_dtype,
+                           spacing=spacing)

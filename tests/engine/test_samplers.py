@@ -83,7 +83,8 @@ def test_dpmpp2m_at_20_steps_reaches_the_data_and_beats_ddim_at_20(objective):
     data = gm.sample_data(N, torch.Generator().manual_seed(3))
     floor = sliced_w1(gm.sample_data(N, torch.Generator().manual_seed(4)), data)
     fast = sliced_w1(sample(d, N, "dpmpp2m", steps=20, generator=torch.Generator().manual_seed(5)), data)
-    ddim20 = sliced_w1(sample(d, N, "ddim", steps=20, generator=torch.Generator().manual_seed(5)), data)
+    ddim20 = sliced_w1(sample(d, N, "ddim", steps=20, spacing="time", generator=torch.Generator().manual_seed(5)),
+                       data)
     assert fast < 1.5 * floor, (fast, floor)
     assert fast < 0.5 * ddim20, (fast, ddim20)
 
