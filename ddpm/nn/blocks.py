@@ -44,7 +44,8 @@ class GroupNorm(nn.GroupNorm):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_autocast_enabled(x.device.type) and x.dtype != torch.float32:
+        if (x.dtype != torch.float32 and x.device.type in ("cpu", "cuda")
+                and torch.is_autocast_enabled(x.device.type)):
             with torch.autocast(x.device.type, enabled=False):
                 w = self.weight.to(x.dtype) if self.weight is not None else None
                 b = self.bias.to(x.dtype) if self.bias is not None else None

@@ -62,7 +62,9 @@ class _Step(nn.Module):
         self.res = res
         self.attn = attn
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if skip is not None:  # concatenated inside the step, so a checkpoint never stores the concat
+            x = torch.cat([x, skip], dim=1)
         x = self.res(x, emb)
         return self.attn(x) if self.attn is not None else x
 
@@ -201,10 +203,11 @@ class UNet(nn.Module):
         self._memory_format = fmt
         return self
 
-    def _run(self, step: nn.Module, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def _run(self, step: nn.Module, x: torch.Tensor, emb: torch.Tensor,
+             skip: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.checkpointing and torch.is_grad_enabled() and self.training:
-            return checkpoint(step, x, emb, use_reentrant=False)
-        return step(x, emb)
+            return checkpoint(step, x, emb, skip, use_reentrant=False)
+        return step(x, emb, skip)
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, x_self_cond: Optional[torch.Tensor] = None
@@ -238,7 +241,7 @@ class UNet(nn.Module):
 
         for steps, up in zip(self.up, self.upsamples):
             for step in steps:
-                h = self._run(step, torch.cat([h, skips.pop()], dim=1), emb)
+                h = self._run(step, h, emb, skips.pop())
             h = up(h)
 
         return self.out_conv(F.silu(self.out_norm(h)))
