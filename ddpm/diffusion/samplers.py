@@ -70,6 +70,10 @@ class _Denoiser:
     def __init__(self, ddpm, n: int, clip_x0: bool, autocast_dtype: Optional[torch.dtype]):
         self.ddpm, self.n, self.clip_x0 = ddpm, n, clip_x0
         self.device, self.dtype = ddpm.device, ddpm.model_dtype
+        # a model cast to half precision still gets float32 inputs from some of its own parts
+        # (e.g. a sinusoidal time embedding); autocast in its dtype makes every op agree
+        if autocast_dtype is None and self.dtype in (torch.bfloat16, torch.float16):
+            autocast_dtype = self.dtype
         self.autocast_dtype = autocast_dtype
         self.prev_x0: Optional[torch.Tensor] = None
 

@@ -145,6 +145,9 @@ def test_sampling_is_reproducible_with_a_generator_and_runs_under_bf16_autocast(
     assert torch.equal(a, b)
     c = d.sample(2, "dpmpp2m", steps=5, generator=torch.Generator().manual_seed(3), autocast_dtype=torch.bfloat16)
     assert c.dtype == torch.float32 and torch.isfinite(c).all() and c.abs().max() <= 1
+    d.to(torch.bfloat16)  # a model stored in bf16 samples too, with its schedule still float64
+    e = d.sample(2, "ddim", steps=5, generator=torch.Generator().manual_seed(3))
+    assert e.dtype == torch.float32 and torch.isfinite(e).all() and d.alphas_cumprod.dtype == torch.float64
 
 
 def test_bad_sampler_arguments_name_the_field():
