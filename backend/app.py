@@ -58,7 +58,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.include_router(api)
     mount_frontend(app, settings.resolved_frontend_dir)
 
-    app.add_middleware(SelectiveGZip, minimum_size=1024)
+    app.add_middleware(SelectiveGZip, minimum_size=1024, compresslevel=5)
     if settings.cors_origins:  # off by default: the SPA is served same-origin
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])

@@ -89,6 +89,20 @@ def heartbeat(session: Session, worker_name: str, *, queues: Sequence[str] = ("c
     return renew_lease(session, current_job_id, worker_name)
 
 
+def release_job(session: Session, job_id: int, worker_name: str) -> bool:
+    """running -> queued, by the worker holding it (e.g. shutting down gracefully after a
+    checkpoint). True when released; the caller then enqueues its task again
+    (``celery_client.enqueue_job``) so the next free worker resumes it."""
+    values = {"status": QUEUED, "worker": None, "lease_renewed_at": None, "eta_s": None, "it_s": None}
+    if not conditional_update(session, job_id, (RUNNING,), values, Job.worker == worker_name):
+        session.rollback()
+        return False
+    clear_current_job(session, worker_name, job_id)
+    publish_event(session, job_id, "status", status_payload(get_job(session, job_id)))
+    session.commit()
+    return True
+
+
 def clear_current_job(session: Session, worker_name: str, job_id: int) -> None:
     """Does not commit (part of the caller's transaction)."""
     session.execute(update(Worker).where(Worker.name == worker_name, Worker.current_job_id == job_id)

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-from sqlalchemy import update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from backend.events import publish_event
@@ -88,3 +88,22 @@ def set_checkpoint(session: Session, job_id: int, step: int) -> None:
     session.execute(update(Job).where(Job.id == job_id).values(checkpoint_step=step)
                     .execution_options(synchronize_session=False))
     session.commit()
+
+
+def discard_after(session: Session, job_id: int, step: int) -> list[str]:
+    """A run resumed from its checkpoint at ``step``: drop the metric and sample rows of later
+    steps (written before a crash; they are about to be written again) and point last_metrics at
+    the newest remaining row. Returns the DATA_DIR-relative files of the dropped samples."""
+    dropped = session.execute(select(Sample.volume_path, Sample.preview_path)
+                              .where(Sample.job_id == job_id, Sample.step > step)).all()
+    session.execute(delete(Sample).where(Sample.job_id == job_id, Sample.step > step)
+                    .execution_options(synchronize_session=False))
+    session.execute(delete(Metric).where(Metric.job_id == job_id, Metric.step > step)
+                    .execution_options(synchronize_session=False))
+    newest = session.scalars(select(Metric).where(Metric.job_id == job_id)
+                             .order_by(Metric.step.desc(), Metric.id.desc()).limit(1)).first()
+    session.execute(update(Job).where(Job.id == job_id)
+                    .values(last_metrics={"step": newest.step, **newest.data} if newest else None)
+                    .execution_options(synchronize_session=False))
+    session.commit()
+    return [p for row in dropped for p in row if p]

@@ -15,9 +15,9 @@ NO_GZIP = re.compile(r"^/api/(datasets/[^/]+/files/|samples/|jobs/[^/]+/(checkpo
 
 
 class SelectiveGZip:
-    def __init__(self, app: ASGIApp, minimum_size: int = 1024):
+    def __init__(self, app: ASGIApp, minimum_size: int = 1024, compresslevel: int = 5):
         self.app = app
-        self.gzip = GZipMiddleware(app, minimum_size=minimum_size)
+        self.gzip = GZipMiddleware(app, minimum_size=minimum_size, compresslevel=compresslevel)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not NO_GZIP.match(scope.get("path", "")):

@@ -1,7 +1,10 @@
 """Datasets: create, upload files (streamed, validated), commit, list, detail, file bytes, delete."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import PurePosixPath
+from typing import Optional
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -108,6 +111,7 @@ async def upload_file(dataset_id: int, path: str, request: Request):
         raise HTTPException(400, f"{path!r}: {exc}") from None
     stream = request.stream()
     sink = None
+    pending: Optional[asyncio.Future] = None
     try:
         fmt = format_from_name(rel)
         declared = request.headers.get("content-length")
@@ -120,12 +124,18 @@ async def upload_file(dataset_id: int, path: str, request: Request):
 
         limits = Limits(settings.max_dim, settings.max_voxels, settings.max_decompressed_bytes)
         sink = UploadSink(storage.tmp_dir, fmt, limits, settings.max_file_bytes, await to_thread.run_sync(budget))
+        # Double-buffered: the next MiB is received while a thread writes (and inflates) the last.
         buf = bytearray()
         async for chunk in stream:
             buf += chunk
             if len(buf) >= WRITE_BATCH:
-                await to_thread.run_sync(sink.write, bytes(buf))
+                if pending is not None:
+                    await pending
+                pending = asyncio.ensure_future(to_thread.run_sync(sink.write, bytes(buf)))
                 buf.clear()
+        if pending is not None:
+            await pending
+            pending = None
         if buf:
             await to_thread.run_sync(sink.write, bytes(buf))
         info = await to_thread.run_sync(sink.finish)
@@ -143,6 +153,9 @@ async def upload_file(dataset_id: int, path: str, request: Request):
     except ClientDisconnect:
         raise HTTPException(400, f"{rel}: upload interrupted") from None
     finally:
+        if pending is not None:  # a refusal or disconnect while a write was in flight
+            with contextlib.suppress(BaseException):
+                await pending
         if sink is not None:
             sink.discard()  # no-op when the file was moved into the dataset
 

@@ -6,6 +6,7 @@ from typing import Literal, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import FileResponse
+from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -22,6 +23,7 @@ from backend.storage import Storage
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(require_token)])
 ERRORS = {404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}}
+_JOB_LIST = TypeAdapter(list[JobOut])
 
 
 def job_out(job: Job) -> JobOut:
@@ -78,7 +80,9 @@ def list_jobs(status: Optional[Literal["queued", "running", "succeeded", "failed
         stmt = stmt.where(Job.kind == kind)
     if dataset_id is not None:
         stmt = stmt.where(Job.dataset_id == dataset_id)
-    return [job_out(j) for j in session.scalars(stmt)]
+    # The hot polling route: serialise once here (FastAPI would validate the models again).
+    return Response(_JOB_LIST.dump_json([job_out(j) for j in session.scalars(stmt)]),
+                    media_type="application/json")
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS)

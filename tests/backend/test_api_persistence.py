@@ -216,3 +216,34 @@ def test_safe_paths_are_nfc_normalised():
     decomposed = "cafe\u0301/scan.nii.gz"
     assert sanitize_relative_path(decomposed) == "caf\u00e9/scan.nii.gz"
     assert sanitize_relative_path("sub-01/anat/T1w.nii.gz") == "sub-01/anat/T1w.nii.gz"
+
+
+def test_release_job_by_its_holder_only(factory):
+    from backend.leases import release_job
+
+    jid = new_job(factory)
+    with factory() as s:
+        assert claim_job(s, jid, "a")
+        assert not release_job(s, jid, "b")
+        assert release_job(s, jid, "a")
+        job = jobs.get_job(s, jid)
+        assert job.status == "queued" and job.worker is None
+        assert not release_job(s, jid, "a")  # no longer running
+        assert claim_job(s, jid, "b")
+
+
+def test_discard_after_drops_rows_past_the_checkpoint(factory, settings):
+    from backend import reporting
+
+    jid = new_job(factory)
+    st = Storage(settings.resolved_data_dir)
+    with factory() as s:
+        for step in (10, 20, 30):
+            reporting.add_metrics(s, jid, step, {"loss": step / 100})
+            reporting.add_sample(s, st, jid, 0, [4, 4], None, f"runs/{jid}/samples/s{step}.png", step=step)
+        dropped = reporting.discard_after(s, jid, 20)
+        assert dropped == [f"runs/{jid}/samples/s30.png"]
+        from backend.models import Metric, Sample
+        assert [m.step for m in s.query(Metric).filter_by(job_id=jid)] == [10, 20]
+        assert [x.step for x in s.query(Sample).filter_by(job_id=jid)] == [10, 20]
+        assert jobs.get_job(s, jid).last_metrics == {"step": 20, "loss": 0.2}
