@@ -26,10 +26,16 @@ class Reporter:
         self.step = 0
         self._pending: Optional[dict] = None
         self._last_write = 0.0
-        self.samples_added = 0
-        self.metrics_added = 0
 
     def handle(self, kind: str, payload: dict) -> None:
+        """Best effort: a report that cannot be written (database busy or away) is logged and
+        dropped; it must never stop a training run that is otherwise fine."""
+        try:
+            self._handle(kind, payload)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("job %s: %s report not written: %s", self.job_id, kind, exc)
+
+    def _handle(self, kind: str, payload: dict) -> None:
         if kind == "progress":
             self._pending = payload
             self.tick()
@@ -39,22 +45,22 @@ class Reporter:
             where = payload.get("resumed_from")
             append_log(self.log_path, f"[worker] {'resuming from ' + where if where else 'starting'} "
                                       f"at step {self.step} of {self.total}")
+            if where:
+                self.store.discard_after(self.job_id, self.step)
             self._pending = {"step": self.step, "total": self.total}
-            self.flush()
+            self._flush()
         elif kind == "metrics":
-            self.flush()
+            self._flush()
             values = dict(payload.get("metrics") or {})
             # the REST contract's metric rows carry ``loss``; the engine calls it train_loss
             if "loss" not in values and "train_loss" in values:
                 values["loss"] = values["train_loss"]
             self.store.metrics(self.job_id, int(payload["step"]), values)
-            self.metrics_added += 1
         elif kind == "samples":
-            self.flush()
+            self._flush()
             for f in payload.get("files") or []:
                 self.store.sample(self.job_id, int(f["index"]), f["shape"], f.get("volume_path"),
                                   f.get("preview_path"), payload.get("step"))
-                self.samples_added += 1
         elif kind == "checkpoint":
             step = int(payload["step"])
             self.store.checkpoint(self.job_id, step)
@@ -74,6 +80,12 @@ class Reporter:
             self.flush()
 
     def flush(self) -> None:
+        try:
+            self._flush()
+        except Exception as exc:  # noqa: BLE001 - see handle
+            log.warning("job %s: progress not written: %s", self.job_id, exc)
+
+    def _flush(self) -> None:
         p, self._pending = self._pending, None
         if p is None:
             return

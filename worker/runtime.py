@@ -1,6 +1,6 @@
 """Process-wide state of one worker and its Celery lifecycle hooks.
 
-``configure`` (from worker.main) fixes the settings; the ``worker_init`` signal opens the store,
+``configure`` (from worker.main) fixes the settings; the ``worker_ready`` signal opens the store,
 starts the heartbeat thread and recovers jobs lost by dead workers; ``worker_shutting_down``
 (SIGTERM / Ctrl-C) asks a running job to checkpoint and go back to the queue; ``worker_shutdown``
 removes this worker from the live list.
@@ -33,14 +33,9 @@ class Runtime:
 
     def start(self) -> None:
         self.heartbeat.beat_now()
-        ids = self.heartbeat.reap()
-        try:
-            sent = self.store.resend_queued()
-        except Exception as exc:  # noqa: BLE001
-            log.warning("re-sending queued jobs failed: %s", exc)
-            sent = []
-        log.info("worker %s ready: device %s, queues %s; recovered %s, re-sent %s",
-                 self.settings.name, self.settings.device.label, ",".join(self.settings.queues), ids, sent)
+        ids = self.heartbeat.reap()  # jobs of workers that died while none was running
+        log.info("worker %s ready: device %s, queues %s; re-queued %s",
+                 self.settings.name, self.settings.device.label, ",".join(self.settings.queues), ids)
         self.heartbeat.start()
 
     def stop(self) -> None:
@@ -70,8 +65,9 @@ def get() -> Runtime:
         return _runtime
 
 
-@signals.worker_init.connect
-def _on_worker_init(**_kw) -> None:
+@signals.worker_ready.connect
+def _on_worker_ready(**_kw) -> None:
+    # After the consumer is up: a worker listed by GET /api/workers really takes jobs.
     get().start()
 
 

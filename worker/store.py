@@ -117,6 +117,18 @@ class Store:
         with self.session() as s:
             reporting.add_sample(s, self.storage, job_id, index, shape, volume_path, preview_path, step)
 
+    def discard_after(self, job_id: int, step: int) -> None:
+        """A run resumed at ``step``: metric and sample rows of later steps (written before a crash,
+        after the last checkpoint) are about to be written again. Needs backend support
+        (``reporting.discard_after``, requested); without it the rows stay (duplicate steps)."""
+        fn = getattr(reporting, "discard_after", None)
+        if fn is None:
+            log.warning("job %s resumed at step %s: backend.reporting.discard_after is missing, rows of "
+                        "later steps are kept", job_id, step)
+            return
+        with self.session() as s:
+            fn(s, job_id, step)
+
     def checkpoint(self, job_id: int, step: int) -> None:
         with self.session() as s:
             reporting.set_checkpoint(s, job_id, step)
@@ -136,12 +148,6 @@ class Store:
         """Re-queue running jobs whose worker went silent and re-send their tasks."""
         with self.session() as s:
             return recover_stale_jobs(s, self.settings)
-
-    def resend_queued(self) -> list[int]:
-        """Send the task of every queued job again (at worker start: the broker may have lost
-        messages, e.g. a Redis restart without persistence). Duplicates are harmless."""
-        from sqlalchemy import select  # noqa: F401  (kept out: see note)
-        return []
 
     # paths ---------------------------------------------------------------------------------
     def run_dir(self, job_id: int) -> Path:

@@ -11,6 +11,8 @@ import logging
 import traceback
 from typing import Any
 
+from celery.exceptions import Reject
+
 from worker import runtime
 from worker.celery_app import SAMPLE_TASK, TRAIN_TASK, app
 from worker.joblog import append_log
@@ -71,15 +73,20 @@ def run_job(job_id: int, task_kind: str) -> str:
         return "missing"
     if job.kind != task_kind:
         log.warning("job %s is a %s job but came as %s: running it as %s", job_id, job.kind, task_kind, job.kind)
-    if ctx.shutting_down.is_set() or not ctx.store.claim(job_id, name):
-        log.info("job %s not claimable (status %s, worker shutting down: %s): message acknowledged",
-                 job_id, job.status, ctx.shutting_down.is_set())
+    if ctx.shutting_down.is_set():
+        # leaving: hand the message back to the broker for the next worker (not acked)
+        raise Reject("worker shutting down", requeue=True)
+    if not ctx.store.claim(job_id, name):
+        log.info("job %s not claimable (status %s): message acknowledged and ignored", job_id, job.status)
         return "ignored"
     ctx.heartbeat.begin(job_id)
     log_path = str(ctx.store.log_path(job_id))
     try:
         job = ctx.store.get_job(job_id) or job
         append_log(log_path, f"[worker {name}] claimed {job.kind} job {job_id} (attempt {job.attempts})")
+        if job.kind == "sample" and job.source_job_id is None:
+            ctx.store.finish(job_id, name, "failed", "the train job this sample job reads was deleted")
+            return "failed"
         spec = build_spec(ctx, job)
         total = int(job.config.get("model", {}).get("iterations", 0)) if job.kind == "train" else 0
         reporter = Reporter(ctx.store, job_id, log_path, ctx.settings.progress_interval_s, total)

@@ -2,6 +2,7 @@
 stopped (SIGTERM) giving its job back to the queue."""
 from __future__ import annotations
 
+import re
 import time
 
 from worker_helpers import (CONFIG_2D, config, create_train_job, get_job, job_log, png_bytes,
@@ -20,12 +21,14 @@ def test_cancel_stops_with_a_checkpoint_and_resume_continues_from_it(stack, star
     r = client.post(f"/api/jobs/{job['id']}/cancel")
     assert r.status_code == 202 and r.json()["cancel_requested"] is True
     cancelled = wait_status(client, job["id"], "cancelled", timeout=20)
-    assert time.monotonic() - t0 < 5  # cooperative: checkpoint + stop, well inside the grace period
+    assert time.monotonic() - t0 < 8  # cooperative: checkpoint + stop, inside the 10 s grace period
     stopped_at = cancelled["checkpoint_step"]
     assert stopped_at is not None and 10 <= stopped_at < 150
     assert cancelled["progress"]["step"] == stopped_at and cancelled["error"] is None
     assert client.get(f"/api/jobs/{job['id']}/checkpoint").status_code == 200  # weights of a cancelled run
-    assert "cancel requested" in job_log(client, job["id"])
+    log = job_log(client, job["id"])
+    assert "cancel requested" in log and f"stopped at step {stopped_at} on request" in log
+    assert "killing it" not in log
 
     r = client.post(f"/api/jobs/{job['id']}/resume")
     assert r.status_code == 202 and r.json()["status"] == "queued"
@@ -81,3 +84,22 @@ def test_stopping_a_worker_gives_its_job_back_and_another_resumes_it(stack, star
     assert final["status"] == "succeeded", final["error"]
     assert final["worker"] == b.name and final["attempts"] == 2
     assert f"step-{back['checkpoint_step']:08d}.pt" in job_log(client, job["id"])
+
+
+def test_a_run_that_does_not_stop_within_the_grace_period_is_killed(stack, start_worker, dataset_2d):
+    client = stack.client
+    # Cancel while the child is still starting (importing torch, building the model): it reads
+    # the stop flag only between steps, so a 0.5 s grace period runs out first.
+    w = start_worker("a", WORKER_CANCEL_GRACE_S="0.5")
+    job = create_train_job(client, dataset_2d, LONG_2D)
+    wait_status(client, job["id"], "running")
+    assert client.post(f"/api/jobs/{job['id']}/cancel").status_code == 202
+    final = wait_status(client, job["id"], "cancelled", timeout=20)
+    assert final["error"] is None
+    log = job_log(client, job["id"])
+    assert "did not stop within 0.5s: killing it" in log
+    child = int(re.search(r"started train in child pid (\d+)", log).group(1))
+    assert child not in {p.pid for p in w.children()}  # reaped: no orphan left training
+    # the worker is fine and takes the next job
+    nxt = create_train_job(client, dataset_2d, config(CONFIG_2D, iterations=10, freq_metrics=10))
+    assert wait_job(client, nxt["id"])["status"] == "succeeded"
