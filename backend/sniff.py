@@ -102,22 +102,39 @@ def _bound_shape(shape: list[int], limits: Limits, channels: int) -> None:
         raise Rejected(422, f"shape {shape} has an empty dimension")
     if max(shape) > limits.max_dim:
         raise Rejected(413, f"shape {shape} exceeds the largest allowed side {limits.max_dim}")
-    if math.prod(shape[:3]) * channels > limits.max_voxels:
+    if math.prod(shape) * channels > limits.max_voxels:
         raise Rejected(413, f"shape {shape} exceeds the voxel limit {limits.max_voxels}")
 
 
-def _volume_shape(shape: list[int], what: str) -> tuple[list[int], int]:
-    """(shape, channels) of a 3D (D,H,W) or 4D (D,H,W,C) array; trailing singleton dims dropped."""
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if len(shape) not in (3, 4):
-        raise Rejected(422, f"{what} has {len(shape)} dimensions {shape}; volumes must be 3D (D,H,W) "
-                            "or 4D (D,H,W,C); 2D data must be PNG, JPEG or TIFF")
-    channels = shape[3] if len(shape) == 4 else 1
+def split_shape(shape: list[int], what: str, nifti: bool) -> tuple[list[int], int]:
+    """(spatial shape, channels), as the engine's reader (ddpm.data.io) sees the array.
+
+    NIfTI: trailing size-1 axes dropped, (x, y, z, 1, c) read as c channels, (x, y) and
+    (x, y, 1) are 2D slices. .npy: (H, W) 2D, (D, H, W) 3D, (D, H, W, C) 3D with channels.
+    """
+    dims = list(shape)
+    if nifti:
+        if len(dims) == 5 and dims[3] == 1:
+            dims = dims[:3] + [dims[4]]
+        while len(dims) > 3 and dims[-1] == 1:
+            dims.pop()
+        if len(dims) == 3 and dims[2] == 1:
+            dims = dims[:2]
+    if len(dims) in (2, 3):
+        spatial, channels = dims, 1
+    elif len(dims) == 4:
+        spatial, channels = dims[:3], dims[3]
+    else:
+        raise Rejected(422, f"{what} has shape {shape}; expected 2D (H, W), 3D (D, H, W) "
+                            "or 4D (D, H, W, C)")
     if channels > MAX_CHANNELS:
         raise Rejected(422, f"{what} has {channels} channels in its 4th dimension (at most {MAX_CHANNELS}; "
                             "a time series is not a volume)")
-    return shape, channels
+    return spatial, channels
+
+
+def _record_shape(spatial: list[int], channels: int) -> list[int]:
+    return spatial + ([channels] if channels > 1 else [])
 
 
 def parse_nifti_header(head: bytes, limits: Limits) -> tuple[FileInfo, int]:
@@ -144,15 +161,16 @@ def parse_nifti_header(head: bytes, limits: Limits) -> tuple[FileInfo, int]:
         raise Rejected(422, f"invalid NIfTI header: {str(exc).splitlines()[0][:200]}") from None
     if not shape:
         raise Rejected(422, "NIfTI header declares no dimensions")
-    vshape, channels = _volume_shape(shape, "NIfTI image")
-    _bound_shape(vshape, limits, channels)
+    spatial, channels = split_shape(shape, "NIfTI image", nifti=True)
+    _bound_shape(spatial, limits, channels)
     nbytes = math.prod(shape) * dtype.itemsize
     end = max(offset, size) + nbytes
     if end > limits.max_decompressed_bytes:
         raise Rejected(413, f"image data of {end} bytes exceeds the limit {limits.max_decompressed_bytes}")
-    spacing = [z for z in zooms] if all(math.isfinite(z) and z > 0 for z in zooms) else None
-    info = FileInfo(kind="3d", format="nifti", shape=vshape, spacing=spacing,
-                    dtype=str(dtype), channels=channels)
+    zooms = zooms[: len(spatial)]
+    spacing = zooms if all(math.isfinite(z) and z > 0 for z in zooms) else None
+    info = FileInfo(kind=f"{len(spatial)}d", format="nifti", shape=_record_shape(spatial, channels),
+                    spacing=spacing, dtype=str(dtype), channels=channels)
     return info, end
 
 
@@ -180,25 +198,27 @@ def parse_npy_header(head: bytes, file_size: int, limits: Limits) -> FileInfo:
         raise Rejected(422, "invalid .npy header") from None
     if dtype.hasobject or dtype.kind not in "biuf" or dtype.fields:
         raise Rejected(415, f".npy dtype {dtype} is not a plain numeric type")
-    vshape, channels = _volume_shape(shape, ".npy array")
-    _bound_shape(vshape, limits, channels)
+    spatial, channels = split_shape(shape, ".npy array", nifti=False)
+    _bound_shape(spatial, limits, channels)
     expected = start + hlen + math.prod(shape) * dtype.itemsize
     if file_size < expected:
         raise Rejected(422, f"truncated .npy data ({file_size} of {expected} bytes)")
     if file_size > expected:
         raise Rejected(422, f".npy file has {file_size - expected} bytes after its data")
-    return FileInfo(kind="3d", format="npy", shape=vshape, spacing=None, dtype=str(dtype), channels=channels)
+    return FileInfo(kind=f"{len(spatial)}d", format="npy", shape=_record_shape(spatial, channels),
+                    spacing=None, dtype=str(dtype), channels=channels)
 
 
-_MODE_CHANNELS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "I;16B": 1, "I;16L": 1, "F": 1, "P": 3, "PA": 4,
-                  "LA": 2, "La": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4, "RGBa": 4,
-                  "CMYK": 4}
 _MODE_DTYPE = {"I": "int32", "F": "float32", "I;16": "uint16", "I;16B": "uint16", "I;16L": "uint16",
                "1": "bool"}
 
 
 def parse_image(path: str, fmt: str, limits: Limits) -> FileInfo:
-    """A PNG/JPEG/TIFF fully decoded once (after bounding its size), so truncation is caught."""
+    """A PNG/JPEG/TIFF fully decoded once (after bounding its size), so truncation is caught.
+
+    Channels as the engine counts them (bands; the alpha of a grey image dropped); a multi-page
+    TIFF is a stack of slices, i.e. a 3D volume (pages, rows, cols).
+    """
     from PIL import Image
 
     want = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF"}[fmt]
@@ -207,20 +227,21 @@ def parse_image(path: str, fmt: str, limits: Limits) -> FileInfo:
             if im.format != want:
                 raise Rejected(415, f"content is {im.format}, but the name says {fmt}")
             w, h = im.size
-            channels = _MODE_CHANNELS.get(im.mode)
-            if channels is None:
-                raise Rejected(415, f"unsupported image mode {im.mode}")
-            _bound_shape([h, w], limits, channels)
-            if getattr(im, "n_frames", 1) > 1:
-                raise Rejected(422, "multi-page image; upload one image per file")
-            im.load()
             mode = im.mode
+            channels = len(im.getbands())
+            if mode in ("LA", "La"):
+                channels = 1
+            frames = int(getattr(im, "n_frames", 1))
+            spatial = [frames, h, w] if frames > 1 else [h, w]
+            _bound_shape(spatial, limits, len(im.getbands()))
+            for i in range(frames):
+                im.seek(i)
+                im.load()
     except Rejected:
         raise
     except Image.DecompressionBombError:
         raise Rejected(413, "image has too many pixels") from None
     except Exception as exc:  # noqa: BLE001 - truncated / corrupt images raise OSError, SyntaxError...
         raise Rejected(422, f"corrupt or truncated {fmt.upper()}: {type(exc).__name__}") from None
-    shape = [h, w] if channels == 1 else [h, w, channels]
-    return FileInfo(kind="2d", format=fmt, shape=shape, spacing=None,
+    return FileInfo(kind=f"{len(spatial)}d", format=fmt, shape=_record_shape(spatial, channels), spacing=None,
                     dtype=_MODE_DTYPE.get(mode, "uint8"), channels=channels)

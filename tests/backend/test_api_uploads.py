@@ -56,11 +56,24 @@ def test_nifti_gz_upload_is_described_from_its_header(client, settings, ds):
     ("v.npy", npy_bytes((4, 5, 6)), [4, 5, 6], "3d", 1),
     ("i.png", png_bytes((16, 12)), [12, 16], "2d", 1),
     ("rgb.png", png_bytes((16, 12), "RGB"), [12, 16, 3], "2d", 3),
+    ("grey-alpha.png", png_bytes((16, 12), "LA"), [12, 16], "2d", 1),  # alpha carries no intensity
+    ("flat.npy", npy_bytes((4, 5)), [4, 5], "2d", 1),
+    ("slice.nii.gz", nifti_bytes((6, 7, 1)), [6, 7], "2d", 1),
+    ("vector.nii.gz", nifti_bytes((6, 7, 8, 1, 3)), [6, 7, 8, 3], "3d", 3),  # ITK vector layout
 ])
 def test_each_supported_type(client, ds, name, data, shape, kind, channels):
     r = client.put(f"/api/datasets/{ds}/files/{name}", content=data)
     assert r.status_code == 201, r.text
     assert (r.json()["shape"], r.json()["kind"], r.json()["channels"]) == (shape, kind, channels)
+
+
+def test_multipage_tiff_is_a_volume(client, ds):
+    buf = io.BytesIO()
+    pages = [Image.new("L", (10, 20), i) for i in range(5)]
+    pages[0].save(buf, format="TIFF", save_all=True, append_images=pages[1:])
+    r = client.put(f"/api/datasets/{ds}/files/stack.tif", content=buf.getvalue())
+    assert r.status_code == 201, r.text
+    assert (r.json()["shape"], r.json()["kind"]) == ([5, 20, 10], "3d")
 
 
 @pytest.mark.parametrize("fmt,ext", [("JPEG", "jpg"), ("TIFF", "tif")])
@@ -125,7 +138,7 @@ HOSTILE = [
     ("npy-pickle", "p.npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", 118) +
      b"{'descr': '|O', 'fortran_order': False, 'shape': (2, 2, 2), }".ljust(117) + b"\n" + b"\x80" * 64, 415),
     ("npy-truncated", "t.npy", npy_bytes((4, 5, 6))[:-10], 422),
-    ("npy-2d", "flat.npy", npy_bytes((4, 5)), 422),
+    ("npy-5d", "five.npy", npy_bytes((2, 3, 4, 5, 6)), 422),
     ("time-series", "ts.nii.gz", nifti_bytes((4, 4, 4, 40)), 422),
 ]
 
