@@ -93,10 +93,10 @@ class _DiffusionDataset(Dataset):
             raise DataError(f"no supported files in {self.root} (searched recursively, hidden "
                             f"files and folders skipped); supported: {', '.join(self.extensions)}",
                             self.root)
-        # a subclass that reads files its own way gets no header checks and no cache: both
-        # are about our reader, and caching would hide edits to its code
+        # a subclass that reads files its own way is not held to our reader's file checks and
+        # gets no cache: the cache stores our reader's output, and would hide edits to its code
         self.custom_reader = self._reader_overridden()
-        self.headers: dict[Path, Header] = {} if self.custom_reader else self._check_files()
+        self.headers: dict[Path, Header] = self._check_files(strict=not self.custom_reader)
         # mm per output voxel, for the affine of generated samples; 2D images have no physical
         # scale that survives PNG export, so they report 1.0
         self.output_spacing = (1.0,) * self.dims if self.dims == 2 else _median_spacing(
@@ -113,7 +113,9 @@ class _DiffusionDataset(Dataset):
     def _reader_overridden(self) -> bool:
         return False
 
-    def _check_files(self) -> dict[Path, Header]:
+    def _check_files(self, strict: bool = True) -> dict[Path, Header]:
+        """Headers of the files; with ``strict`` any unusable file is an error. A custom reader
+        may handle files ours cannot, so then the usable ones only inform output_spacing."""
         headers, errors = {}, []
         for f in self.files:
             try:
@@ -122,7 +124,7 @@ class _DiffusionDataset(Dataset):
                 headers[f] = header
             except DataError as exc:
                 errors.append(str(exc))
-        if errors:
+        if errors and strict:
             more = f"\n... and {len(errors) - 5} more" if len(errors) > 5 else ""
             raise DataError(f"{len(errors)} of {len(self.files)} file(s) in {self.root} cannot be "
                             f"used:\n" + "\n".join(errors[:5]) + more, self.root)
@@ -162,10 +164,12 @@ class _DiffusionDataset(Dataset):
     def _checked(self, x: Any, path: Path) -> torch.Tensor:
         if isinstance(x, np.ndarray):
             x = torch.from_numpy(np.array(x, dtype=np.float32))
-        if not isinstance(x, torch.Tensor) or x.dim() != self.dims + 1:
+        want = (self.channels,) + (self.image_size,) * self.dims
+        if not isinstance(x, torch.Tensor) or tuple(x.shape) != want:
             what = "(C, D, H, W)" if self.dims == 3 else "(C, H, W)"
             got = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
-            raise DataError(f"{path}: the reader returned {got}; expected a tensor {what}", path)
+            raise DataError(f"{path}: the reader returned {got}; expected a tensor {what} = {want} "
+                            "(image_channels, then image_size per side)", path)
         return x.float()
 
     def __len__(self) -> int:

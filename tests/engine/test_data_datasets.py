@@ -1,5 +1,4 @@
 """Datasets: file search, the cache, read_volume overrides, flips, the split, build_datasets."""
-import os
 
 import numpy as np
 import pytest
@@ -145,8 +144,16 @@ def test_read_volume_override_is_used_and_never_bypassed_by_the_cache(tmp_path, 
         def read_volume(self, volume_path):
             return torch.zeros(8, 8, 8)
 
-    with pytest.raises(DataError, match=r"vol_000.nii.gz: the reader returned \(8, 8, 8\); expected a tensor \(C, D, H, W\)"):
+    with pytest.raises(DataError, match=r"vol_000.nii.gz: the reader returned \(8, 8, 8\); expected a tensor "
+                                        r"\(C, D, H, W\) = \(1, 8, 8, 8\)"):
         Wrong(tmp_path, 8)[0]
+
+    # files our reader cannot use are the custom reader's business; spacing comes from the rest
+    np.save(tmp_path / "odd.npy", np.zeros((2, 2, 2, 2, 2)))
+    write_nifti(tmp_path / "vol_002.nii.gz", np.zeros((8, 8, 8), np.float32), affine_for((2.0, 2.0, 2.0)))
+    custom = Custom(tmp_path, 8)
+    assert len(custom) == 4 and custom.output_spacing == (1.0, 1.0, 1.0)
+    assert Custom(tmp_path, 8, files=[tmp_path / "vol_002.nii.gz"]).output_spacing == (2.0, 2.0, 2.0)
 
 
 def test_flips_in_train_only(tmp_path):
