@@ -54,7 +54,10 @@ export function NewJobPage() {
   };
 
   const params = useMemo(() => estimateParams(config), [config]);
-  const { byField, global } = mapErrorsToFields(serverErrors, FIELD_PATHS);
+  const mapped = mapErrorsToFields(serverErrors, FIELD_PATHS);
+  const byField = mapped.byField;
+  // the JSON editor hides the fields, so there every error is listed at the top
+  const global = mode === "json" ? serverErrors : mapped.global;
 
   const switchMode = (m: "form" | "json") => {
     if (m === mode) return;

@@ -1,0 +1,101 @@
+"""Smaller browser checks: the login prompt on 401, the WebGL2-missing message, the raw JSON
+editor with the server's errors, and the 1280x800 layout."""
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from playwright.sync_api import expect
+
+from conftest import API_TOKEN
+from e2e_ui import shot
+
+
+def ready_3d_dataset(client, name: str) -> int:  # noqa: ANN001
+    """A committed one-volume dataset made through the REST API (not the point of these tests)."""
+    img = nib.Nifti1Image(np.random.default_rng(1).random((12, 12, 12)).astype(np.float32), np.eye(4))
+    raw = img.to_bytes()
+    ds = client.post("/api/datasets", json={"name": name}).json()
+    r = client.put(f"/api/datasets/{ds['id']}/files/{name}/v.nii", content=raw,
+                   headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 201, r.text
+    assert client.post(f"/api/datasets/{ds['id']}/commit").status_code == 200
+    return ds["id"]
+
+
+def test_login_prompt_keeps_the_token_for_the_session(secured_page, secured_stack):  # noqa: ANN001
+    page = secured_page
+    page.goto("/datasets")
+    dialog = page.get_by_role("dialog", name="Sign in")
+    expect(dialog).to_be_visible()
+    shot(page, "misc-01-login")
+    page.get_by_label("API token").fill("wrong-token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(dialog.get_by_text("The token was refused.")).to_be_visible()
+    page.get_by_label("API token").fill(API_TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_text("No datasets yet")).to_be_visible()
+
+    secured_stack.client.post("/api/datasets", json={"name": "made-elsewhere"})
+    page.reload()  # same tab session: no prompt, the token is still there
+    expect(page.get_by_role("table", name="Datasets").get_by_text("made-elsewhere")).to_be_visible()
+    expect(dialog).to_be_hidden()
+    assert page.evaluate("() => sessionStorage.getItem('ddpm-studio.token')") == API_TOKEN
+
+
+def test_viewer_says_so_without_webgl2(page, stack):  # noqa: ANN001
+    ds = ready_3d_dataset(stack.client, "nogl")
+    page.add_init_script("""
+        const orig = HTMLCanvasElement.prototype.getContext;
+        HTMLCanvasElement.prototype.getContext = function (kind, ...rest) {
+            return kind === 'webgl2' ? null : orig.call(this, kind, ...rest);
+        };""")
+    page.goto(f"/datasets/{ds}")
+    page.get_by_role("button", name="View nogl/v.nii").click()
+    expect(page.get_by_role("alert").filter(has_text="needs WebGL2")).to_be_visible()
+    assert page.locator("canvas").count() == 0
+
+
+def test_json_editor_and_server_errors(page, stack):  # noqa: ANN001
+    ds = ready_3d_dataset(stack.client, "json-edit")
+    page.goto(f"/jobs/new?dataset={ds}")
+    expect(page.get_by_label("Dataset", exact=True)).to_have_value(str(ds))
+    page.get_by_role("tab", name="JSON").click()
+    editor = page.get_by_label("Config JSON")
+    cfg = json.loads(editor.input_value())
+    assert cfg["is_3d"] is True and cfg["model"]["unet"]["channel_mults"] == [1, 2]
+
+    cfg["model"]["iterations"] = 77
+    editor.fill(json.dumps(cfg))
+    page.get_by_role("tab", name="Form").click()
+    expect(page.get_by_label("Iterations")).to_have_value("77")
+
+    page.get_by_role("tab", name="JSON").click()
+    editor.fill("{ not json")
+    page.get_by_role("tab", name="Form").click()
+    expect(page.get_by_text("Invalid JSON")).to_be_visible()  # stays in the editor
+    cfg["modle"] = {"lr": 1}
+    cfg["model"]["optimizer"] = "sgd"
+    editor.fill(json.dumps(cfg))
+    page.get_by_role("button", name="Start training").click()
+    errors = page.get_by_label("Validation errors")
+    expect(errors).to_contain_text("modle")
+    expect(errors).to_contain_text("did you mean 'model'")
+    expect(errors).to_contain_text("model.optimizer")
+    shot(page, "misc-02-json-errors")
+    page.get_by_role("tab", name="Form").click()  # the optimizer error sits beside its field
+    expect(page.locator("#cfg-model-optimizer-err")).to_contain_text("sgd")
+
+
+@pytest.mark.parametrize("path", ["/datasets", "/jobs/new", "/jobs", "/samples"])
+def test_pages_fit_1280x800(page, stack, path):  # noqa: ANN001
+    page.goto(path)
+    page.get_by_role("heading", level=1).wait_for()
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    nav = page.get_by_role("navigation", name="Main")
+    for name in ("Datasets", "New job", "Jobs", "Samples"):
+        expect(nav.get_by_role("link", name=name, exact=True)).to_be_visible()
+    shot(page, "page" + path.replace("/", "-"))
