@@ -16,7 +16,7 @@ from backend import jobs as jobs_mod
 from backend import leases, reporting
 from backend.celery_client import enqueue_job, recover_stale_jobs
 from backend.db import open_database
-from backend.events import REDIS_URL_KEY, publish_event
+from backend.events import REDIS_URL_KEY
 from backend.settings import Settings, get_settings
 from backend.storage import Storage
 
@@ -80,27 +80,12 @@ class Store:
             return jobs_mod.finish_job(s, job_id, worker_name, status, error)
 
     def release(self, job_id: int, worker_name: str) -> bool:
-        """running -> queued for a job this worker gives back (it is shutting down), then send
-        its task again so the next free worker resumes it from its checkpoint.
-
-        Built from the backend's public state-machine helpers (it has no "release" of its own
-        yet): the same conditional UPDATE finish_job uses, guarded by this worker's name.
-        """
-        from backend.models import Job
-
+        """running -> queued for a job this worker gives back (it is shutting down after a
+        checkpoint), then its task again so the next free worker resumes it."""
         with self.session() as s:
-            ok = jobs_mod.conditional_update(
-                s, job_id, (jobs_mod.RUNNING,),
-                {"status": jobs_mod.QUEUED, "worker": None, "lease_renewed_at": None,
-                 "eta_s": None, "it_s": None}, Job.worker == worker_name)
-            if not ok:
-                s.rollback()
+            if not leases.release_job(s, job_id, worker_name):
                 return False
-            leases.clear_current_job(s, worker_name, job_id)
-            job = jobs_mod.get_job(s, job_id)
-            publish_event(s, job_id, "status", jobs_mod.status_payload(job))
-            s.commit()
-            enqueue_job(job, self.settings.redis_url)
+            enqueue_job(jobs_mod.get_job(s, job_id), self.settings.redis_url)
             return True
 
     # reporting -----------------------------------------------------------------------------
@@ -118,16 +103,11 @@ class Store:
             reporting.add_sample(s, self.storage, job_id, index, shape, volume_path, preview_path, step)
 
     def discard_after(self, job_id: int, step: int) -> None:
-        """A run resumed at ``step``: metric and sample rows of later steps (written before a crash,
-        after the last checkpoint) are about to be written again. Needs backend support
-        (``reporting.discard_after``, requested); without it the rows stay (duplicate steps)."""
-        fn = getattr(reporting, "discard_after", None)
-        if fn is None:
-            log.warning("job %s resumed at step %s: backend.reporting.discard_after is missing, rows of "
-                        "later steps are kept", job_id, step)
-            return
+        """A run resumed at ``step``: metric and sample rows of later steps (written before a
+        crash, after the last checkpoint) are about to be written again. Their files stay: the
+        resumed run rewrites the same names."""
         with self.session() as s:
-            fn(s, job_id, step)
+            reporting.discard_after(s, job_id, step)
 
     def checkpoint(self, job_id: int, step: int) -> None:
         with self.session() as s:

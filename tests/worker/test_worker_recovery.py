@@ -24,10 +24,12 @@ def _gone(procs: list, timeout: float) -> bool:
 def test_sigkill_mid_training_then_a_new_worker_finishes_from_the_checkpoint(stack, start_worker, dataset_2d):
     client = stack.client
     a = start_worker("a")
-    job = create_train_job(client, dataset_2d, config(CONFIG_2D, iterations=150, freq_metrics=150,
-                                                      freq_checkpoint=20, metric_samples=0))
-    wait_job(client, job["id"], what="a checkpoint and steps beyond it",
-             until=lambda j: (j["checkpoint_step"] or 0) >= 20 and j["progress"]["step"] > j["checkpoint_step"])
+    job = create_train_job(client, dataset_2d, config(CONFIG_2D, iterations=150, freq_metrics=10,
+                                                      freq_checkpoint=40, metric_samples=1, metric_steps=2))
+    # killed after a checkpoint and after metric rows past it (they will be computed again)
+    wait_job(client, job["id"], what="a checkpoint and a metric step beyond it",
+             until=lambda j: (j["checkpoint_step"] or 0) >= 40
+             and (j["last_metrics"] or {}).get("step", 0) > j["checkpoint_step"])
     children = a.children()
     assert children, "the job runs in a child process"
     a.kill()  # SIGKILL: no shutdown hooks, no goodbye
@@ -44,6 +46,11 @@ def test_sigkill_mid_training_then_a_new_worker_finishes_from_the_checkpoint(sta
     log = job_log(client, job["id"])
     # resumed from the newest checkpoint on disk when the worker died: no steps lost before it
     assert re.search(rf"resuming from \S*step-{last:08d}\.pt at step {last} of 150", log), log[-2000:]
+    # one metric row and one sample per metric step: the rows past the checkpoint were replaced
+    metric_steps = [m["step"] for m in client.get(f"/api/jobs/{job['id']}/metrics").json()]
+    assert metric_steps == list(range(10, 151, 10))
+    sample_steps = [s["step"] for s in client.get(f"/api/jobs/{job['id']}/samples").json()]
+    assert sample_steps == list(range(10, 151, 10))
 
 
 def test_two_workers_four_jobs_each_runs_exactly_once(stack, start_worker, dataset_2d):
