@@ -6,8 +6,8 @@ and the heartbeat thread call it concurrently) and commits through the backend f
 from __future__ import annotations
 
 import logging
-import socket
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -130,8 +130,5 @@ class Store:
             return recover_stale_jobs(s, self.settings)
 
     # paths ---------------------------------------------------------------------------------
-    def run_dir(self, job_id: int) -> Path:
-        return self.storage.run_dir(job_id)
-
     def log_path(self, job_id: int) -> Path:
         return self.storage.job_log_path(job_id)

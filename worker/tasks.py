@@ -12,6 +12,7 @@ import traceback
 from typing import Any
 
 from celery.exceptions import Reject
+from sqlalchemy.exc import OperationalError
 
 from worker import runtime
 from worker.celery_app import SAMPLE_TASK, TRAIN_TASK, app
@@ -23,12 +24,18 @@ from worker.supervisor import Supervisor
 log = logging.getLogger("worker.tasks")
 
 
-@app.task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+# The database unreachable before the claim: try again later rather than drop the message.
+_TASK_OPTIONS = dict(acks_late=True, reject_on_worker_lost=True, ignore_result=True,
+                     autoretry_for=(OperationalError,), retry_backoff=2, retry_backoff_max=30,
+                     max_retries=20)
+
+
+@app.task(name=TRAIN_TASK, **_TASK_OPTIONS)
 def train(job_id: int) -> str:
     return run_job(int(job_id), "train")
 
 
-@app.task(name=SAMPLE_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@app.task(name=SAMPLE_TASK, **_TASK_OPTIONS)
 def sample(job_id: int) -> str:
     return run_job(int(job_id), "sample")
 
@@ -58,7 +65,7 @@ def build_spec(ctx: Any, job: JobView) -> dict:
         spec.update(config=cfg, export_path=str(st.export_path(job.id)))
     else:
         c = job.config or {}
-        spec.update(source_run_dir=str(st.run_dir(job.source_job_id)) if job.source_job_id else "",
+        spec.update(source_run_dir=str(st.run_dir(job.source_job_id)),
                     out_dir=str(st.samples_dir(job.id)), num_samples=int(c.get("num_samples", 1)),
                     sampler=c.get("sampler", "dpmpp2m"), steps=c.get("steps"), seed=int(c.get("seed", 0)))
     return spec
