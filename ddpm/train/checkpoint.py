@@ -154,7 +154,7 @@ def restore_rng(rng: dict[str, Any]) -> None:
     torch.set_rng_state(rng["torch"].cpu())
     n = rng["numpy"]
     np.random.set_state({"bit_generator": "MT19937",
-                         "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+                         "state": {"key": n["key"].cpu().numpy().astype(np.uint32), "pos": n["pos"]},
                          "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
     p = rng["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))

@@ -178,7 +178,8 @@ class Trainer:
         return resumed_from
 
     def _load(self, path: Path) -> dict[str, Any]:
-        state = ck.load_checkpoint(path, map_location=self.device)
+        # on the CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest
+        state = ck.load_checkpoint(path, map_location="cpu")
         old = state["config"]
         new = config_to_dict(self.cfg)
         diffs = [k for k in _MUST_MATCH if _get(old, k) != _get(new, k)]

@@ -132,3 +132,16 @@ def test_train_end_to_end_then_ctrl_c_resume_sample_export_inspect(tmp_path, cap
     assert code == 0 and (tmp_path / "enc.safetensors").is_file(), err
     code, out, err = _run_main(["inspect", str(tmp_path / "data"), "--image-size", "16"], capsys)
     assert code == 0 and "vol0.nii.gz" in out, err
+
+
+@pytest.mark.parametrize("name", ["config_2d.json", "config_3d.json", "tiny_2d.json", "tiny_3d.json"])
+def test_shipped_configs_load(name):
+    from ddpm.config import load_config
+
+    cfg = load_config(ROOT / "configs" / name)
+    if name.startswith("tiny"):
+        # run from the repo root after `python scripts/make_example_data.py examples`, on any CPU
+        assert cfg.gpu == -1 and cfg.dataset.path.startswith("examples/") and cfg.dataset.num_workers == 0
+    if name == "config_2d.json":
+        seed3d = load_config(ROOT / "configs" / "config_3d.json")
+        assert not cfg.is_3d and cfg.model.unet.self_condition == seed3d.model.unet.self_condition
