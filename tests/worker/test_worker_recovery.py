@@ -77,3 +77,31 @@ def test_two_workers_four_jobs_each_runs_exactly_once(stack, start_worker, datas
     time.sleep(1)
     ignored = a.output().count("not claimable") + b.output().count("not claimable")
     assert ignored >= 4
+
+
+def test_a_worker_that_loses_its_lease_stops_its_run_at_once(stack, start_worker, dataset_2d):
+    """Fencing: when the database says the job is no longer this worker's (another worker's
+    reaper re-queued it), the run is killed before anyone else can start it."""
+    from backend.celery_client import recover_stale_jobs
+    from backend.db import open_database
+    from backend.settings import Settings
+
+    client = stack.client
+    a = start_worker("a")
+    job = create_train_job(client, dataset_2d, config(CONFIG_2D, iterations=80, freq_metrics=80,
+                                                      freq_checkpoint=20, metric_samples=0))
+    wait_job(client, job["id"], until=lambda j: (j["checkpoint_step"] or 0) >= 20, what="a checkpoint")
+    # a reaper with a zero timeout: every running job looks abandoned, is re-queued and re-sent
+    settings = Settings(data_dir=stack.data_dir, redis_url=stack.redis_url, worker_heartbeat_timeout_s=1e-6)
+    with open_database(settings, run_migrations=False)() as session:
+        assert recover_stale_jobs(session, settings) == [job["id"]]
+    final = wait_job(client, job["id"])
+    assert final["status"] == "succeeded", final["error"]
+    assert final["attempts"] == 2 and final["worker"] == a.name
+    log = job_log(client, job["id"])
+    assert "lost the job's lease" in log
+    first, second = (int(p) for p in re.findall(r"started train in child pid (\d+)", log))
+    # the first run was gone before the second was claimed
+    lost_at = log.index("lost the job's lease")
+    assert lost_at < log.index("claimed train job", log.index(f"child pid {first}"))
+    assert first != second
