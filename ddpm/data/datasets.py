@@ -152,7 +152,7 @@ class _DiffusionDataset(Dataset):
             key = self._keys.get(path) or self._cache.key(path, self.settings)
             cached = self._cache.load(key, shape)
             if cached is not None:
-                return torch.from_numpy(np.array(cached))  # copy out of the read-only map
+                return torch.from_numpy(cached)
         arr = preprocess_file(path, self.settings)
         if key is not None:
             self._cache.store(key, arr)
