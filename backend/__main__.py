@@ -30,7 +30,8 @@ def main() -> int:
     import uvicorn
 
     uvicorn.run("backend.app:create_app", factory=True, host=settings.host, port=settings.port,
-                proxy_headers=False, log_level="info", timeout_graceful_shutdown=5)
+                workers=settings.web_concurrency, proxy_headers=False, log_level="info",
+                timeout_graceful_shutdown=5)
     return 0
 
 

@@ -58,7 +58,8 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.include_router(api)
     mount_frontend(app, settings.resolved_frontend_dir)
 
-    app.add_middleware(SelectiveGZip, minimum_size=1024, compresslevel=5)
+    # level 1: most of the size win for JSON at a third of the CPU (it runs on the event loop)
+    app.add_middleware(SelectiveGZip, minimum_size=1024, compresslevel=1)
     if settings.cors_origins:  # off by default: the SPA is served same-origin
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])

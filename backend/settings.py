@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     allow_insecure: bool = Field(False, description="listen beyond loopback without a token")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    web_concurrency: int = Field(1, ge=1, le=64, description="API worker processes (uvicorn --workers)")
     max_file_bytes: int = Field(2 * 1024**3, ge=1, description="largest single upload (bytes on the wire)")
     max_dataset_bytes: int = Field(50 * 1024**3, ge=1, description="largest dataset (sum of its files)")
     max_decompressed_bytes: int = Field(4 * 1024**3, ge=1,

@@ -15,7 +15,7 @@ NO_GZIP = re.compile(r"^/api/(datasets/[^/]+/files/|samples/|jobs/[^/]+/(checkpo
 
 
 class SelectiveGZip:
-    def __init__(self, app: ASGIApp, minimum_size: int = 1024, compresslevel: int = 5):
+    def __init__(self, app: ASGIApp, minimum_size: int = 1024, compresslevel: int = 1):
         self.app = app
         self.gzip = GZipMiddleware(app, minimum_size=minimum_size, compresslevel=compresslevel)
 

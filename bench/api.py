@@ -134,8 +134,12 @@ def seed_jobs(data_dir: Path, redis_url: str, n: int) -> None:
     from backend.models import Job
     from backend.settings import Settings
 
+    from ddpm.config import config_to_dict, load_config
+
     factory = open_database(Settings(data_dir=data_dir, redis_url=redis_url))
-    cfg = {"is_3d": True, "model": {"iterations": 10000, "lr": 1e-4}, "dataset": {"name": "volume3d"}}
+    # a full resolved config, as the API stores it (~1.5 KB of JSON per job)
+    cfg = config_to_dict(load_config({"is_3d": True, "dataset": {"name": "volume3d", "path": str(data_dir)},
+                                      "experiment_path": str(data_dir / "runs")}))
     with factory() as s:
         for i in range(n):
             s.add(Job(kind="train", status=["queued", "running", "succeeded"][i % 3], config=cfg, total=10000,
@@ -143,29 +147,56 @@ def seed_jobs(data_dir: Path, redis_url: str, n: int) -> None:
         s.commit()
 
 
+class RawHTTP:
+    """A minimal keep-alive HTTP/1.1 GET client on asyncio streams: the load generator shares the
+    machine with the server, so it must cost far less CPU per request than httpx does."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader
+        self.writer: asyncio.StreamWriter
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nAccept-Encoding: gzip\r\n\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin1").split("\r\n")
+        status = int(lines[0].split()[1])
+        length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
 async def bench_latency(base: str, clients: int, per_client: int, interval: float) -> dict[str, float]:
     """``clients`` connections, each doing ``per_client`` GETs; with ``interval`` > 0 each client
     waits that long between its requests (polling browsers), with 0 it fires back to back."""
+    url = httpx.URL(base)
+    conns = [RawHTTP(url.host, url.port) for _ in range(clients)]
+    await asyncio.gather(*(c.connect() for c in conns))
+    await asyncio.gather(*(c.get("/api/jobs") for c in conns))  # warm
     lat: list[float] = []
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as c:
-        await asyncio.gather(*(c.get("/api/jobs") for _ in range(clients)))  # open the connections
 
-        async def one(k: int) -> None:
+    async def one(k: int, conn: RawHTTP) -> None:
+        if interval:
+            await asyncio.sleep(interval * k / clients)  # spread the clients over the interval
+        for _ in range(per_client):
+            t0 = time.perf_counter()
+            status, _body = await conn.get("/api/jobs")
+            took = time.perf_counter() - t0
+            lat.append(took)
+            assert status == 200
             if interval:
-                await asyncio.sleep(interval * k / clients)  # spread the clients over the interval
-            for _ in range(per_client):
-                t0 = time.perf_counter()
-                r = await c.get("/api/jobs")
-                took = time.perf_counter() - t0
-                lat.append(took)
-                assert r.status_code == 200
-                if interval:
-                    await asyncio.sleep(max(0.0, interval - took))
+                await asyncio.sleep(max(0.0, interval - took))
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(one(k) for k in range(clients)))
-        wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(k, c) for k, c in enumerate(conns)))
+    wall = time.perf_counter() - t0
+    await asyncio.gather(*(c.close() for c in conns))
     q = statistics.quantiles(lat, n=100)
     return {"n": len(lat), "p50": q[49] * 1e3, "p95": q[94] * 1e3, "p99": q[98] * 1e3, "rps": len(lat) / wall}
 
@@ -179,11 +210,13 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=50, help="jobs in the list")
     ap.add_argument("--interval", type=float, default=0.5, help="seconds between one client's polls")
     ap.add_argument("--skip-uploads", action="store_true")
+    ap.add_argument("--web-concurrency", type=int, default=1, help="API processes (WEB_CONCURRENCY)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmpdir, redis_server() as redis_url:
         tmp = Path(tmpdir)
         data_dir = tmp / "data"
-        env = {"DATA_DIR": str(data_dir), "REDIS_URL": redis_url, "MAX_FILE_BYTES": str(8 << 30)}
+        env = {"DATA_DIR": str(data_dir), "REDIS_URL": redis_url, "MAX_FILE_BYTES": str(8 << 30),
+               "WEB_CONCURRENCY": str(args.web_concurrency)}
         env.pop("API_TOKEN", None)
         os.environ.pop("API_TOKEN", None)
         with api_server(env, cwd=str(REPO)) as (base, proc):

@@ -62,7 +62,7 @@ def nifti_bytes(shape=(8, 9, 10), dtype=np.float32, zooms=(1.0, 1.5, 2.0), gz: b
     img = nib.Nifti1Image(data, np.diag([*zooms, 1.0]))
     img.header.set_zooms(tuple(zooms) + (1.0,) * (len(shape) - 3))
     raw = img.to_bytes()
-    return gzip.compress(raw, compresslevel=1) if gz else raw
+    return gzip.compress(raw, compresslevel=1, mtime=0) if gz else raw  # deterministic bytes
 
 
 def png_bytes(size=(16, 12), mode: str = "L") -> bytes:

@@ -83,3 +83,43 @@ def api_server(env: dict[str, str], cwd: Optional[str] = None) -> Iterator[tuple
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _as_postgres_user(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: drop to the ``postgres`` user when we are root."""
+    if os.geteuid() != 0:
+        return cmd
+    runuser = shutil.which("runuser")
+    if runuser is None:
+        raise RuntimeError("running as root and no runuser to start PostgreSQL as user postgres")
+    return [runuser, "-u", "postgres", "--", *cmd]
+
+
+def _pg_bin(name: str) -> str:
+    for candidate in [shutil.which(name), *sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))]:
+        if candidate and Path(candidate).is_file():
+            return str(candidate)
+    raise RuntimeError(f"no PostgreSQL {name} binary (apt-get install postgresql)")
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (trust auth, loopback, random port); yields a SQLAlchemy URL."""
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="pg-test-"))
+    data = workdir / "data"
+    if os.geteuid() == 0:
+        shutil.chown(workdir, "postgres", "postgres")
+    subprocess.run(_as_postgres_user([_pg_bin("initdb"), "-D", str(data), "--auth=trust", "-U", "postgres",
+                                      "--no-sync", "-E", "UTF8"]),
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    opts = f"-p {port} -k {workdir} -h 127.0.0.1 -F -c fsync=off -c full_page_writes=off"
+    subprocess.run(_as_postgres_user([_pg_bin("pg_ctl"), "-D", str(data), "-o", opts, "-l",
+                                      str(workdir / "log"), "-w", "-t", "30", "start"]),
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(_as_postgres_user([_pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -243,3 +243,17 @@ def test_broker_down_gives_503_and_a_failed_job(app, settings, make_dataset, cli
     assert r.status_code == 503 and "broker" in r.json()["detail"]
     job = client.get("/api/jobs").json()[0]
     assert job["status"] == "failed" and "broker" in job["error"]
+
+
+def test_list_matches_detail(client, app, ds3d):
+    """The list route builds its JSON by hand for speed; it must equal the detail route's."""
+    a = train(client, ds3d).json()["id"]
+    b = train(client, ds3d).json()["id"]
+    with app.state.session_factory() as s:
+        leases.claim_job(s, a, "w")
+        reporting.report_progress(s, a, 3, 20, it_s=1.5, eta_s=11.0)
+        reporting.add_metrics(s, a, 3, {"loss": 0.3})
+        jobstate.request_cancel(s, a)
+    listed = {j["id"]: j for j in client.get("/api/jobs").json()}
+    for jid in (a, b):
+        assert listed[jid] == client.get(f"/api/jobs/{jid}").json()
