@@ -134,6 +134,7 @@ def test_3d_upload_train_sample_view(page, stack, tmp_path):  # noqa: ANN001
     page.get_by_role("button", name="Generate samples").click()
     page.wait_for_url(re.compile(r"/samples/\d+$"))
     page.get_by_role("button", name="View sample 1").wait_for(timeout=180_000)
+    expect(page.get_by_test_id("sample-params")).to_have_text("2 samples · ddim · 10 steps · seed 1")
     wait_viewer_loaded(page)
     multiplanar = canvas_pixels(page)
     s_mp = canvas_stats(multiplanar)

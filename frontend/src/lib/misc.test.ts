@@ -4,6 +4,7 @@ import { getPath, setPath } from "./objpath";
 import { matchPath } from "./router";
 import { jobIs3d, sampleIs3d } from "./sampleKind";
 import { groupByStep } from "../components/SampleGallery";
+import { sampleParamsText } from "../components/ConfigSummary";
 
 describe("small helpers", () => {
   it("matchPath", () => {
@@ -45,5 +46,13 @@ describe("small helpers", () => {
     const g = groupByStep([mk(1, 20, 1), mk(2, 20, 0), mk(3, 40, 0), mk(4, null, 0)]);
     expect(g.map((x) => x.step)).toEqual([40, 20, null]);
     expect(g[1].items.map((x) => x.index)).toEqual([0, 1]);
+  });
+});
+
+describe("sample job parameters", () => {
+  it("reads as one line", () => {
+    expect(sampleParamsText({ num_samples: 4, sampler: "ddim", steps: 50, seed: 0 })).toBe("4 samples · ddim · 50 steps · seed 0");
+    expect(sampleParamsText({ num_samples: 1, sampler: "ddpm" })).toBe("1 sample · ddpm");
+    expect(sampleParamsText(null)).toBe("");
   });
 });

@@ -5,7 +5,8 @@ import type { DatasetFile } from "../api/types";
 import { AuthImage } from "../components/AuthMedia";
 import { ErrorBox, Info } from "../components/Notice";
 import { StatusBadge } from "../components/StatusBadge";
-import { VolumeViewer, type VolumeSource } from "../components/VolumeViewer";
+import { LazyViewer } from "../components/LazyViewer";
+import type { VolumeSource } from "../components/VolumeViewer";
 import { formatBytes, formatShape, formatSpacing } from "../lib/format";
 import { useLoad } from "../lib/hooks";
 import { Link, navigate } from "../lib/router";
@@ -100,7 +101,7 @@ export function DatasetDetailPage({ id }: { id: string }) {
           ) : selected && !volume ? (
             <Info>No in-browser preview for {selected.path}.</Info>
           ) : (
-            <VolumeViewer source={volume} />
+            <LazyViewer source={volume} />
           )}
         </section>
       </div>

@@ -3,6 +3,7 @@
 import { api } from "../api/endpoints";
 import { isTerminal, type Sample } from "../api/types";
 import { JobActions } from "../components/JobActions";
+import { ConfigSummary } from "../components/ConfigSummary";
 import { JobLog } from "../components/JobLog";
 import { LossChart } from "../components/LossChart";
 import { ErrorBox } from "../components/Notice";
@@ -81,6 +82,7 @@ export function JobDetailPage({ id }: { id: string }) {
         <ErrorBox error={samples.error} />
         <SampleGallery samples={samples.data ?? []} />
       </section>
+      <ConfigSummary config={job.config} />
       <JobLog jobId={id} live={!isTerminal(job.status)} version={job.status} />
     </div>
   );

@@ -5,10 +5,12 @@ import { api } from "../api/endpoints";
 import { isTerminal, type Job, type Sample } from "../api/types";
 import { AuthImage, DownloadLink } from "../components/AuthMedia";
 import { JobActions } from "../components/JobActions";
+import { sampleParamsText } from "../components/ConfigSummary";
 import { ErrorBox } from "../components/Notice";
 import { ProgressBar } from "../components/ProgressBar";
 import { StatusBadge } from "../components/StatusBadge";
-import { VolumeViewer, type VolumeSource } from "../components/VolumeViewer";
+import { LazyViewer } from "../components/LazyViewer";
+import type { VolumeSource } from "../components/VolumeViewer";
 import { useLoad } from "../lib/hooks";
 import { Link } from "../lib/router";
 import { jobIs3d, sampleIs3d } from "../lib/sampleKind";
@@ -53,7 +55,11 @@ export function SampleJobPage({ id }: { id: string }) {
           <ProgressBar label="Sampling progress" fraction={job.progress?.fraction ?? 0} text={job.progress ? `step ${job.progress.step} / ${job.progress.total}` : job.status} />
         </section>
       )}
-      <section className="card">
+      <section className="card row wrap">
+        <span className="muted" data-testid="sample-params">
+          {sampleParamsText(job.config)}
+        </span>
+        <div className="spacer" />
         <JobActions job={job} onChange={() => void live.refresh()} />
       </section>
       <ErrorBox error={samples.error} />
@@ -74,7 +80,7 @@ export function SampleJobPage({ id }: { id: string }) {
             </ul>
           </section>
           <section className="card">
-            <VolumeViewer source={viewerSource} />
+            <LazyViewer source={viewerSource} />
           </section>
         </div>
       )}
