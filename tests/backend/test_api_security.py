@@ -66,8 +66,9 @@ def test_internal_errors_do_not_leak(app, settings):
                        "attempts, created_at) VALUES ('train', 'failed', 'auto', 'cpu', '[1, 2]', 0, 0, 0, 0, "
                        "'2026-01-01 00:00:00')"))
         s.commit()
+        jid = s.execute(text("SELECT max(id) FROM jobs")).scalar()
     with TestClient(app, raise_server_exceptions=False) as c:
-        r = c.get("/api/jobs")
+        r = c.get(f"/api/jobs/{jid}")
     assert r.status_code == 500
     assert r.json() == {"detail": "internal server error"}
     assert str(settings.resolved_data_dir) not in r.text and "Traceback" not in r.text
