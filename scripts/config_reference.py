@@ -1,7 +1,8 @@
 """Print the config reference (every key, its default and meaning) as a Markdown table, from the
 schema itself, so the README cannot drift from ddpm/config.py (tests/test_readme.py checks it).
 
-    python scripts/config_reference.py
+    python scripts/config_reference.py                  # print it
+    python scripts/config_reference.py --update-readme  # rewrite the README's table
 """
 from __future__ import annotations
 
@@ -88,5 +89,19 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
+START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+
+
+def with_reference(readme: str) -> str:
+    """The README text with the table between the markers replaced by the current one."""
+    head, rest = readme.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{markdown()}\n{END}{tail}"
+
+
 if __name__ == "__main__":
-    print(markdown())
+    if sys.argv[1:] == ["--update-readme"]:
+        path = Path(__file__).resolve().parents[1] / "README.md"
+        path.write_text(with_reference(path.read_text()))
+    else:
+        print(markdown())
