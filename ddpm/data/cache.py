@@ -37,6 +37,26 @@ def default_cache_dir(root: Path | str, cache_dir: Optional[Path | str] = None) 
     return (root if root.is_dir() else root.parent) / CACHE_DIRNAME
 
 
+def user_cache_dir() -> Path:
+    """Fallback for datasets on read-only storage: entries are keyed by content, so one shared
+    folder is safe for any number of datasets."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ddpm-studio" / "preprocessed"
+
+
+def open_cache(root: Path | str, cache_dir: Optional[Path | str] = None) -> "VolumeCache":
+    """The cache for a dataset at ``root``; when the default folder beside the data cannot be
+    written (read-only dataset), the per-user folder instead. An explicit folder is kept as is."""
+    explicit = cache_dir is not None or bool(os.environ.get(CACHE_ENV))
+    cache = VolumeCache(default_cache_dir(root, cache_dir))
+    if not cache.enabled and not explicit:
+        fallback = VolumeCache(user_cache_dir())
+        if fallback.enabled:
+            log.warning("caching preprocessed files of %s in %s instead", root, fallback.dir)
+            return fallback
+    return cache
+
+
 def content_hash(path: Path | str, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

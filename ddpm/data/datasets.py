@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .cache import VolumeCache, default_cache_dir
+from .cache import VolumeCache, default_cache_dir, open_cache
 from .io import SUPPORTED_EXTS, DataError, Header, file_ext, read_header
 from .preprocess import PreprocessSettings, check_header, output_spacing_for, preprocess_file
 
@@ -104,7 +104,7 @@ class _DiffusionDataset(Dataset):
         self._cache: Optional[VolumeCache] = None
         self._keys: dict[Path, str] = {}
         if cache and not self.custom_reader:
-            self._cache = VolumeCache(cache_path)
+            self._cache = open_cache(self.root, cache_dir)
             if self._cache.enabled:
                 self._keys = {f: self._cache.key(f, self.settings) for f in self.files}
                 self._cache.flush()

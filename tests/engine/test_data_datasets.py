@@ -126,6 +126,19 @@ def test_cache_dir_is_configurable(tmp_path, monkeypatch):
     assert not (tmp_path / "data" / ".ddpm_cache").exists()
 
 
+def test_unwritable_cache_folder_falls_back_to_the_user_cache(tmp_path, monkeypatch, caplog):
+    make_folder(tmp_path / "data", 1)
+    (tmp_path / "data" / ".ddpm_cache").write_text("a file where the folder should be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home_cache"))
+    ds = Volume3DDiffusionDataset(tmp_path / "data", 8)
+    ds[0]
+    assert len(list((tmp_path / "home_cache" / "ddpm-studio" / "preprocessed").glob("*.npy"))) == 1
+    assert "instead" in caplog.text
+    # an explicit folder that cannot be used means no cache, not somewhere else
+    explicit = Volume3DDiffusionDataset(tmp_path / "data", 8, cache_dir=tmp_path / "data" / ".ddpm_cache")
+    assert explicit[0].shape == (1, 8, 8, 8) and not explicit._cache.enabled
+
+
 def test_read_volume_override_is_used_and_never_bypassed_by_the_cache(tmp_path, preprocess_calls):
     make_folder(tmp_path, 2)
     Volume3DDiffusionDataset(tmp_path, 8)[0]  # a cache entry exists for this file now
