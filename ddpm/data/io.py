@@ -101,6 +101,9 @@ def _nifti_header(path: Path) -> Header:
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise DataError(f"{path}: is a {type(img).__name__} file, not a NIfTI image", path)
     hdr = img.header
+    if hdr.get_data_dtype().kind not in "biuf":  # RGB24 / complex voxels: no single intensity
+        raise DataError(f"{path}: NIfTI data type {hdr.get_data_dtype()} is not a real number "
+                        "type; store intensities as integers or floats", path)
     spatial, channels = _split_nifti_shape(tuple(int(s) for s in img.shape), path)
     zooms = tuple(float(z) for z in hdr.get_zooms()[: len(spatial)])
     # a zero or negative pixdim would make the aspect meaningless: treat it as 1 mm
@@ -143,6 +146,8 @@ def _pil_header(path: Path) -> Header:
         fmt = (im.format or "").lower()
     if bands == 2 and mode in ("LA", "La"):
         bands = 1  # the alpha of a grey image carries no intensity
+    if mode == "CMYK":
+        bands = 3  # read as RGB
     if frames > 1:
         # a multi-page TIFF is a stack of slices: a 3D volume (pages, rows, cols)
         return Header(path, fmt, (frames, h, w), bands, (1.0, 1.0, 1.0), mode, np.eye(4), None,
@@ -189,6 +194,8 @@ def _read_pil(path: Path, header: Header) -> np.ndarray:
             frame = frame.convert("RGBA" if "transparency" in frame.info else "RGB")
         if frame.mode in ("LA", "La"):
             frame = frame.convert("L")
+        if frame.mode == "CMYK":
+            frame = frame.convert("RGB")
         return np.asarray(frame).astype(np.float32)
 
     with Image.open(path) as im:

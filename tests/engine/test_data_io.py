@@ -77,6 +77,16 @@ def test_2d_images_png16_jpeg_rgb_tiff_float(tmp_path):
     np.testing.assert_allclose(arr, f32)
 
 
+def test_cmyk_jpeg_reads_as_rgb_and_rgb24_nifti_is_refused(tmp_path):
+    Image.new("CMYK", (5, 4), (0, 255, 255, 0)).save(tmp_path / "print.jpg")
+    arr, _, meta = read_image_file(tmp_path / "print.jpg")
+    assert meta["channels"] == 3 and arr.shape == (4, 5, 3) and arr[..., 0].mean() > 200
+    rgb = np.zeros((2, 2, 2), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), str(tmp_path / "rgb.nii"))
+    with pytest.raises(DataError, match="rgb.nii: NIfTI data type .* is not a real number type"):
+        read_header(tmp_path / "rgb.nii")
+
+
 def test_multipage_tiff_is_a_volume(tmp_path):
     pages = [Image.fromarray(np.full((4, 5), i * 10, np.uint8)) for i in range(3)]
     pages[0].save(tmp_path / "stack.tif", save_all=True, append_images=pages[1:])
