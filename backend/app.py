@@ -1,14 +1,17 @@
 """FastAPI app factory: ``backend.app:create_app`` (uvicorn --factory)."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import AsyncIterator, Optional
 
+from anyio import to_thread
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from backend import errors
+from backend.celery_client import recover_stale_jobs
 from backend.db import make_engine, make_session_factory, migrate
 from backend.notifier import Notifier
 from backend.routes import datasets, events, jobs, samples, system
@@ -26,6 +29,26 @@ With `API_TOKEN` set, every route but `/api/health` needs `Authorization: Bearer
 """
 
 
+async def _reap_stale_jobs(app: FastAPI) -> None:
+    """Re-queue running jobs whose worker went silent, also when no worker is left to notice
+    (workers do the same; claim_job makes the duplicate tasks harmless)."""
+    settings: Settings = app.state.settings
+    interval = max(1.0, min(30.0, settings.worker_heartbeat_timeout_s / 2))
+
+    def once() -> list[int]:
+        with app.state.session_factory() as s:
+            return recover_stale_jobs(s, app.state.settings)
+
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            ids = await to_thread.run_sync(once)
+            if ids:
+                log.warning("re-queued jobs %s: their worker stopped heartbeating", ids)
+        except Exception as exc:  # noqa: BLE001 - keep reaping; the next round retries
+            log.warning("stale-job recovery failed: %s", exc)
+
+
 def create_app(settings: Optional[Settings] = None) -> FastAPI:
     settings = settings or get_settings()
     storage = Storage(settings.resolved_data_dir)
@@ -35,7 +58,11 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        reaper = asyncio.get_running_loop().create_task(_reap_stale_jobs(app))
         yield
+        reaper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reaper
         await app.state.notifier.close()
         engine.dispose()
 

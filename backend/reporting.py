@@ -12,7 +12,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from backend.events import publish_event
-from backend.models import Job, Metric, Sample
+from backend.models import Event, Job, Metric, Sample
 from backend.storage import Storage
 
 
@@ -35,8 +35,25 @@ def report_progress(session: Session, job_id: int, step: int, total: int,
     session.execute(update(Job).where(Job.id == job_id)
                     .values(step=step, total=total, it_s=_finite(it_s), eta_s=_finite(eta_s))
                     .execution_options(synchronize_session=False))
-    publish_event(session, job_id, "progress", progress_payload(step, total, it_s, eta_s))
+    ev = publish_event(session, job_id, "progress", progress_payload(step, total, it_s, eta_s))
+    if ev.id % PRUNE_EVERY == 0:
+        _prune_progress(session, job_id)
     session.commit()
+
+
+# Progress events are a state, not a history (metrics keep the history): a job keeps its newest
+# KEEP_PROGRESS_EVENTS, so a week-long run does not leave a million rows. A listener resuming from
+# a pruned id still gets every later event.
+KEEP_PROGRESS_EVENTS = 200
+PRUNE_EVERY = 50
+
+
+def _prune_progress(session: Session, job_id: int) -> None:
+    cutoff = session.scalar(select(Event.id).where(Event.job_id == job_id, Event.type == "progress")
+                            .order_by(Event.id.desc()).offset(KEEP_PROGRESS_EVENTS).limit(1))
+    if cutoff is not None:
+        session.execute(delete(Event).where(Event.job_id == job_id, Event.type == "progress", Event.id <= cutoff)
+                        .execution_options(synchronize_session=False))
 
 
 def add_metrics(session: Session, job_id: int, step: int, values: dict[str, Any]) -> None:

@@ -257,3 +257,31 @@ def test_list_matches_detail(client, app, ds3d):
     listed = {j["id"]: j for j in client.get("/api/jobs").json()}
     for jid in (a, b):
         assert listed[jid] == client.get(f"/api/jobs/{jid}").json()
+
+
+def test_api_requeues_jobs_of_a_silent_worker(settings, redis_conn, make_dataset):
+    """Even with no worker left to notice, the API puts a dead worker's job back in the queue."""
+    import time
+
+    from fastapi.testclient import TestClient
+    from sqlalchemy import text
+
+    from backend.app import create_app
+
+    app = create_app(settings.model_copy(update={"worker_heartbeat_timeout_s": 1.0}))
+    with TestClient(app) as c:
+        ds = c.post("/api/datasets", json={"name": "d"}).json()["id"]
+        c.put(f"/api/datasets/{ds}/files/a.nii.gz", content=nifti_bytes())
+        c.post(f"/api/datasets/{ds}/commit")
+        jid = train(c, ds).json()["id"]
+        redis_conn.delete("cpu")
+        with app.state.session_factory() as s:
+            assert leases.claim_job(s, jid, "doomed")
+            s.execute(text("UPDATE jobs SET lease_renewed_at = '2000-01-01 00:00:00'"))
+            s.commit()
+        deadline = time.monotonic() + 10
+        while c.get(f"/api/jobs/{jid}").json()["status"] != "queued" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        job = c.get(f"/api/jobs/{jid}").json()
+    assert job["status"] == "queued" and job["worker"] is None
+    assert queued_tasks(redis_conn, "cpu") == [{"task": "ddpm.train", "args": [jid], "kwargs": {}}]

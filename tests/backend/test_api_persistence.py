@@ -247,3 +247,19 @@ def test_discard_after_drops_rows_past_the_checkpoint(factory, settings):
         assert [m.step for m in s.query(Metric).filter_by(job_id=jid)] == [10, 20]
         assert [x.step for x in s.query(Sample).filter_by(job_id=jid)] == [10, 20]
         assert jobs.get_job(s, jid).last_metrics == {"step": 20, "loss": 0.2}
+
+
+def test_progress_events_are_pruned_to_the_newest(factory):
+    from backend import reporting
+    from backend.models import Event
+
+    jid = new_job(factory)
+    with factory() as s:
+        reporting.add_metrics(s, jid, 0, {"loss": 1.0})
+        for step in range(reporting.KEEP_PROGRESS_EVENTS + 3 * reporting.PRUNE_EVERY):
+            reporting.report_progress(s, jid, step, 10_000)
+        steps = [e.data["step"] for e in s.query(Event).filter_by(job_id=jid, type="progress").order_by(Event.id)]
+        assert len(steps) <= reporting.KEEP_PROGRESS_EVENTS + reporting.PRUNE_EVERY
+        assert steps[-1] == reporting.KEEP_PROGRESS_EVENTS + 3 * reporting.PRUNE_EVERY - 1
+        assert steps == list(range(steps[0], steps[-1] + 1))  # the newest, contiguous
+        assert s.query(Event).filter_by(job_id=jid, type="metrics").count() == 1  # others untouched
