@@ -99,3 +99,31 @@ def test_pages_fit_1280x800(page, stack, path):  # noqa: ANN001
     for name in ("Datasets", "New job", "Jobs", "Samples"):
         expect(nav.get_by_role("link", name=name, exact=True)).to_be_visible()
     shot(page, "page" + path.replace("/", "-"))
+
+
+def test_dropping_files_on_the_drop_zone_picks_them(page, stack):  # noqa: ANN001
+    page.goto("/datasets")
+    zone = page.get_by_role("group", name="Drop a folder here")
+    zone.evaluate("""el => {
+        const dt = new DataTransfer();
+        dt.items.add(new File([new Uint8Array(348)], 'a.nii'));
+        dt.items.add(new File([new Uint8Array(100)], 'b.png'));
+        dt.items.add(new File(['x'], '.DS_Store'));
+        el.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+    }""")
+    expect(page.get_by_text("2 files, 448 B (1 hidden files skipped)")).to_be_visible()
+    expect(page.get_by_role("button", name="Start upload")).to_be_enabled()
+
+
+def test_an_uncommitted_dataset_can_be_committed_from_its_page(page, stack):  # noqa: ANN001
+    ds = stack.client.post("/api/datasets", json={"name": "later"}).json()
+    page.goto(f"/datasets/{ds['id']}")
+    page.get_by_role("button", name="Commit dataset").click()
+    # no files: the server's reason is shown, and the dataset stays uploading
+    other = stack.client.post("/api/datasets", json={"name": "empty"}).json()
+    r = stack.client.post(f"/api/datasets/{other['id']}/commit")
+    assert r.status_code in (409, 422)
+    detail = r.json()["detail"]
+    reason = detail if isinstance(detail, str) else detail[0]["msg"]
+    expect(page.get_by_role("alert")).to_contain_text(reason)
+    expect(page.locator(".page-head .badge")).to_have_text("uploading")

@@ -122,6 +122,7 @@ export function UploadPanel({ onChanged }: { onChanged: () => void }) {
         <>
           <div
             className={`dropzone${dragOver ? " over" : ""}`}
+            role="group"
             aria-label="Drop a folder here"
             onDragOver={(e) => {
               e.preventDefault();

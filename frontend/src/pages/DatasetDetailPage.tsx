@@ -25,6 +25,17 @@ export function DatasetDetailPage({ id }: { id: string }) {
   const d = ds.data;
   const files = d?.files ?? [];
 
+  const commit = async () => {
+    if (!d) return;
+    setError(null);
+    try {
+      await api.commitDataset(d.id);
+      await ds.reload();
+    } catch (e) {
+      setError(e);
+    }
+  };
+
   const remove = async () => {
     if (!d || !confirm(`Delete dataset "${d.name}" and its files?`)) return;
     try {
@@ -49,6 +60,11 @@ export function DatasetDetailPage({ id }: { id: string }) {
           <Link className="button primary" to={`/jobs/new?dataset=${d.id}`}>
             New training job
           </Link>
+        )}
+        {d?.status === "uploading" && (
+          <button type="button" className="primary" onClick={commit}>
+            Commit dataset
+          </button>
         )}
         {d && (
           <button type="button" className="danger" onClick={remove}>
