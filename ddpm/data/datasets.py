@@ -125,9 +125,12 @@ class _DiffusionDataset(Dataset):
             except DataError as exc:
                 errors.append(str(exc))
         if errors and strict:
-            more = f"\n... and {len(errors) - 5} more" if len(errors) > 5 else ""
-            raise DataError(f"{len(errors)} of {len(self.files)} file(s) in {self.root} cannot be "
-                            f"used:\n" + "\n".join(errors[:5]) + more, self.root)
+            if len(errors) == 1:
+                raise DataError(errors[0], self.root)
+            # one line (the CLI prints errors as one line), the first few reasons in full
+            more = f"; and {len(errors) - 3} more" if len(errors) > 3 else ""
+            raise DataError(f"{len(errors)} of {len(self.files)} files in {self.root} cannot be "
+                            f"used: " + "; ".join(errors[:3]) + more, self.root)
         return headers
 
     @classmethod

@@ -56,7 +56,11 @@ def test_bad_files_fail_at_construction_naming_them(tmp_path):
     with pytest.raises(DataError) as err:
         Volume3DDiffusionDataset(tmp_path, 8, cache=False)
     msg = str(err.value)
-    assert "2 of 4 file(s)" in msg and "broken.nii: cannot read" in msg and "preview.png: is a 2D image" in msg
+    assert "2 of 4 files" in msg and "broken.nii: cannot read" in msg and "preview.png: is a 2D image" in msg
+    assert "\n" not in msg
+    (tmp_path / "broken.nii").unlink()
+    with pytest.raises(DataError, match=r"^\S*preview.png: is a 2D image"):
+        Volume3DDiffusionDataset(tmp_path, 8, cache=False)
 
 
 def test_items_are_float32_in_minus_one_one(tmp_path):
