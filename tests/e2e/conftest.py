@@ -27,6 +27,8 @@ def pytest_runtest_makereport(item, call):  # noqa: ANN001 - pytest hook
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("FAILED-*.png"):  # from an earlier run
+        old.unlink()
     return ARTIFACTS
 
 

@@ -20,6 +20,7 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 def shot(page, name: str) -> Path:  # noqa: ANN001
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
+    page.evaluate("window.scrollTo(0, 0)")  # else the sticky header lands mid-picture
     page.screenshot(path=str(path), full_page=True)
     return path
 

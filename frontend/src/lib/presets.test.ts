@@ -82,3 +82,13 @@ describe("setField / normaliseConfig", () => {
     expect(JSON.stringify(cfg)).toBe(before);
   });
 });
+
+describe("preset noise schedules", () => {
+  it("short schedules are cosine (a 100-step linear schedule leaves 60% of the data in x_T)", () => {
+    for (const dims of ["2d", "3d"] as const) {
+      const s = presetConfig(dims, "tiny").model.beta_schedule.train;
+      expect(s.n_timestep).toBe(100);
+      expect(s.schedule).toBe("cosine");
+    }
+  });
+});

@@ -79,7 +79,7 @@ const SIZE_OVERRIDES: Record<Dims, Record<Size, Overrides>> = {
   "3d": {
     tiny: {
       "dataset.image_size": 16, "model.unet.dim": 8, "model.unet.channel_mults": [1, 2], "model.unet.res_blocks": 1,
-      "model.unet.attn_res": [], "model.unet.num_head_channels": 8, "model.beta_schedule.train.n_timestep": 100,
+      "model.unet.attn_res": [], "model.unet.num_head_channels": 8, "model.beta_schedule.train.schedule": "cosine", "model.beta_schedule.train.n_timestep": 100,
       "model.iterations": 40, "model.freq_metrics": 20, "model.freq_checkpoint": 20, "model.metric_samples": 1,
       "model.metric_steps": 5, "model.metric_sampler": "ddim", "model.lr": 1e-3, "model.ema_decay": 0.9,
       "dataset.batch_size": 2, "dataset.num_workers": 0, "dataset.pin_memory": false,
@@ -101,7 +101,7 @@ const SIZE_OVERRIDES: Record<Dims, Record<Size, Overrides>> = {
   "2d": {
     tiny: {
       "dataset.image_size": 16, "model.unet.dim": 16, "model.unet.channel_mults": [1, 2], "model.unet.res_blocks": 1,
-      "model.unet.attn_res": [], "model.unet.num_head_channels": 16, "model.beta_schedule.train.n_timestep": 100,
+      "model.unet.attn_res": [], "model.unet.num_head_channels": 16, "model.beta_schedule.train.schedule": "cosine", "model.beta_schedule.train.n_timestep": 100,
       "model.iterations": 40, "model.freq_metrics": 20, "model.freq_checkpoint": 20, "model.metric_samples": 4,
       "model.metric_steps": 5, "model.metric_sampler": "ddim", "model.lr": 1e-3, "model.ema_decay": 0.9,
       "dataset.batch_size": 4, "dataset.num_workers": 0, "dataset.pin_memory": false,
