@@ -84,7 +84,11 @@ class Supervisor:
             # 1. drain reports (short wait doubles as the loop's sleep)
             if not eof:
                 try:
-                    while recv.poll(0.1):
+                    # wait a little for the first report, then drain what is there (bounded, so
+                    # a chatty child never starves the cancel / lease checks below)
+                    budget = 200 if recv.poll(0.1) else 0
+                    while budget and recv.poll(0):
+                        budget -= 1
                         kind, payload = recv.recv()
                         if kind in ("result", "failed"):
                             final = (kind, payload)

@@ -24,7 +24,7 @@ def _gone(procs: list, timeout: float) -> bool:
 def test_sigkill_mid_training_then_a_new_worker_finishes_from_the_checkpoint(stack, start_worker, dataset_2d):
     client = stack.client
     a = start_worker("a")
-    job = create_train_job(client, dataset_2d, config(CONFIG_2D, iterations=150, freq_metrics=10,
+    job = create_train_job(client, dataset_2d, config(CONFIG_2D, iterations=100, freq_metrics=10,
                                                       freq_checkpoint=40, metric_samples=1, metric_steps=2))
     # killed after a checkpoint and after metric rows past it (they will be computed again)
     wait_job(client, job["id"], what="a checkpoint and a metric step beyond it",
@@ -42,15 +42,15 @@ def test_sigkill_mid_training_then_a_new_worker_finishes_from_the_checkpoint(sta
     final = wait_job(client, job["id"])
     assert final["status"] == "succeeded", final["error"]
     assert final["worker"] == b.name and final["attempts"] == 2
-    assert final["progress"]["step"] == 150
+    assert final["progress"]["step"] == 100
     log = job_log(client, job["id"])
     # resumed from the newest checkpoint on disk when the worker died: no steps lost before it
-    assert re.search(rf"resuming from \S*step-{last:08d}\.pt at step {last} of 150", log), log[-2000:]
+    assert re.search(rf"resuming from \S*step-{last:08d}\.pt at step {last} of 100", log), log[-2000:]
     # one metric row and one sample per metric step: the rows past the checkpoint were replaced
     metric_steps = [m["step"] for m in client.get(f"/api/jobs/{job['id']}/metrics").json()]
-    assert metric_steps == list(range(10, 151, 10))
+    assert metric_steps == list(range(10, 101, 10))
     sample_steps = [s["step"] for s in client.get(f"/api/jobs/{job['id']}/samples").json()]
-    assert sample_steps == list(range(10, 151, 10))
+    assert sample_steps == list(range(10, 101, 10))
 
 
 def test_two_workers_four_jobs_each_runs_exactly_once(stack, start_worker, dataset_2d):
@@ -59,7 +59,7 @@ def test_two_workers_four_jobs_each_runs_exactly_once(stack, start_worker, datas
     b = start_worker("b", wait=False)
     a.wait_live(client)
     b.wait_live(client)
-    cfg = config(CONFIG_2D, iterations=40, freq_metrics=40, freq_checkpoint=40, metric_samples=0)
+    cfg = config(CONFIG_2D, iterations=20, freq_metrics=20, freq_checkpoint=20, metric_samples=0)
     jobs = [create_train_job(client, dataset_2d, cfg)["id"] for _ in range(4)]
     # duplicate messages (a broker redelivery, a double re-queue) must not run a job twice
     sender = Celery(broker=stack.redis_url)
