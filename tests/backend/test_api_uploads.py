@@ -229,3 +229,35 @@ def test_gzip_bomb_is_refused_by_the_inflate_cap(client, ds):
 def test_huge_dims_refused_from_the_header(client, ds):
     r = client.put(f"/api/datasets/{ds}/files/huge.nii.gz", content=_huge_dims_header())
     assert r.status_code == 413 and "30000" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("libname", ["zlib", "isal"])
+def test_inflater_gives_the_same_answers_with_zlib_and_isal(libname):
+    """The upload check inflates with ISA-L when installed, else zlib: both must judge alike."""
+    import importlib
+
+    from backend.sniff import Limits, Rejected
+    from backend.uploads import GzipNiftiInflater
+
+    lib = importlib.import_module("isal.isal_zlib" if libname == "isal" else "zlib")
+    limits = Limits(max_dim=512, max_voxels=256**3, max_decompressed_bytes=64 << 20)
+
+    def judge(data: bytes):
+        inf = GzipNiftiInflater(limits, lib=lib)
+        try:
+            for i in range(0, len(data), 4096):
+                inf.feed(data[i:i + 4096])
+            return inf.finish().shape
+        except Rejected as exc:
+            return exc.status
+
+    good = nifti_bytes((16, 16, 16))
+    raw = nifti_bytes((16, 16, 16), gz=False)
+    corrupt = bytearray(good)
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    assert judge(good) == [16, 16, 16]
+    assert judge(gzip.compress(raw[:200]) + gzip.compress(raw[200:])) == [16, 16, 16]  # two members
+    assert judge(good[:-100]) == 422  # truncated
+    assert judge(bytes(corrupt)) == 422  # bad data or CRC
+    assert judge(_gzip_bomb()) == 413
+    assert judge(gzip.compress(b"not a nifti" * 100)) == 415
