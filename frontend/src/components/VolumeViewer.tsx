@@ -56,7 +56,7 @@ export function VolumeViewer({ source, initialMode = "multiplanar" }: { source: 
       dragAndDropEnabled: false,
       backColor: [0.06, 0.07, 0.09, 1],
       show3Dcrosshair: true,
-      crosshairWidth: 0.75,
+      crosshairWidth: 0.3, // in voxels: small sample volumes would get bars
       crosshairColor: [0.95, 0.3, 0.3, 0.35],
       isResizeCanvas: true,
       logLevel: "error",
@@ -160,14 +160,11 @@ export function VolumeViewer({ source, initialMode = "multiplanar" }: { source: 
             ))}
           </select>
         </label>
-        <label>
-          Contrast min
-          <input type="range" aria-label="Contrast minimum" min={range.min} max={range.max} step={step} value={window_.lo} disabled={state !== "loaded"} onChange={(e) => applyWindow(Number(e.target.value), window_.hi)} />
-        </label>
-        <label>
-          Contrast max
-          <input type="range" aria-label="Contrast maximum" min={range.min} max={range.max} step={step} value={window_.hi} disabled={state !== "loaded"} onChange={(e) => applyWindow(window_.lo, Number(e.target.value))} />
-        </label>
+        <span className="contrast" role="group" aria-label="Contrast">
+          Contrast
+          <input type="range" aria-label="Contrast minimum" title="window minimum" min={range.min} max={range.max} step={step} value={window_.lo} disabled={state !== "loaded"} onChange={(e) => applyWindow(Number(e.target.value), window_.hi)} />
+          <input type="range" aria-label="Contrast maximum" title="window maximum" min={range.min} max={range.max} step={step} value={window_.hi} disabled={state !== "loaded"} onChange={(e) => applyWindow(window_.lo, Number(e.target.value))} />
+        </span>
       </div>
       <div className="viewer-canvas-box">
         <canvas ref={canvas} aria-label={source ? `NiiVue view of ${source.title ?? source.name}` : "NiiVue viewer"} data-testid="niivue-canvas" />

@@ -99,10 +99,10 @@ export function DatasetDetailPage({ id }: { id: string }) {
                       {f.path}
                     </button>
                   </td>
-                  <td>{formatShape(f.shape)}</td>
-                  <td>{formatSpacing(f.spacing)}</td>
+                  <td className="nowrap">{formatShape(f.shape)}</td>
+                  <td className="nowrap">{formatSpacing(f.spacing)}</td>
                   <td>{f.dtype ?? "—"}</td>
-                  <td>{formatBytes(f.size_bytes)}</td>
+                  <td className="nowrap">{formatBytes(f.size_bytes)}</td>
                 </tr>
               ))}
             </tbody>
