@@ -15,7 +15,7 @@ from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect
 
 from backend import dataset_store
-from backend.deps import get_app_settings, get_session, get_storage, require_token
+from backend.deps import get_session, get_storage, require_token
 from backend.jobs import ACTIVE
 from backend.models import Dataset, DatasetFile, Job
 from backend.pathsafe import UnsafePath, sanitize_relative_path

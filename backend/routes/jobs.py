@@ -16,7 +16,7 @@ from backend.job_create import (JobInputError, create_sample_job, create_train_j
 from backend.jobs import ACTIVE, ensure_deletable, fail_queued, get_job, request_cancel, resume
 from backend.models import Job, Metric, Sample
 from backend.reporting import progress_payload, sample_urls
-from backend.schemas import (ErrorResponse, JobCreate, JobOut, MetricOut, Progress, SampleJobCreate,
+from backend.schemas import (ErrorResponse, JobCreate, JobOut, MetricOut, SampleJobCreate,
                              SampleOut)
 from backend.settings import Settings
 from backend.storage import Storage
