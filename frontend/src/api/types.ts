@@ -50,6 +50,7 @@ export interface Job {
   params?: Record<string, unknown> | null;
   name?: string | null;
   worker?: string | null;
+  checkpoint_step?: number | null;
   created_at?: string | null;
   started_at?: string | null;
   finished_at?: string | null;

@@ -33,6 +33,11 @@ describe("applyEvent", () => {
     const ok = applyEvent(start, ev("status", { status: "succeeded" }));
     expect(ok.job?.progress).toMatchObject({ fraction: 1, step: 40 });
     expect(applyEvent(start, ev("status", '"cancelled"')).job?.status).toBe("cancelled");
+    const stopped = applyEvent(start, ev("status", { status: "cancelled", step: 12, total: 40 }));
+    expect(stopped.job?.progress).toMatchObject({ step: 12, total: 40, fraction: 0.3 });
+    expect(stopped.job).not.toHaveProperty("step");
+    const snap = applyEvent(start, ev("status", { status: "running", snapshot: true, progress: { step: 8, total: 40, fraction: 0.2, eta_s: 3, it_s: 4 } }));
+    expect(snap.job?.progress).toMatchObject({ step: 8, fraction: 0.2, it_s: 4 });
   });
 
   it("sample events bump the sample version; junk is ignored", () => {

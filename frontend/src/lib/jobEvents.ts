@@ -66,8 +66,16 @@ export function applyEvent(state: LiveState, ev: SSEEvent, now = Date.now()): Li
       if (!state.job) return next;
       const status = typeof data === "string" ? data : obj ? (obj.status as string) : null;
       if (!status) return next;
-      const job: Job = { ...state.job, ...(obj ?? {}), status: status as Job["status"] };
+      const { step, total, progress: p, ...rest } = obj ?? {};
+      const job: Job = { ...state.job, ...rest, status: status as Job["status"] };
       if (obj && "error" in obj) job.error = obj.error as string | null;
+      // the status payload carries the step it stopped at (and the snapshot a full progress)
+      const snap = asObj(p);
+      if (snap) job.progress = { ...(state.job.progress ?? {}), ...snap } as Job["progress"];
+      else if (typeof step === "number" && job.progress) {
+        const t = typeof total === "number" ? total : job.progress.total;
+        job.progress = { ...job.progress, step, total: t, fraction: t > 0 ? Math.min(1, step / t) : 0 };
+      }
       if (status === "succeeded" && job.progress) job.progress = { ...job.progress, fraction: 1, step: job.progress.total, eta_s: 0 };
       return { ...next, job };
     }

@@ -13,7 +13,8 @@ export function SamplesPage() {
   const { query } = useLocation();
   const jobs = useLoad(() => api.jobs(), [], 4000);
   const all = jobs.data ?? [];
-  const models = all.filter((j) => j.kind === "train" && j.status === "succeeded");
+  // weights exist once a train job succeeded, or was stopped after a checkpoint
+  const models = all.filter((j) => j.kind === "train" && (j.status === "succeeded" || (j.status !== "running" && j.status !== "queued" && j.checkpoint_step != null)));
   const sampleJobs = all.filter((j) => j.kind === "sample").sort((a, b) => Number(b.id) - Number(a.id));
   const [source, setSource] = useState(query.get("source") ?? "");
   const [count, setCount] = useState("4");
@@ -61,6 +62,7 @@ export function SamplesPage() {
               {models.map((m) => (
                 <option key={String(m.id)} value={String(m.id)}>
                   {m.name || `train #${m.id}`}
+                  {m.status !== "succeeded" ? ` (${m.status}, step ${m.checkpoint_step})` : ""}
                 </option>
               ))}
             </select>
