@@ -1,15 +1,26 @@
 """DDPM Studio backend: the REST API plus the persistence layer the worker shares.
 
-Import map (the worker may import everything here except ``backend.app`` / ``backend.routes``,
-which pull in FastAPI):
+Persistence (no FastAPI; the worker imports these):
 
 - ``backend.settings``  environment settings (pydantic-settings), ``get_settings()``
-- ``backend.db``        engine / session factory, SQLite WAL, migrations at start
-- ``backend.models``    SQLAlchemy 2 tables
-- ``backend.storage``   on-disk layout under DATA_DIR and atomic writes
-- ``backend.jobs``      the job state machine (transitions, 409-able errors)
-- ``backend.leases``    claim / heartbeat / stale-job recovery for workers
-- ``backend.reporting`` progress, metrics, samples, status: rows + events in one call
-- ``backend.events``    the events table + Redis wake-ups
-- ``backend.celery_client``  enqueue ``ddpm.train`` / ``ddpm.sample`` by name
+- ``backend.db``        ``open_database(settings)`` -> session factory (engine, SQLite WAL +
+  busy timeout, Alembic migrations under a cross-process lock), ``make_engine``, ``migrate``
+- ``backend.models``    SQLAlchemy 2 tables: datasets, dataset_files, jobs, metrics, samples,
+  workers, events (migrations in ``backend/migrations``)
+- ``backend.storage``   ``Storage(DATA_DIR)``: datasets/<id>/files, runs/<job id>/{job.log,
+  export/model.safetensors, samples/}; ``atomic_writer`` / ``atomic_write_bytes``
+- ``backend.jobs``      the job state machine: ``request_cancel``, ``resume``, ``finish_job``,
+  ``JobStateError`` (HTTP 409)
+- ``backend.leases``    ``claim_job``, ``heartbeat``, ``renew_lease``, ``release_job``,
+  ``requeue_stale_jobs``, ``live_workers``, ``remove_worker``
+- ``backend.reporting`` ``report_progress``, ``add_metrics``, ``add_sample``, ``set_checkpoint``,
+  ``discard_after``: rows + SSE events in one transaction
+- ``backend.events``    ``publish_event`` (a row in ``events`` + a Redis wake-up after commit)
+- ``backend.celery_client``  ``enqueue_job`` (task by name, job id only), ``recover_stale_jobs``
+
+API (FastAPI; ``backend.app:create_app``, ``python -m backend``): ``routes/`` (one module per
+resource), ``schemas`` (OpenAPI models), ``deps`` (session, token), ``errors`` (JSON errors, no
+leaks), ``notifier`` (Redis pub/sub fan-out for SSE), ``web`` (SPA + selective gzip), and the
+upload pipeline ``pathsafe`` -> ``sniff`` -> ``uploads`` -> ``dataset_store``; ``job_create``
+validates new jobs with ``ddpm.config`` (the only engine module the backend imports).
 """

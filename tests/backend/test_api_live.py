@@ -1,5 +1,6 @@
-"""Server-Sent Events against a real API process (``python -m backend``) and a real Redis:
-events written by another process arrive within a second; Last-Event-ID resumes; pings flow."""
+"""Against a real API process (``python -m backend``) and a real Redis: Server-Sent Events
+written by another process arrive within a second, Last-Event-ID resumes, pings flow; an upload
+cut off mid-body leaves nothing behind."""
 from __future__ import annotations
 
 import json
@@ -172,3 +173,34 @@ def test_events_need_the_token_and_an_existing_job(live):
         # ?token= is accepted on the events route only
         assert c.get(f"{base}/api/jobs/{jid}?token={TOKEN}").status_code == 401
         assert c.get(f"{base}/api/health").status_code == 200
+
+
+def test_interrupted_upload_leaves_nothing(live):
+    import socket
+
+    from sqlalchemy import func, select
+
+    from backend.models import DatasetFile
+
+    base, settings = live
+    url = httpx.URL(base)
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    ds = httpx.post(f"{base}/api/datasets", json={"name": "cut"}, headers=h).json()["id"]
+    tmp_dir = settings.resolved_data_dir / "tmp"
+    before = set(tmp_dir.iterdir()) if tmp_dir.exists() else set()
+    with socket.create_connection((url.host, url.port)) as sock:
+        sock.sendall((f"PUT /api/datasets/{ds}/files/big.nii HTTP/1.1\r\nHost: x\r\n"
+                      f"Authorization: Bearer {TOKEN}\r\nContent-Length: {50 << 20}\r\n\r\n").encode())
+        from conftest import nifti_bytes
+        sock.sendall(nifti_bytes((64, 64, 64), gz=False)[: 3 << 20])  # then hang up mid-body
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        leftovers = set(tmp_dir.iterdir()) - before if tmp_dir.exists() else set()
+        if not leftovers:
+            break
+        time.sleep(0.1)
+    assert not leftovers
+    assert not (settings.resolved_data_dir / "datasets" / str(ds) / "files" / "big.nii").exists()
+    factory = open_database(settings)
+    with factory() as s:
+        assert s.scalar(select(func.count(DatasetFile.id)).where(DatasetFile.dataset_id == ds)) == 0
