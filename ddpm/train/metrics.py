@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from contextlib import nullcontext
 from pathlib import Path
@@ -86,6 +87,11 @@ def intensity_stats(samples01: torch.Tensor, data01: torch.Tensor) -> dict[str, 
             "sample_std": s.std().item(), "data_mean": d.mean().item(), "data_std": d.std().item()}
 
 
+def json_safe(record: dict[str, Any]) -> dict[str, Any]:
+    """Non-finite floats become None: metrics.jsonl and the worker's events stay strict JSON."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+
+
 def _subsample(x: torch.Tensor, limit: int = 1_000_000) -> torch.Tensor:
     # torch.quantile refuses inputs above 16M elements; an even stride keeps the distribution
     return x[:: max(1, x.numel() // limit)]
@@ -98,7 +104,7 @@ class MetricsLog:
         self.path = Path(path)
 
     def append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, allow_nan=True, separators=(",", ":")) + "\n"
+        line = json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n"
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line)
             fh.flush()
@@ -121,7 +127,7 @@ class MetricsLog:
         if not self.path.is_file():
             return
         rows = [r for r in self.read() if int(r.get("step", 0)) <= step]
-        text = "".join(json.dumps(r, allow_nan=True, separators=(",", ":")) + "\n" for r in rows)
+        text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
         if write_text is None:
             self.path.write_text(text, encoding="utf-8")
         else:
@@ -130,15 +136,19 @@ class MetricsLog:
 
 def format_metrics_line(rec: dict[str, Any], total: int) -> str:
     """One summary line of a metric step (CLI and train.log)."""
-    parts = [f"step {rec['step']}/{total}", f"loss {rec.get('train_loss', float('nan')):.4f}"]
+    def num(key: str, fmt: str) -> str:
+        v = rec.get(key)
+        return "n/a" if v is None else format(v, fmt)
+
+    parts = [f"step {rec['step']}/{total}", f"loss {num('train_loss', '.4f')}"]
     if "val_loss" in rec:
-        parts.append(f"val {rec['val_loss']:.4f}")
-    parts.append(f"lr {rec.get('lr', float('nan')):.2e}")
-    parts.append(f"grad {rec.get('grad_norm', float('nan')):.3f}")
+        parts.append(f"val {num('val_loss', '.4f')}")
+    parts.append(f"lr {num('lr', '.2e')}")
+    parts.append(f"grad {num('grad_norm', '.3f')}")
     if "hist_distance" in rec:
-        parts.append(f"hist {rec['hist_distance']:.3f}")
+        parts.append(f"hist {num('hist_distance', '.3f')}")
     if rec.get("skipped_steps"):
         parts.append(f"skipped {rec['skipped_steps']}")
-    if "it_s" in rec:
+    if rec.get("it_s") is not None:
         parts.append(f"{rec['it_s']:.2f} it/s")
     return " | ".join(parts)

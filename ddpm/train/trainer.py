@@ -35,7 +35,7 @@ from .data_order import InfiniteOrder, SeededItems, ignore_sigint_in_worker
 from .ema import EMA
 from .errors import NonFiniteLossError, RunError
 from .lr import make_scheduler
-from .metrics import HeldOut, MetricsLog, format_metrics_line, intensity_stats
+from .metrics import HeldOut, MetricsLog, format_metrics_line, intensity_stats, json_safe
 from .run_dir import RunPaths, log_to_file, now_iso
 
 log = logging.getLogger("ddpm.train")
@@ -297,6 +297,7 @@ class Trainer:
                 rec.update(intensity_stats(x01, held.data01()))
                 rec["sample_time_s"] = time.perf_counter() - t0
         self.interval = {"loss_sum": 0.0, "gn_sum": 0.0, "count": 0}
+        rec = json_safe(rec)
         self.metrics_log.append(rec)
         log.info(format_metrics_line(rec, m.iterations))
         if files:

@@ -138,15 +138,17 @@ class NanTrainer(Trainer):
 
 def test_non_finite_steps_are_skipped_and_repeated_ones_stop(tmp_path):
     data = write_images(tmp_path / "data")
-    cfg = tiny_cfg(data, tmp_path / "exp", model={"iterations": 4, "freq_metrics": 4})
+    cfg = tiny_cfg(data, tmp_path / "exp", model={"iterations": 6, "freq_metrics": 3})
     t = NanTrainer(cfg, tmp_path / "a")
-    t.nan_steps = {2}
+    t.nan_steps = {2, 4, 5, 6}
     before = {}
 
     result = t.run()
     assert result.status == "completed"
-    row = json.loads((tmp_path / "a" / "metrics.jsonl").read_text())
-    assert row["skipped_steps"] == 1 and math.isfinite(row["train_loss"])
+    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["skipped_steps"] == 1 and math.isfinite(rows[0]["train_loss"])
+    # an interval of only skipped steps has no mean: null, so the file stays strict JSON
+    assert rows[1]["skipped_steps"] == 4 and rows[1]["train_loss"] is None and rows[1]["grad_norm"] is None
 
     cfg = tiny_cfg(data, tmp_path / "exp", model={"iterations": 20, "freq_checkpoint": 2})
     t = NanTrainer(cfg, tmp_path / "b")
