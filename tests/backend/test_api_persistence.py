@@ -262,3 +262,13 @@ def test_progress_events_are_pruned_to_the_newest(factory):
         assert steps[-1] == reporting.KEEP_PROGRESS_EVENTS + 3 * reporting.PRUNE_EVERY - 1
         assert steps == list(range(steps[0], steps[-1] + 1))  # the newest, contiguous
         assert s.query(Event).filter_by(job_id=jid, type="metrics").count() == 1  # others untouched
+
+
+def test_persistence_layer_imports_without_fastapi_or_torch():
+    """The worker imports these modules; they must not drag in the web stack or the engine."""
+    code = ("import sys, backend.settings, backend.db, backend.models, backend.storage, backend.jobs, "
+            "backend.leases, backend.reporting, backend.events, backend.celery_client; "
+            "print(sorted(m for m in ('fastapi', 'starlette', 'torch', 'sse_starlette') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert r.stdout.strip() == "[]"
