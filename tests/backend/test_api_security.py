@@ -94,6 +94,26 @@ def test_refuses_non_loopback_host_without_token(tmp_path):
     assert not (tmp_path / "db.sqlite").exists()  # refused before touching anything
 
 
+@pytest.mark.parametrize("extra", [{"API_TOKEN": TOKEN}, {"ALLOW_INSECURE": "1"}])
+def test_non_loopback_host_starts_with_a_token_or_on_purpose(tmp_path, redis_url, extra):
+    import httpx
+    from servers import free_port, wait_for_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("API_TOKEN", "ALLOW_INSECURE")}
+    env.update(HOST="0.0.0.0", PORT=str(port), DATA_DIR=str(tmp_path), REDIS_URL=redis_url, **extra)
+    proc = subprocess.Popen([sys.executable, "-m", "backend"], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, timeout=30, proc=proc)
+        assert httpx.get(f"http://127.0.0.1:{port}/api/health").json()["database"] == "ok"
+        want = 401 if "API_TOKEN" in extra else 200
+        assert httpx.get(f"http://127.0.0.1:{port}/api/jobs").status_code == want
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
 def test_loopback_rule():
     from backend.__main__ import is_loopback
 
