@@ -67,6 +67,13 @@ def test_each_supported_type(client, ds, name, data, shape, kind, channels):
     assert (r.json()["shape"], r.json()["kind"], r.json()["channels"]) == (shape, kind, channels)
 
 
+def test_nifti2_upload(client, ds):
+    img = nib.Nifti2Image(np.zeros((5, 6, 7), np.int16), np.diag([0.5, 0.5, 3.0, 1.0]))
+    r = client.put(f"/api/datasets/{ds}/files/n2.nii.gz", content=gzip.compress(img.to_bytes()))
+    assert r.status_code == 201, r.text
+    assert (r.json()["shape"], r.json()["spacing"], r.json()["dtype"]) == ([5, 6, 7], [0.5, 0.5, 3.0], "int16")
+
+
 def test_multipage_tiff_is_a_volume(client, ds):
     buf = io.BytesIO()
     pages = [Image.new("L", (10, 20), i) for i in range(5)]
