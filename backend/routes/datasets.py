@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 from pathlib import PurePosixPath
 from typing import Optional
 
@@ -95,7 +96,8 @@ def get_dataset(dataset_id: int, session: Session = Depends(get_session)):
                        413: {"model": ErrorResponse, "description": "over a size limit (file, dataset, "
                                                                    "dimensions, inflated size)"},
                        415: {"model": ErrorResponse, "description": "type unsupported or content not "
-                                                                   "matching the extension"}, **ERRORS},
+                                                                   "matching the extension"},
+                       507: {"model": ErrorResponse, "description": "the server's disk is full"}, **ERRORS},
             openapi_extra={"requestBody": {"required": True, "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
 async def upload_file(dataset_id: int, path: str, request: Request):
@@ -152,6 +154,10 @@ async def upload_file(dataset_id: int, path: str, request: Request):
         raise HTTPException(exc.status, f"{rel}: {exc.reason}") from None
     except ClientDisconnect:
         raise HTTPException(400, f"{rel}: upload interrupted") from None
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise HTTPException(507, f"{rel}: the server's disk is full") from None
+        raise
     finally:
         if pending is not None:  # a refusal or disconnect while a write was in flight
             with contextlib.suppress(BaseException):
