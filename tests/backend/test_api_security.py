@@ -174,6 +174,10 @@ def test_openapi_documents_every_route(client):
     assert "application/octet-stream" in upload["requestBody"]["content"]
     assert {"400", "413", "415"} <= set(upload["responses"])
     assert client.get("/docs").status_code == 200
+    # 422 is documented as what the server sends: {"detail": [{"loc": "config.model.lr", "msg": ...}]}
+    schemas = spec["components"]["schemas"]
+    assert schemas["HTTPValidationError"] == {"$ref": "#/components/schemas/ErrorResponse"}
+    assert schemas["ErrorItem"]["properties"]["loc"]["type"] == "string"
 
 
 def test_gzip_for_json_but_not_for_streams_or_volumes(client):
