@@ -110,14 +110,12 @@ class Stack:
             env["API_TOKEN"] = api_token
         self.env = env
         self.procs: list[subprocess.Popen] = []
-        port = free_port()
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
         self.api_log = root / "api.log"
-        self.api = self._spawn([sys.executable, "-m", "backend"], {"HOST": "127.0.0.1", "PORT": str(port)},
-                               self.api_log)
         headers = {"Authorization": f"Bearer {api_token}"} if api_token else {}
         self.client = httpx.Client(base_url=self.base_url, timeout=30, headers=headers)
-        wait_until(lambda: self.client.get("/api/health").status_code == 200, 60, "the API", self.api, self.api_log)
+        self.api = self._start_api()
         self.worker_log = root / "worker.log"
         self.worker: Optional[subprocess.Popen] = None
         if worker:
@@ -125,9 +123,21 @@ class Stack:
             wait_until(lambda: any(w["name"] == "e2e" for w in self.client.get("/api/workers").json()),
                        90, "the worker", self.worker, self.worker_log)
 
+    def _start_api(self) -> subprocess.Popen:
+        api = self._spawn([sys.executable, "-m", "backend"], {"HOST": "127.0.0.1", "PORT": str(self.port)},
+                          self.api_log)
+        wait_until(lambda: self.client.get("/api/health").status_code == 200, 60, "the API", api, self.api_log)
+        return api
+
+    def restart_api(self) -> None:
+        """Stop the API and start it again on the same port (workers and Redis keep running)."""
+        stop(self.api)
+        self.procs.remove(self.api)
+        self.api = self._start_api()
+
     def _spawn(self, argv: list[str], extra: dict[str, str], log: Path) -> subprocess.Popen:
         proc = subprocess.Popen(argv, cwd=REPO, env={**self.env, **extra},
-                                stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                                stdout=open(log, "a"), stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
 

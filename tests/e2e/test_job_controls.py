@@ -65,3 +65,43 @@ def test_cancel_resume_delete(page, stack):  # noqa: ANN001
     page.wait_for_url(re.compile(r"/jobs$"))
     expect(page.get_by_role("link", name=f"train #{job_id}", exact=True)).to_have_count(0)
     assert stack.client.get(f"/api/jobs/{job_id}").status_code == 404
+
+
+@pytest.mark.timeout(300)
+def test_live_view_reconnects_after_the_api_restarts(page, stack):  # noqa: ANN001
+    ds = ready_2d_dataset(stack.client, "reconnect")
+    page.goto(f"/jobs/new?dataset={ds}")
+    expect(page.get_by_role("button", name="2D tiny")).to_have_attribute("aria-pressed", "true")
+    page.get_by_label("Iterations").fill("100000")
+    page.get_by_label("Metrics every (steps)").fill("100000")
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_url(re.compile(r"/jobs/\d+$"))
+    job_id = int(page.url.rsplit("/", 1)[1])
+    expect(page.locator(".page-head .badge")).to_have_text("running", timeout=90_000)
+    live = page.locator(".live-dot")
+    expect(live).to_have_attribute("aria-label", "Live")
+
+    page.evaluate("""() => {
+        window.__live = [];
+        const dot = document.querySelector('.live-dot');
+        new MutationObserver(() => window.__live.push(dot.getAttribute('aria-label')))
+            .observe(dot, {attributes: true, attributeFilter: ['aria-label']});
+    }""")
+    stack.restart_api()  # the event stream breaks; the page must find its way back on its own
+    expect(live).to_have_attribute("aria-label", "Live", timeout=30_000)
+    assert page.evaluate("window.__live")[:1] == ["Offline"], page.evaluate("window.__live")
+    # after the reconnect, progress arrives over the stream: several updates within 3 s,
+    # where the safety-net poll (every 5 s) would give at most one
+    steps = page.evaluate("""async () => {
+        const seen = new Set();
+        const t0 = Date.now();
+        while (Date.now() - t0 < 3000) {
+            seen.add(document.querySelector('[data-testid=job-step]').innerText);
+            await new Promise(r => setTimeout(r, 50));
+        }
+        return [...seen];
+    }""")
+    assert len(steps) >= 3, steps
+
+    stack.client.post(f"/api/jobs/{job_id}/cancel")
+    expect(page.locator(".page-head .badge")).to_have_text("cancelled", timeout=60_000)
