@@ -166,11 +166,19 @@ def job_checkpoint(job_id: int, session: Session = Depends(get_session), storage
 
 @router.get("/jobs/{job_id}/log", response_class=FileResponse,
             responses={200: {"content": {"text/plain": {}}, "description": "the job's log"}, **ERRORS})
-def job_log(job_id: int, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
+def job_log(job_id: int, tail: Optional[int] = Query(None, ge=1, le=16 << 20,
+                                                     description="only the last this many bytes"),
+            session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
     """The worker's log of the job (full tracebacks of failures end up here)."""
     get_job(session, job_id)
     path = storage.job_log_path(job_id)
     if not path.is_file():
         raise HTTPException(404, f"job {job_id} has no log yet")
+    if tail is not None:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(max(0, size - tail))
+            data = fh.read(tail)
+        return Response(data.decode("utf-8", errors="replace"), media_type="text/plain; charset=utf-8")
     return FileResponse(path, media_type="text/plain; charset=utf-8", content_disposition_type="inline",
                         filename=f"job{job_id}.log")

@@ -212,6 +212,7 @@ def test_checkpoint_and_log_downloads(client, app, ds3d):
     assert ".safetensors" in r.headers["content-disposition"]
     r = client.get(f"/api/jobs/{jid}/log")
     assert r.status_code == 200 and r.text == "step 1 loss 0.5\n" and r.headers["content-type"].startswith("text/plain")
+    assert client.get(f"/api/jobs/{jid}/log?tail=7").text == "ss 0.5\n"
     assert client.get("/api/jobs/999/checkpoint").status_code == 404
 
 
