@@ -12,7 +12,8 @@ SPACING = (1.0, 1.25, 2.0)
 
 
 def nifti_folder(root: Path, n: int = 5, size: int = 20, bad: bool = True) -> Path:
-    """root/phantoms/{sub/}vol{i}.nii.gz (a nested folder, as real datasets have) + notes/bad.nii.gz."""
+    """root/phantoms/{sub/}vol{i}.nii.gz (nested folders, as real datasets have; one with an
+    awkward name) + notes/bad.nii.gz."""
     folder = root / "phantoms"
     rng = np.random.default_rng(0)
     zz, yy, xx = np.mgrid[:size, :size, :size]
@@ -23,8 +24,11 @@ def nifti_folder(root: Path, n: int = 5, size: int = 20, bad: bool = True) -> Pa
         vol = (vol + rng.normal(0, 10, vol.shape)).astype(np.float32)
         affine = np.diag([*SPACING, 1.0])
         sub = folder / ("sub" if i % 2 else "")
+        name = f"vol{i}.nii.gz"
+        if i == 4:  # a space, a '#' and a non-ASCII letter: the URL must encode each segment
+            sub, name = folder / "scan set #2", f"vol {i}é.nii.gz"
         sub.mkdir(parents=True, exist_ok=True)
-        nib.save(nib.Nifti1Image(vol, affine), str(sub / f"vol{i}.nii.gz"))
+        nib.save(nib.Nifti1Image(vol, affine), str(sub / name))
     if bad:
         (folder / "notes").mkdir(parents=True, exist_ok=True)
         # named like a volume, but the bytes are text: the server must refuse it by content

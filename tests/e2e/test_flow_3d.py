@@ -57,6 +57,7 @@ def test_3d_upload_train_sample_view(page, stack, tmp_path):  # noqa: ANN001
     dataset_id = int(page.url.rsplit("/", 1)[1])
     files = page.get_by_role("table", name="Files")
     expect(files.locator("tbody tr")).to_have_count(5)
+    expect(files.get_by_role("button", name="View phantoms/scan set #2/vol 4é.nii.gz")).to_be_visible()
     row = files.locator("tbody tr", has_text="phantoms/sub/vol1.nii.gz")
     assert "20 × 20 × 20" in row.inner_text()
     assert "1 × 1.25 × 2 mm" in row.inner_text()
