@@ -75,6 +75,7 @@ export function UploadPanel({ onChanged }: { onChanged: () => void }) {
       setQueue(q);
       onChanged();
       await q.start();
+      onChanged(); // the list's file count and size
     } catch (e) {
       setError(e);
     } finally {
@@ -194,7 +195,7 @@ export function UploadPanel({ onChanged }: { onChanged: () => void }) {
               </button>
             )}
             {s.finished && (failed.length > 0 || cancelled) && (
-              <button type="button" onClick={() => void queue.retryFailed()}>
+              <button type="button" onClick={() => void queue.retryFailed().then(onChanged)}>
                 Retry failed
               </button>
             )}
