@@ -161,6 +161,9 @@ def parse_nifti_header(head: bytes, limits: Limits) -> tuple[FileInfo, int]:
         raise Rejected(422, f"invalid NIfTI header: {str(exc).splitlines()[0][:200]}") from None
     if not shape:
         raise Rejected(422, "NIfTI header declares no dimensions")
+    if dtype.kind not in "biuf":  # RGB24 / complex voxels: no single intensity (the engine agrees)
+        raise Rejected(415, f"NIfTI data type {dtype} is not a real number type; store intensities "
+                            "as integers or floats")
     spatial, channels = split_shape(shape, "NIfTI image", nifti=True)
     _bound_shape(spatial, limits, channels)
     nbytes = math.prod(shape) * dtype.itemsize
@@ -231,6 +234,8 @@ def parse_image(path: str, fmt: str, limits: Limits) -> FileInfo:
             channels = len(im.getbands())
             if mode in ("LA", "La"):
                 channels = 1
+            if mode == "CMYK":
+                channels = 3  # the engine reads it as RGB
             frames = int(getattr(im, "n_frames", 1))
             spatial = [frames, h, w] if frames > 1 else [h, w]
             _bound_shape(spatial, limits, len(im.getbands()))

@@ -147,6 +147,7 @@ HOSTILE = [
     ("npy-truncated", "t.npy", npy_bytes((4, 5, 6))[:-10], 422),
     ("npy-5d", "five.npy", npy_bytes((2, 3, 4, 5, 6)), 422),
     ("time-series", "ts.nii.gz", nifti_bytes((4, 4, 4, 40)), 422),
+    ("complex-nifti", "c.nii.gz", nifti_bytes((4, 4, 4), dtype=np.complex64), 415),
 ]
 
 
