@@ -144,6 +144,8 @@ def _pil_header(path: Path) -> Header:
         bands = len(im.getbands())
         mode = im.mode
         fmt = (im.format or "").lower()
+        if mode == "P":  # a palette image is read as the colours it shows, as _read_pil does
+            bands = 4 if "transparency" in im.info else 3
     if bands == 2 and mode in ("LA", "La"):
         bands = 1  # the alpha of a grey image carries no intensity
     if mode == "CMYK":

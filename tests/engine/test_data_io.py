@@ -127,3 +127,18 @@ def test_to_ras_matches_nibabel_closest_canonical(tmp_path):
 def _copy(src, dst):
     dst.write_bytes(src.read_bytes())
     return dst
+
+
+def test_palette_png_header_agrees_with_what_is_read(tmp_path):
+    """The upload check trusts the header's channel count: it must match the reader's output."""
+    from PIL import Image
+
+    from ddpm.data import read_header, read_image_file
+
+    for transparent in (False, True):
+        im = Image.fromarray((np.arange(256).reshape(16, 16) % 7).astype(np.uint8)).convert("P")
+        im.putpalette([i % 256 for i in range(768)])
+        path = tmp_path / f"p{int(transparent)}.png"
+        im.save(path, transparency=0) if transparent else im.save(path)
+        arr, _, _ = read_image_file(path)
+        assert read_header(path).channels == arr.shape[-1] == (4 if transparent else 3)
