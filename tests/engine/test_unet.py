@@ -133,16 +133,23 @@ def test_bf16_autocast_forward_backward_on_cpu(dims):
 
 
 @pytest.mark.parametrize("dims", [2, 3])
-def test_channels_last_gives_the_same_output(dims):
+def test_channels_last_gives_the_same_output_and_gradients(dims):
     torch.manual_seed(0)
     model = UNet(dims=dims, image_size=8, dim=8, channel_mults=(1, 2), num_head_channels=4,
-                 linear_attn=True).eval()
+                 linear_attn=True)
     x = torch.randn(2, 1, *([8] * dims))
     t = torch.tensor([5, 50])
     ref = model(x, t)
+    ref.square().mean().backward()
+    ref_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
     model.channels_last()
     assert model.memory_format in (torch.channels_last, torch.channels_last_3d)
-    torch.testing.assert_close(model(x, t), ref, atol=1e-5, rtol=1e-4)
+    y = model(x, t)
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-4)
+    y.square().mean().backward()  # goes through the channels-last GroupNorm backward on CPU
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, ref_grads[n], atol=1e-5, rtol=1e-4, msg=n)
 
 
 def test_from_config_reads_unet_dataset_and_dims():
