@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from backend import errors
-from backend.celery_client import recover_stale_jobs
+from backend.celery_client import recover_stale_jobs, resend_queued_jobs
 from backend.db import make_engine, make_session_factory, migrate
 from backend.notifier import Notifier
 from backend.routes import datasets, events, jobs, samples, system
@@ -30,8 +30,9 @@ With `API_TOKEN` set, every route but `/api/health` needs `Authorization: Bearer
 
 
 async def _reap_stale_jobs(app: FastAPI) -> None:
-    """Re-queue running jobs whose worker went silent, also when no worker is left to notice
-    (workers do the same; claim_job makes the duplicate tasks harmless)."""
+    """At start, re-send the tasks of queued jobs; then re-queue running jobs whose worker went
+    silent, also when no worker is left to notice (workers do the same; claim_job makes the
+    duplicate tasks harmless)."""
     settings: Settings = app.state.settings
     interval = max(1.0, min(30.0, settings.worker_heartbeat_timeout_s / 2))
 
@@ -39,6 +40,16 @@ async def _reap_stale_jobs(app: FastAPI) -> None:
         with app.state.session_factory() as s:
             return recover_stale_jobs(s, app.state.settings)
 
+    def resend() -> list[int]:
+        with app.state.session_factory() as s:
+            return resend_queued_jobs(s, settings.redis_url)
+
+    try:
+        ids = await to_thread.run_sync(resend)
+        if ids:
+            log.info("sent the tasks of queued jobs %s again (the broker may have lost them)", ids)
+    except Exception as exc:  # noqa: BLE001 - broker down: jobs stay queued, creating one says so
+        log.warning("could not re-send queued jobs: %s", exc)
     while True:
         await asyncio.sleep(interval)
         try:

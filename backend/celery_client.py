@@ -10,6 +10,7 @@ import threading
 from typing import Iterable
 
 from celery import Celery
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.leases import live_workers, requeue_stale_jobs
@@ -57,6 +58,16 @@ def enqueue_job(job: Job, broker_url: str) -> None:
                                          retry=False)
     except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; one meaning here
         raise EnqueueError(f"broker unreachable: {type(exc).__name__}") from exc
+
+
+def resend_queued_jobs(session: Session, broker_url: str) -> list[int]:
+    """Send the task of every queued job again. A broker restarted without persistence (the
+    embedded Redis of `make run`) forgets its messages, but the job table remembers: the API
+    calls this at start. Duplicates are harmless: ``claim_job`` lets one run."""
+    ids = list(session.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.id)))
+    for job_id in ids:
+        enqueue_job(session.get(Job, job_id), broker_url)
+    return ids
 
 
 def recover_stale_jobs(session: Session, settings: Settings) -> list[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 from conftest import nifti_bytes, png_bytes
@@ -286,3 +287,18 @@ def test_api_requeues_jobs_of_a_silent_worker(settings, redis_conn, make_dataset
         job = c.get(f"/api/jobs/{jid}").json()
     assert job["status"] == "queued" and job["worker"] is None
     assert queued_tasks(redis_conn, "cpu") == [{"task": "ddpm.train", "args": [jid], "kwargs": {}}]
+
+
+def test_api_start_resends_tasks_of_queued_jobs_the_broker_forgot(settings, redis_conn, ds3d, client):
+    """`make run`'s Redis keeps no data: after a restart only the job table knows what is queued."""
+    from fastapi.testclient import TestClient
+
+    from backend.app import create_app
+
+    job = train(client, ds3d, device="cpu").json()
+    redis_conn.flushdb()  # the broker restarted and lost its messages
+    with TestClient(create_app(settings)):
+        deadline = time.monotonic() + 10
+        while not queued_tasks(redis_conn, "cpu") and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert queued_tasks(redis_conn, "cpu") == [{"task": "ddpm.train", "args": [job["id"]], "kwargs": {}}]
