@@ -14,8 +14,8 @@ from e2e_data import SPACING, nifti_folder
 from e2e_ui import (canvas_pixels, canvas_stats, path_tail, read_safetensors_header, shot,
                     wait_viewer_loaded, watch_job)
 
-ITERATIONS = 120
-FREQ_METRICS = 20
+ITERATIONS = 200  # long enough (several seconds) to watch the bar and chart move
+FREQ_METRICS = 25
 
 
 def api_refusal(stack, path: str, data: bytes) -> str:  # noqa: ANN001
@@ -88,7 +88,7 @@ def test_3d_upload_train_sample_view(page, stack, tmp_path):  # noqa: ANN001
     page.get_by_label("Base channels").fill("8")
     page.get_by_label("Iterations").fill(str(ITERATIONS))
     page.get_by_label("Metrics every (steps)").fill(str(FREQ_METRICS))
-    page.get_by_label("Checkpoint every (steps)").fill("60")
+    page.get_by_label("Checkpoint every (steps)").fill("100")
     page.get_by_label("Device").select_option("cpu")
     page.get_by_role("button", name="Start training").click()
 
@@ -107,6 +107,11 @@ def test_3d_upload_train_sample_view(page, stack, tmp_path):  # noqa: ANN001
     assert page.get_by_test_id("job-step").inner_text() == f"{ITERATIONS} / {ITERATIONS}"
     page.wait_for_function(
         f"document.querySelector('[data-testid=loss-chart]').dataset.points === '{ITERATIONS // FREQ_METRICS}'")
+    page.get_by_label("Log scale").check()  # the chart is rebuilt on a log axis with the same points
+    expect(page.get_by_test_id("loss-chart")).to_have_attribute("data-points", str(ITERATIONS // FREQ_METRICS))
+    expect(page.locator(".u-legend")).to_contain_text("held-out loss")
+    page.get_by_text(f"All metrics at step {ITERATIONS}").click()
+    expect(page.get_by_label("Latest metrics")).to_contain_text("val_loss")
     api_metrics = stack.client.get(f"/api/jobs/{job_id}/metrics").json()
     assert [m["step"] for m in api_metrics] == list(range(FREQ_METRICS, ITERATIONS + 1, FREQ_METRICS))
     previews = page.locator(".gallery-groups img")

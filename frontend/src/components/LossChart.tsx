@@ -1,23 +1,19 @@
-// Live loss chart (uPlot). The chart is created once and fed with setData as metrics arrive.
-import { useEffect, useRef } from "react";
+// Live loss chart (uPlot): train and held-out loss by step, optional log scale. The chart is
+// rebuilt only when its series or scale change and fed with setData as metrics arrive.
+import { useEffect, useRef, useState } from "react";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import type { MetricRow } from "../api/types";
-
-export function chartSeries(rows: MetricRow[], key = "loss"): [number[], number[]] {
-  const byStep = new Map<number, number>();
-  for (const r of rows) {
-    const v = r[key];
-    if (typeof r.step === "number" && typeof v === "number" && Number.isFinite(v)) byStep.set(r.step, v);
-  }
-  const steps = [...byStep.keys()].sort((a, b) => a - b);
-  return [steps, steps.map((s) => byStep.get(s) as number)];
-}
+import { LOSS_SERIES, chartData, seriesPresent } from "../lib/chartData";
 
 export function LossChart({ rows, height = 260 }: { rows: MetricRow[]; height?: number }) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
-  const data = chartSeries(rows);
+  const [logScale, setLogScale] = useState(false);
+  const keys = seriesPresent(rows, LOSS_SERIES.map((s) => s.key));
+  const shown = keys.length ? keys : ["loss"];
+  const data = chartData(rows, shown, logScale);
+  const sig = shown.join(",");
 
   useEffect(() => {
     const el = box.current;
@@ -25,12 +21,18 @@ export function LossChart({ rows, height = 260 }: { rows: MetricRow[]; height?: 
     const opts: uPlot.Options = {
       width: Math.max(300, el.clientWidth),
       height,
-      scales: { x: { time: false } },
+      scales: { x: { time: false }, y: logScale ? { distr: 3 } : {} },
       axes: [{ label: "step" }, { label: "loss", size: 60 }],
-      series: [{ label: "step" }, { label: "loss", stroke: "#2563eb", width: 2, points: { show: false } }],
+      series: [
+        { label: "step" },
+        ...shown.map((k) => {
+          const s = LOSS_SERIES.find((x) => x.key === k)!;
+          return { label: s.label, stroke: s.color, width: 2, spanGaps: true, points: { show: data[0].length < 40 } };
+        }),
+      ],
       legend: { show: true },
     };
-    plot.current = new uPlot(opts, [[], []], el);
+    plot.current = new uPlot(opts, data as uPlot.AlignedData, el);
     const ro = new ResizeObserver(() => plot.current?.setSize({ width: Math.max(300, el.clientWidth), height }));
     ro.observe(el);
     return () => {
@@ -38,15 +40,20 @@ export function LossChart({ rows, height = 260 }: { rows: MetricRow[]; height?: 
       plot.current?.destroy();
       plot.current = null;
     };
-  }, [height]);
+    // data flows in through the effect below; rebuild only for new series or scale
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [height, sig, logScale]);
 
   useEffect(() => {
-    plot.current?.setData(data);
+    plot.current?.setData(data as uPlot.AlignedData);
     if (box.current) box.current.dataset.points = String(data[0].length);
   });
 
   return (
     <figure className="chart" aria-label="Loss chart">
+      <label className="chart-toggle">
+        <input type="checkbox" checked={logScale} onChange={(e) => setLogScale(e.target.checked)} /> Log scale
+      </label>
       <div ref={box} className="chart-box" data-testid="loss-chart" />
       {data[0].length === 0 && <figcaption className="muted">No loss values yet.</figcaption>}
     </figure>

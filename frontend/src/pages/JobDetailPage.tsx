@@ -4,6 +4,7 @@ import { api } from "../api/endpoints";
 import { isTerminal, type Sample } from "../api/types";
 import { JobActions } from "../components/JobActions";
 import { ConfigSummary } from "../components/ConfigSummary";
+import { LatestMetrics } from "../components/LatestMetrics";
 import { JobLog } from "../components/JobLog";
 import { LossChart } from "../components/LossChart";
 import { ErrorBox } from "../components/Notice";
@@ -82,6 +83,7 @@ export function JobDetailPage({ id }: { id: string }) {
         <ErrorBox error={samples.error} />
         <SampleGallery samples={samples.data ?? []} />
       </section>
+      <LatestMetrics row={job.last_metrics} />
       <ConfigSummary config={job.config} />
       <JobLog jobId={id} live={!isTerminal(job.status)} version={job.status} />
     </div>
