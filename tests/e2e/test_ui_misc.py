@@ -2,15 +2,17 @@
 editor with the server's errors, and the 1280x800 layout."""
 from __future__ import annotations
 
+import io
 import json
 
 import nibabel as nib
 import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import expect
 
 from conftest import API_TOKEN
-from e2e_ui import shot
+from e2e_ui import canvas_pixels, canvas_stats, shot, wait_viewer_loaded
 
 
 def ready_3d_dataset(client, name: str) -> int:  # noqa: ANN001
@@ -127,3 +129,28 @@ def test_an_uncommitted_dataset_can_be_committed_from_its_page(page, stack):  # 
     reason = detail if isinstance(detail, str) else detail[0]["msg"]
     expect(page.get_by_role("alert")).to_contain_text(reason)
     expect(page.locator(".page-head .badge")).to_have_text("uploading")
+
+
+def test_viewer_and_images_carry_the_token(secured_page, secured_stack):  # noqa: ANN001
+    """With API_TOKEN set, NiiVue gets the bearer token in its headers and images are fetched
+    with it (a plain <img src> or NiiVue URL without the header would get 401)."""
+    client = secured_stack.client
+    vol = ready_3d_dataset(client, "secure-vol")
+    ds = client.post("/api/datasets", json={"name": "secure-png"}).json()
+    buf = io.BytesIO()
+    Image.fromarray((np.arange(64).reshape(8, 8) * 4).astype(np.uint8), mode="L").save(buf, format="PNG")
+    assert client.put(f"/api/datasets/{ds['id']}/files/p/a.png", content=buf.getvalue()).status_code == 201
+    assert client.post(f"/api/datasets/{ds['id']}/commit").status_code == 200
+
+    page = secured_page
+    page.add_init_script(f"sessionStorage.setItem('ddpm-studio.token', {json.dumps(API_TOKEN)})")
+    page.goto(f"/datasets/{vol}")
+    page.get_by_role("button", name="View secure-vol/v.nii").click()
+    wait_viewer_loaded(page)
+    stats = canvas_stats(canvas_pixels(page))
+    assert stats["drawn"] > 0.15 and stats["levels"] > 30, stats
+
+    page.goto(f"/datasets/{ds['id']}")
+    page.get_by_role("button", name="View p/a.png").click()
+    page.wait_for_function("() => document.querySelector('.image-preview img')?.naturalWidth === 8")
+    assert page.get_by_role("dialog", name="Sign in").count() == 0
