@@ -1,18 +1,13 @@
 """Fixtures: one real Redis per session, a fresh DATA_DIR + SQLite file per test, the app."""
 from __future__ import annotations
 
-import gzip
-import io
 import sys
 from pathlib import Path
 from typing import Iterator
 
-import nibabel as nib
-import numpy as np
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))  # servers.py, without making tests a package
 
@@ -55,27 +50,7 @@ def client(app) -> Iterator[TestClient]:
         yield c
 
 
-# ---- real files -------------------------------------------------------------------------------
-
-def nifti_bytes(shape=(8, 9, 10), dtype=np.float32, zooms=(1.0, 1.5, 2.0), gz: bool = True) -> bytes:
-    data = np.random.default_rng(0).random(shape).astype(dtype)
-    img = nib.Nifti1Image(data, np.diag([*zooms, 1.0]))
-    img.header.set_zooms(tuple(zooms) + (1.0,) * (len(shape) - 3))
-    raw = img.to_bytes()
-    return gzip.compress(raw, compresslevel=1, mtime=0) if gz else raw  # deterministic bytes
-
-
-def png_bytes(size=(16, 12), mode: str = "L") -> bytes:
-    buf = io.BytesIO()
-    Image.new(mode, size, 128).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def npy_bytes(shape=(4, 5, 6)) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.zeros(shape, np.float32))
-    return buf.getvalue()
-
+# ---- datasets ---------------------------------------------------------------------------------
 
 @pytest.fixture
 def make_dataset(client: TestClient):

@@ -1,7 +1,7 @@
 """Dataset routes: create, list, detail, commit rules, file bytes, delete."""
 from __future__ import annotations
 
-from conftest import nifti_bytes, npy_bytes, png_bytes
+from upload_files import nifti_bytes, npy_bytes, png_bytes
 
 from backend.models import Job
 

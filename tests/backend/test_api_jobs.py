@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from conftest import nifti_bytes, png_bytes
+from upload_files import nifti_bytes, png_bytes
 
 from backend import jobs as jobstate
 from backend import leases, reporting

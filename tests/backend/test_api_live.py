@@ -191,7 +191,7 @@ def test_interrupted_upload_leaves_nothing(live):
     with socket.create_connection((url.host, url.port)) as sock:
         sock.sendall((f"PUT /api/datasets/{ds}/files/big.nii HTTP/1.1\r\nHost: x\r\n"
                       f"Authorization: Bearer {TOKEN}\r\nContent-Length: {50 << 20}\r\n\r\n").encode())
-        from conftest import nifti_bytes
+        from upload_files import nifti_bytes
         sock.sendall(nifti_bytes((64, 64, 64), gz=False)[: 3 << 20])  # then hang up mid-body
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:

@@ -5,7 +5,7 @@ import threading
 from typing import Iterator
 
 import pytest
-from conftest import nifti_bytes
+from upload_files import nifti_bytes
 from fastapi.testclient import TestClient
 from servers import postgres_server
 from sqlalchemy import text

@@ -11,7 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import nifti_bytes, npy_bytes, png_bytes
+from upload_files import nifti_bytes, npy_bytes, png_bytes
 from PIL import Image
 from sqlalchemy import func, select
 
