@@ -12,6 +12,16 @@ from playwright.sync_api import expect
 from e2e_ui import shot
 
 
+@pytest.fixture
+def cancel_leftovers(stack):  # noqa: ANN001
+    """These tests start 100000-step jobs; if one fails midway, cancel its job so the shared
+    worker is free for the next test."""
+    yield
+    for job in stack.client.get("/api/jobs", params={"status": "running"}).json() + \
+            stack.client.get("/api/jobs", params={"status": "queued"}).json():
+        stack.client.post(f"/api/jobs/{job['id']}/cancel")
+
+
 def ready_2d_dataset(client, name: str, n: int = 6) -> int:  # noqa: ANN001
     ds = client.post("/api/datasets", json={"name": name}).json()
     rng = np.random.default_rng(2)
@@ -26,7 +36,7 @@ def ready_2d_dataset(client, name: str, n: int = 6) -> int:  # noqa: ANN001
 
 
 @pytest.mark.timeout(300)
-def test_cancel_resume_delete(page, stack):  # noqa: ANN001
+def test_cancel_resume_delete(page, stack, cancel_leftovers):  # noqa: ANN001
     ds = ready_2d_dataset(stack.client, "controls")
     page.goto(f"/jobs/new?dataset={ds}")
     expect(page.get_by_role("button", name="2D tiny")).to_have_attribute("aria-pressed", "true")
@@ -68,7 +78,7 @@ def test_cancel_resume_delete(page, stack):  # noqa: ANN001
 
 
 @pytest.mark.timeout(300)
-def test_live_view_reconnects_after_the_api_restarts(page, stack):  # noqa: ANN001
+def test_live_view_reconnects_after_the_api_restarts(page, stack, cancel_leftovers):  # noqa: ANN001
     ds = ready_2d_dataset(stack.client, "reconnect")
     page.goto(f"/jobs/new?dataset={ds}")
     expect(page.get_by_role("button", name="2D tiny")).to_have_attribute("aria-pressed", "true")
