@@ -45,8 +45,12 @@ def _sync(device: str) -> None:
 
 
 def measure_peak(dtype: str, device: str, seconds: float) -> float:
-    """Best matmul rate (FLOP/s) of large square products in this dtype on this device."""
+    """Best matmul rate (FLOP/s) in this dtype on this device: large square products, and on CPU
+    also two convolutions (implicit GEMMs through oneDNN). On the AMD CPU here MKL's fp32
+    matmul (torch.matmul) reaches about half of what oneDNN's GEMMs do, so the matmul alone
+    would understate the peak and put convolution-heavy steps above "100%"."""
     import torch
+    import torch.nn.functional as F
 
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -54,17 +58,29 @@ def measure_peak(dtype: str, device: str, seconds: float) -> float:
     dt = torch.bfloat16 if dtype == "bf16" else torch.float32
     a = torch.randn(n, n, device=device, dtype=dt)
     b = torch.randn(n, n, device=device, dtype=dt)
-    best, end = 0.0, time.perf_counter() + seconds
     reps = 10 if device == "cuda" else 1
-    while True:
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        _sync(device)
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0))
-        if time.perf_counter() > end:
-            return best
+    kernels = [(lambda: a @ b, 2 * n**3)]
+    if device == "cpu":
+        c, hw = 1024, 64
+        img = torch.randn(4, c, hw, hw, dtype=dt)
+        w = torch.randn(c, c, 1, 1, dtype=dt)
+        kernels.append((lambda: F.conv2d(img, w), 2 * 4 * hw * hw * c * c))
+        for c3, s3 in ((128, 16), (64, 32)):
+            vol = torch.randn(2, c3, s3, s3, s3, dtype=dt)
+            k3 = torch.randn(c3, c3, 3, 3, 3, dtype=dt)
+            kernels.append((lambda v=vol, k=k3: F.conv3d(v, k, padding=1), 2 * 2 * s3**3 * c3 * c3 * 27))
+    best = 0.0
+    for fn, flops in kernels:
+        fn()
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            _sync(device)
+            best = max(best, flops * reps / (time.perf_counter() - t0))
+    return best
 
 
 def count_flops(name: str, dims: int, size: int, batch: int) -> float:

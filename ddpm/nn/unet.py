@@ -242,6 +242,13 @@ class UNet(nn.Module):
         for steps, up in zip(self.up, self.upsamples):
             for step in steps:
                 h = self._run(step, h, emb, skips.pop())
-            h = up(h)
+            # the upsampled map (2x every side, before its conv) is the largest saved tensor
+            # outside the steps: recompute it too when checkpointing
+            h = checkpoint(up, h, use_reentrant=False) if ckpt and isinstance(up, Upsample) else up(h)
 
+        if ckpt:  # the head's norm and SiLU outputs are full-resolution tensors as well
+            return checkpoint(self._head, h, use_reentrant=False)
+        return self._head(h)
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
         return self.out_conv(F.silu(self.out_norm(h)))
