@@ -33,6 +33,10 @@ def celery_argv(name: str, queues: tuple[str, ...], loglevel: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # The engine children inherit this. OpenMP threads that spin while they wait make CPU training
+    # up to 10x slower when other processes share the cores (API, Redis, this worker); it must be
+    # set before torch loads OpenMP. See ddpm/cli.py.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     settings = load_settings()
     runtime.configure(settings)
     from worker.celery_app import app  # after configure: importing the app reads backend settings
