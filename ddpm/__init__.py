@@ -1,4 +1,4 @@
-"""DDPM Studio engine: ``from ddpm import DDPM, UNet, load_config``.
+"""DDPM Studio engine: ``from ddpm import DDPM, UNet, load_config, load_pretrained``.
 
 The names are resolved lazily so that ``import ddpm.config`` (the API process validates jobs with
 it) never pulls in torch.
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DDPM", "UNet", "load_config"]
+__all__ = ["DDPM", "UNet", "load_config", "load_pretrained"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,6 +17,9 @@ def __getattr__(name: str) -> Any:
     if name == "UNet":
         from .nn import UNet
         return UNet
+    if name == "load_pretrained":
+        from .export import load_pretrained
+        return load_pretrained
     if name == "load_config":
         from .config import load_config
         return load_config

@@ -52,3 +52,11 @@ def test_a_schedule_that_does_not_reach_noise_is_warned_about(caplog):
     with caplog.at_level(logging.WARNING, logger="ddpm.diffusion.gaussian"):
         DDPM(image_size=8, dim=8, channel_mults=(1, 2), num_head_channels=8, n_timestep=100)
     assert "sqrt(alpha_bar_T)=0.6" in caplog.text
+
+
+def test_top_level_names_the_readme_uses():
+    import ddpm
+    from ddpm.export import load_pretrained
+
+    assert set(ddpm.__all__) == {"DDPM", "UNet", "load_config", "load_pretrained"}
+    assert ddpm.load_pretrained is load_pretrained
