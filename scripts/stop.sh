@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
-# Ends the processes a `make run` started (pids in .run/pids): TERM, then KILL after 10 s.
+# Ends what `make run` started (.run/pids: "name pid" lines), in an order that loses nothing:
+# the worker first (it checkpoints its job and hands it back through Redis and the database),
+# then the API, then Redis. Each gets TERM, then KILL after its grace period.
 cd "$(dirname "$0")/.."
 [ -f .run/pids ] || { echo "nothing to stop"; exit 0; }
-pids=$(cat .run/pids)
-kill -TERM $pids 2>/dev/null
-for _ in $(seq 1 20); do
-  alive=""
-  for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
-  [ -z "$alive" ] && break
-  sleep 0.5
-done
-[ -n "${alive:-}" ] && kill -KILL $alive 2>/dev/null
+
+stop_one() {  # name, grace seconds
+  local pid
+  pid=$(awk -v n="$1" '$1 == n {print $2}' .run/pids)
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null
+  for _ in $(seq 1 $(($2 * 2))); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.5
+  done
+  echo "$1 did not stop within $2 s: killing it"
+  kill -KILL "$pid" 2>/dev/null
+}
+
+stop_one worker 40   # a running job gets WORKER_CANCEL_GRACE_S (30 s) to checkpoint
+stop_one api 10
+stop_one redis 10
 rm -f .run/pids
 echo "stopped"
