@@ -9,7 +9,7 @@ export PORT="${PORT:-8000}"
 export HOST="${HOST:-127.0.0.1}"
 RUN_DIR=.run
 mkdir -p "$RUN_DIR" "$DATA_DIR"
-: > "$RUN_DIR/pids"
+echo "run $$" > "$RUN_DIR/pids"
 
 if [ -z "${REDIS_URL:-}" ]; then
   # Our own Redis on its own port, so a system Redis on 6379 is never disturbed.
@@ -29,8 +29,11 @@ fi
 
 stop_all() {
   trap - INT TERM EXIT
-  echo; echo "stopping..."
-  bash scripts/stop.sh
+  # Only the processes of this run: after a `make stop` a newer run may own .run/pids.
+  if [ "$(awk '$1 == "run" {print $2}' "$RUN_DIR/pids" 2>/dev/null)" = "$$" ]; then
+    echo; echo "stopping..."
+    bash scripts/stop.sh
+  fi
   exit 0
 }
 trap stop_all INT TERM EXIT

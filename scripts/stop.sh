@@ -4,6 +4,9 @@
 # then the API, then Redis. Each gets TERM, then KILL after its grace period.
 cd "$(dirname "$0")/.."
 [ -f .run/pids ] || { echo "nothing to stop"; exit 0; }
+exec 9>.run/stop.lock
+flock 9  # `make stop` and the run's own Ctrl-C handler may both arrive: one stops, one waits
+[ -f .run/pids ] || exit 0
 
 stop_one() {  # name, grace seconds
   local pid
