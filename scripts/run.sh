@@ -29,6 +29,7 @@ fi
 
 stop_all() {
   trap - INT TERM EXIT
+  trap '' PIPE  # `make run | tee log`: Ctrl-C also ends tee; stopping must go on regardless
   # Only the processes of this run: after a `make stop` a newer run may own .run/pids.
   if [ "$(awk '$1 == "run" {print $2}' "$RUN_DIR/pids" 2>/dev/null)" = "$$" ]; then
     echo; echo "stopping..."
