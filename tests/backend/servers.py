@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 
 def free_port() -> int:
@@ -42,6 +42,32 @@ def wait_for_port(port: int, timeout: float = 10.0, proc: Optional[subprocess.Po
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+def wait_until(check: Callable[[], bool], timeout: float, what: str,
+               proc: Optional[subprocess.Popen] = None, log: Optional[Path] = None) -> None:
+    """Poll ``check`` until it is true; fail early (with the log's tail) if ``proc`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"{what} exited with {proc.returncode} while starting:\n{tail}")
+        with contextlib.suppress(Exception):  # not up yet
+            if check():
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} did not come up within {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL after ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 @contextlib.contextmanager
 def redis_server() -> Iterator[str]:
     """A private Redis on a random port (no persistence); yields its URL."""
@@ -55,12 +81,7 @@ def redis_server() -> Iterator[str]:
         wait_for_port(port, proc=proc)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 5)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -77,12 +98,7 @@ def api_server(env: dict[str, str], cwd: Optional[str] = None) -> Iterator[tuple
         wait_for_port(port, timeout=30, proc=proc)
         yield f"http://127.0.0.1:{port}", proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 10)
 
 
 def _as_postgres_user(cmd: list[str]) -> list[str]:

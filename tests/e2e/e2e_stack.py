@@ -6,12 +6,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Iterator, Optional
 
 import httpx
 
@@ -21,7 +19,7 @@ ARTIFACTS = REPO / "test-artifacts" / "e2e"
 
 # One copy of the Redis/port helpers: the backend tests' servers.py.
 sys.path.insert(0, str(REPO / "tests" / "backend"))
-from servers import free_port, redis_server  # noqa: E402
+from servers import free_port, redis_server, stop_process, wait_until  # noqa: E402
 
 CHROMIUM_ARGS = [
     "--use-angle=swiftshader",  # WebGL2 in software: NiiVue renders without a GPU
@@ -70,30 +68,6 @@ def ensure_frontend_built() -> Path:
     return dist
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str,
-               proc: Optional[subprocess.Popen] = None, log: Optional[Path] = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-            raise RuntimeError(f"{what} exited with {proc.returncode} while starting:\n{tail}")
-        with contextlib.suppress(Exception):
-            if check():
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} did not come up within {timeout}s")
-
-
-def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 class Stack:
     """API + worker processes over one DATA_DIR and Redis; logs under ``root``."""
 
@@ -131,7 +105,7 @@ class Stack:
 
     def restart_api(self) -> None:
         """Stop the API and start it again on the same port (workers and Redis keep running)."""
-        stop(self.api)
+        stop_process(self.api)
         self.procs.remove(self.api)
         self.api = self._start_api()
 
@@ -147,7 +121,7 @@ class Stack:
     def close(self) -> None:
         self.client.close()
         for p in reversed(self.procs):
-            stop(p)
+            stop_process(p)
 
     def logs(self) -> str:
         out = []

@@ -10,19 +10,18 @@ import pytest
 import sqlalchemy as sa
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "worker"))
 
 import worker_helpers as helpers  # noqa: E402
-from postgres import postgres_server  # noqa: E402
-from worker_servers import ApiServer, WorkerProcess, base_env, free_port, redis_server  # noqa: E402
+from servers import postgres_server  # noqa: E402  (tests/backend, put on the path by worker_servers)
+from worker_servers import ApiServer, WorkerProcess, base_env, redis_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def pg_stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("scaleout")
     with contextlib.ExitStack() as es:
-        db_url = es.enter_context(postgres_server(free_port()))
+        db_url = es.enter_context(postgres_server())
         redis_url = es.enter_context(redis_server())
         env = base_env(root / "shared-data", redis_url, DATABASE_URL=db_url)
         api = ApiServer(env, root)

@@ -4,12 +4,9 @@ tests' ``redis_server``. Named worker_servers so it never shadows tests/backend/
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Optional
 
 import httpx
 
@@ -18,32 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # The backend tests' helpers (a throwaway Redis, free ports); one copy of that logic.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
-from servers import free_port, redis_server  # noqa: E402
-
-
-def _wait(check, timeout: float, what: str, proc: Optional[subprocess.Popen] = None, log: Optional[Path] = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text()[-3000:] if log and log.exists() else ""
-            raise RuntimeError(f"{what} exited with {proc.returncode} while starting:\n{tail}")
-        try:
-            if check():
-                return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} did not come up within {timeout}s")
-
-
-def _stop(proc: subprocess.Popen, timeout: float = 20) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+from servers import free_port, redis_server, stop_process, wait_until  # noqa: E402
 
 
 def base_env(data_dir: Path, redis_url: str, **extra: str) -> dict[str, str]:
@@ -64,11 +36,11 @@ class ApiServer:
                                      env={**env, "HOST": "127.0.0.1", "PORT": str(self.port)},
                                      stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.base_url, timeout=30)
-        _wait(lambda: self.client.get("/api/health").status_code == 200, 60, "the API", self.proc, self.log)
+        wait_until(lambda: self.client.get("/api/health").status_code == 200, 60, "the API", self.proc, self.log)
 
     def stop(self) -> None:
         self.client.close()
-        _stop(self.proc)
+        stop_process(self.proc)
 
 
 class WorkerProcess:
@@ -87,7 +59,7 @@ class WorkerProcess:
 
     def wait_live(self, client: httpx.Client, timeout: float = 60) -> None:
         """Until GET /api/workers lists this worker (it heartbeats and consumes)."""
-        _wait(lambda: self.name in {w["name"] for w in client.get("/api/workers").json()},
+        wait_until(lambda: self.name in {w["name"] for w in client.get("/api/workers").json()},
               timeout, f"worker {self.name}", self.proc, self.log)
 
     def children(self) -> list:
@@ -100,7 +72,7 @@ class WorkerProcess:
         self.proc.wait(10)
 
     def stop(self, timeout: float = 30) -> None:
-        _stop(self.proc, timeout)
+        stop_process(self.proc, timeout)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
