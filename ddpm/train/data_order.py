@@ -71,7 +71,9 @@ class SeededItems(Dataset):
         s = _item_seed(self.seed, count)
         t_state, n_state, p_state = torch.get_rng_state(), np.random.get_state(), random.getstate()
         try:
-            torch.manual_seed(s)
+            # the CPU generator only (all that is saved and restored around the item); torch.manual_seed
+            # would also queue CUDA seeding on every item
+            torch.default_generator.manual_seed(s)
             np.random.seed(s % 2**32)
             random.seed(s)
             return self.dataset[index]
