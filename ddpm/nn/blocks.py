@@ -3,7 +3,9 @@
 Speed notes (why the blocks look the way they do):
 - The second GroupNorm of a ResBlock has no affine parameters: the time embedding's scale and
   shift already give a per-channel affine, so a learned one would only cost an extra pass.
-- Scale and shift are applied with one ``addcmul`` instead of a multiply and an add.
+- Norm, time scale/shift and SiLU are one autograd node (``norm_act.py``): on CPU that node's
+  backward is layout-agnostic, so channels-last (oneDNN's fastest convolution layout) costs no
+  layout copies around the norms.
 - Downsampling is a kernel-2, stride-2 convolution: the same map as a pixel-unshuffle followed by
   a 1x1 convolution, without materialising the rearranged tensor.
 - Nothing here calls ``.contiguous()``; every op keeps the memory format it is given, so a model
@@ -17,6 +19,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .norm_act import group_norm_act
 
 
 def conv_nd(dims: int, *args, **kwargs) -> nn.Module:
@@ -36,67 +40,23 @@ def norm_groups(channels: int, max_groups: int = 32) -> int:
     return 1
 
 
-class _GroupNormCPU(torch.autograd.Function):
-    """Native GroupNorm whose backward always runs in the contiguous layout.
-
-    On CPU the native backward is ~100x slower when the input or the incoming gradient is
-    channels-last than when both are contiguous (torch 2.13, 2 cores: ~30-150 ms against ~0.5 ms
-    for a (2, 32, 32^3) activation). The gradient can arrive channels-last even in a contiguous
-    model (oneDNN's bf16 convolution backward returns it so); a layout copy costs far less.
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, groups: int, eps: float):  # type: ignore[override]
-        n, c = x.shape[:2]
-        hxw = x.numel() // max(n * c, 1)
-        y, mean, rstd = torch.ops.aten.native_group_norm(x, weight, bias, n, c, hxw, groups, eps)
-        ctx.save_for_backward(x, weight, mean, rstd)
-        ctx.groups, ctx.has_bias = groups, bias is not None
-        ctx.x_channels_last = _is_channels_last(x)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        x, weight, mean, rstd = ctx.saved_tensors
-        n, c = x.shape[:2]
-        hxw = x.numel() // max(n * c, 1)
-        need_w = weight is not None and ctx.needs_input_grad[1]
-        need_b = ctx.has_bias and ctx.needs_input_grad[2]
-        dx, dw, db = torch.ops.aten.native_group_norm_backward(
-            grad.contiguous(), x.contiguous(), mean, rstd, weight, n, c, hxw, ctx.groups,
-            [ctx.needs_input_grad[0], need_w, need_b])
-        if dx is not None and ctx.x_channels_last:
-            dx = dx.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
-        return dx, dw if need_w else None, db if need_b else None, None, None
-
-
-def _is_channels_last(x: torch.Tensor) -> bool:
-    if x.dim() == 5:
-        return x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
-    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-
-
 class GroupNorm(nn.GroupNorm):
-    """GroupNorm that runs in the input's dtype under autocast, and fast in channels-last on CPU.
+    """GroupNorm that runs in the input's dtype under autocast and fast in any layout on CPU.
 
     Autocast would upcast its input to fp32 and hand fp32 to the next convolution, which then
     casts back: two extra full passes over the activation. The native kernels accumulate the
     statistics in fp32 for bf16/fp16 input anyway, so running it in the input dtype is safe.
+    ``forward_act`` also applies a per-sample scale/shift and SiLU in the same autograd node
+    (``norm_act.group_norm_act``), which is what the ResBlocks and the output head use.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w, b = self.weight, self.bias
-        if x.dtype != torch.float32 and x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
-            w = w.to(x.dtype) if w is not None else None
-            b = b.to(x.dtype) if b is not None else None
-            with torch.autocast(x.device.type, enabled=False):
-                return self._norm(x, w, b)
-        return self._norm(x, w, b)
+        return group_norm_act(x, self.num_groups, self.weight, self.bias, self.eps, act=False)
 
-    def _norm(self, x: torch.Tensor, w: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> torch.Tensor:
-        if x.device.type == "cpu" and torch.is_grad_enabled() and x.requires_grad:
-            return _GroupNormCPU.apply(x, w, b, self.num_groups, self.eps)
-        return F.group_norm(x, self.num_groups, w, b, self.eps)
+    def forward_act(self, x: torch.Tensor, scale: Optional[torch.Tensor] = None,
+                    shift: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """silu(norm(x) * (1 + scale) + shift)."""
+        return group_norm_act(x, self.num_groups, self.weight, self.bias, self.eps, scale, shift)
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -143,13 +103,10 @@ class ResBlock(nn.Module):
         self.skip = conv_nd(dims, in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        ss = self.emb(emb).view(emb.shape[0], 2 * self.out_ch, *([1] * self.dims))
-        scale, shift = ss.chunk(2, dim=1)
-        h = self.norm2(h)
-        # h * (1 + scale) + shift in one pass; dtypes agree under autocast (emb Linear is bf16 too)
-        h = torch.addcmul(shift.to(h.dtype), h, (scale + 1).to(h.dtype))
-        h = self.conv2(self.dropout(F.silu(h)))
+        h = self.conv1(self.norm1.forward_act(x))
+        scale, shift = self.emb(emb).chunk(2, dim=1)  # (B, out_ch) each
+        h = self.norm2.forward_act(h, scale, shift)
+        h = self.conv2(self.dropout(h))
         return h + self.skip(x)
 
 
