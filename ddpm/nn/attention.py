@@ -56,9 +56,19 @@ class _TokenAttention(nn.Module):
 
 class Attention(_TokenAttention):
     """Full multi-head softmax attention through scaled_dot_product_attention (flash / memory
-    efficient kernels where the device has them)."""
+    efficient kernels where the device has them).
+
+    On CPU in bf16/fp16 with at most ``SMALL_TOKENS`` positions the explicit product-softmax-
+    product is used instead: the CPU flash kernel's fixed costs dominate there (8 x 4 heads x
+    256 tokens x 32 channels, forward + backward: 3.8 ms against 8.3 ms; at 1024 tokens flash is
+    ahead, 19 ms against 20 ms at batch 2, and the score matrix grows quadratically)."""
+
+    SMALL_TOKENS = 512
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if q.device.type == "cpu" and q.dtype != torch.float32 and q.shape[-2] <= self.SMALL_TOKENS:
+            scores = (q * self.head_dim**-0.5) @ k.transpose(-1, -2)  # (B, heads, N, N)
+            return scores.softmax(dim=-1) @ v  # softmax accumulates in fp32 internally
         return F.scaled_dot_product_attention(q, k, v)
 
 
