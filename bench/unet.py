@@ -108,7 +108,7 @@ def run_case(spec: dict) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from unet_peers import build, to_channels_last
+    from unet_peers import build
 
     device, dtype, name = spec["device"], spec["dtype"], spec["model"]
     dims, size, batch = spec["dims"], spec["size"], spec["batch"]
@@ -125,11 +125,10 @@ def run_case(spec: dict) -> dict:
         out["flops_per_sample"] = None
 
     flash_ok = not (device == "cuda" and dtype == "fp32")
-    model, call, note = build(name, dims, size, flash_ok=flash_ok)
+    model, call, note = build(name, dims, size, flash_ok=flash_ok, channels_last=spec["channels_last"])
     model = model.to(device)
-    if spec["channels_last"] and name in ("ours", "ours-ckpt", "ours-compile"):
-        model = to_channels_last(model, dims)
-        note = (note + "; " if note else "") + "channels-last"
+    if not spec["channels_last"] and name.startswith("ours"):
+        note = (note + "; " if note else "") + "contiguous layout"
     out["note"] = note
     if name.endswith("-compile"):
         model = torch.compile(model)
@@ -214,9 +213,8 @@ def main() -> None:
     ap.add_argument("--models", default=None, help="comma list of ours, ours-ckpt, monai, monai-flash, lucidrains")
     ap.add_argument("--dtypes", default="fp32,bf16")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, 1 warm-up + 1 timed step")
-    ap.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
-                    help="layout of our UNet (auto: on for cuda, off for cpu, where oneDNN's own "
-                         "blocked layout measured as fast or faster; peers run as published)")
+    ap.add_argument("--channels-last", choices=["on", "off"], default="on",
+                    help="layout of our UNet (on: its default, channels-last; peers run as published)")
     ap.add_argument("--budget", type=float, default=None, help="seconds of timed steps per row")
     ap.add_argument("--json", default=None, help="also write the raw rows here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -243,7 +241,7 @@ def main() -> None:
     peaks = {d: peak(d) for d in dtypes}
     rows = []
     for case, (dims, size, batch) in cases.items():
-        extra = (["ours-contig"] if cuda else []) + (["ours-ckpt"] if size >= 64 and dims == 3 else [])
+        extra = ["ours-contig"] + (["ours-ckpt"] if size >= 64 and dims == 3 else [])
         models = a.models.split(",") if a.models else DEFAULT_MODELS + extra
         for model in models:
             for dtype in dtypes:
@@ -253,7 +251,7 @@ def main() -> None:
                     continue
                 big = dims == 3 and size >= 64
                 spec = dict(case=case, model=model, dtype=dtype, device=a.device, dims=dims, size=size,
-                            batch=batch, channels_last=a.channels_last == "on" or (a.channels_last == "auto" and cuda),
+                            batch=batch, channels_last=a.channels_last == "on",
                             warmup=1 if a.quick else (3 if cuda else 1),
                             steps=1 if a.quick else (20 if cuda else 10),
                             min_steps=1 if a.quick else (10 if cuda else (2 if big else 3)),

@@ -79,15 +79,18 @@ def _our_unet_class() -> type:
     return UNet
 
 
-def build(name: str, dims: int, size: int, flash_ok: bool = True) -> tuple[nn.Module, Callable, str]:
-    """-> (model, call(model, x, t), note). Raises NotImplementedError when the peer has no such model."""
+def build(name: str, dims: int, size: int, flash_ok: bool = True,
+          channels_last: bool = True) -> tuple[nn.Module, Callable, str]:
+    """-> (model, call(model, x, t), note). Raises NotImplementedError when the peer has no such model.
+    ``channels_last`` applies to our UNet only (its default layout); peers run as published."""
     if name in ("ours", "ours-ckpt", "ours-contig", "ours-compile"):
         UNet = _our_unet_class()
 
         model = UNet(dims=dims, in_channels=1, image_size=size, dim=32, channel_mults=(1, 2, 4),
                      res_blocks=2, attn_res=[size // 4], num_head_channels=32,
-                     checkpointing=name == "ours-ckpt")
-        note = {"ours-ckpt": "activation checkpointing on", "ours-contig": "default (NCDHW) layout",
+                     checkpointing=name == "ours-ckpt",
+                     channels_last=channels_last and name != "ours-contig")
+        note = {"ours-ckpt": "activation checkpointing on", "ours-contig": "contiguous (NCDHW) layout",
                 "ours-compile": "torch.compile (compile time not in the timings)"}
         return model, lambda m, x, t: m(x, t), note.get(name, "")
 
@@ -122,9 +125,3 @@ def build(name: str, dims: int, size: int, flash_ok: bool = True) -> tuple[nn.Mo
     raise ValueError(f"unknown model {name!r}; known: {MODELS}")
 
 
-def to_channels_last(model: nn.Module, dims: int) -> nn.Module:
-    """Our UNet keeps activations channels-last itself; peers only get their weights converted."""
-    if hasattr(model, "channels_last"):
-        return model.channels_last()
-    fmt = torch.channels_last_3d if dims == 3 else torch.channels_last
-    return model.to(memory_format=fmt)

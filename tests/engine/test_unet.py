@@ -133,21 +133,25 @@ def test_bf16_autocast_forward_backward_on_cpu(dims):
 
 
 @pytest.mark.parametrize("dims", [2, 3])
-def test_channels_last_gives_the_same_output_and_gradients(dims):
+def test_channels_last_default_gives_the_same_output_and_gradients(dims):
     torch.manual_seed(0)
-    model = UNet(dims=dims, image_size=8, dim=8, channel_mults=(1, 2), num_head_channels=4,
-                 linear_attn=True)
+    kw = dict(dims=dims, image_size=8, dim=8, channel_mults=(1, 2), num_head_channels=4, linear_attn=True)
+    contiguous = UNet(**kw, channels_last=False)
+    assert contiguous.memory_format == torch.contiguous_format
     x = torch.randn(2, 1, *([8] * dims))
     t = torch.tensor([5, 50])
-    ref = model(x, t)
+    ref = contiguous(x, t)
     ref.square().mean().backward()
-    ref_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
-    model.zero_grad()
-    model.channels_last()
-    assert model.memory_format in (torch.channels_last, torch.channels_last_3d)
+    ref_grads = {n: p.grad.clone() for n, p in contiguous.named_parameters()}
+
+    model = UNet(**kw)  # channels-last is the default
+    model.load_state_dict(contiguous.state_dict())
+    fmt = torch.channels_last_3d if dims == 3 else torch.channels_last
+    assert model.memory_format == fmt
+    assert model.init_conv.weight.is_contiguous(memory_format=fmt)
     y = model(x, t)
     torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-4)
-    y.square().mean().backward()  # goes through the channels-last GroupNorm backward on CPU
+    y.square().mean().backward()  # through the fused norm node's channels-last backward
     for n, p in model.named_parameters():
         torch.testing.assert_close(p.grad, ref_grads[n], atol=1e-5, rtol=1e-4, msg=n)
 
