@@ -161,7 +161,7 @@ def group_norm_act(
         scale = scale.reshape(x.shape[0], x.shape[1])
     if shift is not None:
         shift = shift.reshape(x.shape[0], x.shape[1])
-    if torch.is_autocast_enabled(x.device.type):  # stay in x's dtype (see the docstring)
+    if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):  # stay in x's dtype
         with torch.autocast(x.device.type, enabled=False):
             return _group_norm_act(x, groups, weight, bias, eps, scale, shift, act)
     return _group_norm_act(x, groups, weight, bias, eps, scale, shift, act)

@@ -178,3 +178,11 @@ def test_from_config_reads_unet_dataset_and_dims():
     assert type(model.down[0][0].attn).__name__ == "LinearAttention"
     y = model(torch.randn(1, 2, 16, 16, 16), torch.tensor([7]))
     assert y.shape == (1, 2, 16, 16, 16)
+
+
+def test_runs_on_the_meta_device():
+    # bench/unet.py counts FLOPs on the meta device; the norm node must not ask autocast about it
+    with torch.device("meta"):
+        model = UNet(dims=3, image_size=8, dim=8, channel_mults=(1, 2), num_head_channels=4)
+        y = model(torch.randn(1, 1, 8, 8, 8), torch.tensor([3]))
+    assert y.shape == (1, 1, 8, 8, 8) and y.device.type == "meta"
