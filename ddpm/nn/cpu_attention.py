@@ -1,0 +1,85 @@
+"""Softmax attention for bf16/fp16 on CPU, in query chunks with a recomputing backward.
+
+Why not ``scaled_dot_product_attention``: with 32 channels per head its CPU flash kernel reaches
+~17% of this machine's bf16 GEMM peak. Plain batched matmuls and softmax over query chunks are
+faster at every size a U-Net uses (2 cores, torch 2.13, forward + backward, 4 heads of 32:
+4096 tokens x batch 2: 231 ms against 299 ms; 1024 x 2: 12.7 against 19.3 ms; 256 x 8: 3.8
+against 8.2 ms). Like flash attention it keeps only q, k and v for the backward pass and
+recomputes each chunk's probabilities there, so memory stays linear in the number of tokens;
+the chunk's score buffers are allocated once per call and reused, because a fresh large
+tensor per chunk costs more in page faults than the matmuls themselves. In fp32 the flash
+kernel is the faster one and is kept (see ``Attention``).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+_aten = torch.ops.aten
+SCORE_BUDGET = 1 << 22  # elements of one chunk's score matrix (8 MB in bf16)
+
+
+def chunk_size(batch_heads: int, tokens: int, budget: int = SCORE_BUDGET) -> int:
+    """Query rows per chunk: the score matrix (batch_heads, chunk, tokens) within ``budget``."""
+    return max(64, min(tokens, budget // max(batch_heads * tokens, 1)))
+
+
+class _ChunkedAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, chunk: int):  # type: ignore[override]
+        b, h, n, d = q.shape
+        scale = d ** -0.5
+        qs = (q * scale).reshape(b * h, n, d)
+        kf, vf = k.reshape(b * h, n, d), v.reshape(b * h, n, d)
+        out = torch.empty(b * h, n, d, dtype=q.dtype, device=q.device)
+        s_buf, p_buf = (q.new_empty(b * h * min(chunk, n) * n) for _ in range(2))
+        kt = kf.transpose(1, 2)
+        for i in range(0, n, chunk):
+            c = min(chunk, n - i)
+            s, p = (buf[: b * h * c * n].view(b * h, c, n) for buf in (s_buf, p_buf))
+            torch.bmm(qs[:, i:i + c], kt, out=s)
+            _aten._softmax.out(s, -1, False, out=p)  # accumulates in fp32 internally
+            out[:, i:i + c] = torch.bmm(p, vf)
+        ctx.save_for_backward(qs, kf, vf)
+        ctx.chunk, ctx.scale, ctx.shape = chunk, scale, (b, h, n, d)
+        return out.view(b, h, n, d)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        qs, kf, vf = ctx.saved_tensors
+        bh, n, d = qs.shape
+        chunk = ctx.chunk
+        grad = grad.reshape(bh, n, d)
+        acc = torch.float64 if qs.dtype == torch.float64 else torch.float32
+        dq = torch.empty_like(qs)
+        dk = torch.zeros(bh, n, d, dtype=acc, device=qs.device)
+        dv = torch.zeros(bh, n, d, dtype=acc, device=qs.device)
+        part = torch.empty_like(qs)
+        bufs = [qs.new_empty(bh * min(chunk, n) * n) for _ in range(3)]
+        kt, vt = kf.transpose(1, 2), vf.transpose(1, 2)
+        for i in range(0, n, chunk):
+            c = min(chunk, n - i)
+            s, p, dp = (buf[: bh * c * n].view(bh, c, n) for buf in bufs)
+            q_c, g_c = qs[:, i:i + c], grad[:, i:i + c]
+            torch.bmm(q_c, kt, out=s)
+            _aten._softmax.out(s, -1, False, out=p)  # the forward's probabilities, recomputed
+            dv += torch.bmm(p.transpose(1, 2), g_c, out=part)
+            torch.bmm(g_c, vt, out=dp)
+            _aten._softmax_backward_data.out(dp, p, -1, qs.dtype, grad_input=s)  # s := dScores
+            dq[:, i:i + c] = torch.bmm(s, kf)
+            dk += torch.bmm(s.transpose(1, 2), q_c, out=part)
+        shape = ctx.shape
+        return ((dq * ctx.scale).view(shape), dk.to(qs.dtype).view(shape),
+                dv.to(qs.dtype).view(shape), None)
+
+
+def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                      chunk: Optional[int] = None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v for (B, heads, N, d) tensors, as SDPA without a mask."""
+    b, h, n, _ = q.shape
+    chunk = chunk or chunk_size(b * h, n)
+    if q.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(q.device.type):
+        with torch.autocast(q.device.type, enabled=False):  # out= ops; inputs are already cast
+            return _ChunkedAttention.apply(q, k, v, chunk)
+    return _ChunkedAttention.apply(q, k, v, chunk)
