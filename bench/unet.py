@@ -191,8 +191,24 @@ def run_case(spec: dict) -> dict:
 
 # ----------------------------------------------------------------------------- driver side
 
+PRELOAD: dict[str, str] = {}  # set by --allocator; the same for every row, ours and peers
+
+
+def _allocator_env(name: str) -> dict[str, str]:
+    """LD_PRELOAD for --allocator (glibc's malloc when "system")."""
+    if name == "system":
+        return {}
+    import ctypes.util
+
+    lib = ctypes.util.find_library("tcmalloc_minimal")
+    if lib is None:
+        sys.exit("--allocator tcmalloc: libtcmalloc_minimal not found "
+                 "(apt-get install -y libtcmalloc-minimal4)")
+    return {"LD_PRELOAD": lib}
+
+
 def _sub(args: list[str], timeout: float) -> dict:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **PRELOAD)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), str(HERE.parent), env.get("PYTHONPATH")]))
     try:
         p = subprocess.run([sys.executable, str(HERE / "unet.py"), *args], capture_output=True,
@@ -215,6 +231,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, 1 warm-up + 1 timed step")
     ap.add_argument("--channels-last", choices=["on", "off"], default="on",
                     help="layout of our UNet (on: its default, channels-last; peers run as published)")
+    ap.add_argument("--allocator", choices=["system", "tcmalloc"], default="system",
+                    help="memory allocator of every row's process (tcmalloc: LD_PRELOAD of "
+                         "libtcmalloc_minimal, for ours and the peers alike)")
     ap.add_argument("--budget", type=float, default=None, help="seconds of timed steps per row")
     ap.add_argument("--json", default=None, help="also write the raw rows here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -229,6 +248,7 @@ def main() -> None:
         print("RESULT " + json.dumps({"peak": measure_peak(dtype, device, float(secs))}), flush=True)
         return
 
+    PRELOAD.update(_allocator_env(a.allocator))
     cuda = a.device == "cuda"
     cases = QUICK_CASES if a.quick else CASES
     if a.cases:
@@ -276,6 +296,7 @@ def main() -> None:
             r["peak_share"] = r["flops_per_sample"] * r["samples_per_s"] / peaks[r["dtype"]]
     if a.json:
         Path(a.json).write_text(json.dumps({"peaks": peaks, "rows": rows}, indent=1))
+    print(f"allocator: {a.allocator} ({PRELOAD.get('LD_PRELOAD', 'glibc malloc')})")
     print(render(rows, peaks, a.device))
 
 
