@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from torch.autograd.function import once_differentiable
 
 _aten = torch.ops.aten
 SCORE_BUDGET = 1 << 22  # elements of one chunk's score matrix (8 MB in bf16)
@@ -46,6 +47,7 @@ class _ChunkedAttention(torch.autograd.Function):
         return out.view(b, h, n, d)
 
     @staticmethod
+    @once_differentiable  # a second derivative would need autograd through this backward
     def backward(ctx, grad):  # type: ignore[override]
         qs, kf, vf = ctx.saved_tensors
         bh, n, d = qs.shape

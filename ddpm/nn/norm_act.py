@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from torch.autograd.function import once_differentiable
 import torch.nn.functional as F
 
 
@@ -111,6 +112,7 @@ class _NormScaleShiftAct(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # a second derivative would need autograd through this backward
     def backward(ctx, grad):  # type: ignore[override]
         y, z, a, rstd, weight, bias, scale = ctx.saved_tensors
         groups, act, n, cl, shift_dtype = ctx.meta
