@@ -17,6 +17,7 @@ import socket
 import sys
 
 from worker import runtime
+from worker.allocator import preload_tcmalloc
 from worker.settings import load_settings
 
 
@@ -37,12 +38,14 @@ def main(argv: list[str] | None = None) -> None:
     # up to 10x slower when other processes share the cores (API, Redis, this worker); it must be
     # set before torch loads OpenMP. See ddpm/cli.py.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    preload = preload_tcmalloc()  # for the engine children; see worker/allocator.py
     settings = load_settings()
     runtime.configure(settings)
     from worker.celery_app import app  # after configure: importing the app reads backend settings
 
     loglevel = os.environ.get("WORKER_LOGLEVEL", "INFO")
     print(f"worker {settings.name}: device {settings.device.label}, queues {','.join(settings.queues)}, "
-          f"heartbeat every {settings.heartbeat_interval_s:g}s (timeout {settings.heartbeat_timeout_s:g}s)",
+          f"heartbeat every {settings.heartbeat_interval_s:g}s (timeout {settings.heartbeat_timeout_s:g}s), "
+          f"engine allocator {preload or 'system malloc'}",
           file=sys.stderr, flush=True)
     app.worker_main(celery_argv(settings.name, settings.queues, loglevel) + list(argv or sys.argv[1:]))
