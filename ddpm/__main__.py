@@ -1,6 +1,4 @@
 """``python -m ddpm ...`` is the ``ddpm`` command."""
-import sys
+from ddpm.cli import entry
 
-from ddpm.cli import main
-
-sys.exit(main())
+entry()

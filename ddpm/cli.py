@@ -253,5 +253,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return EXIT_USAGE
 
 
+def entry() -> None:
+    """The ``ddpm`` command (and ``python -m ddpm``): training and sampling run with tcmalloc
+    when it is installed (``ddpm.allocator``; ``DDPM_ALLOCATOR=system`` opts out)."""
+    argv = sys.argv[1:]
+    if argv[:1] in (["train"], ["sample"]):
+        from ddpm.allocator import reexec_with_tcmalloc
+        reexec_with_tcmalloc(argv)
+    sys.exit(main(argv))
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system programs the tests drive for real: redis-server, chromium, PostgreSQL,
-# and tcmalloc, which the worker preloads into its engine processes (worker/allocator.py).
+# and tcmalloc, which the worker preloads into its engine processes (ddpm/allocator.py).
 # As root it uses apt; otherwise it names exactly what is missing and fails.
 set -euo pipefail
 missing=()
@@ -8,7 +8,7 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v chromium >/dev/null || missing+=(chromium)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 python3 -c "import ctypes.util, sys; sys.exit(ctypes.util.find_library('tcmalloc_minimal') is None)" \
-  || missing+=(libtcmalloc-minimal4)  # found the way worker/allocator.py finds it
+  || missing+=(libtcmalloc-minimal4)  # found the way ddpm/allocator.py finds it
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "installing with apt: ${missing[*]}"

@@ -17,7 +17,7 @@ import socket
 import sys
 
 from worker import runtime
-from worker.allocator import preload_tcmalloc
+from ddpm.allocator import preload_tcmalloc
 from worker.settings import load_settings
 
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     # up to 10x slower when other processes share the cores (API, Redis, this worker); it must be
     # set before torch loads OpenMP. See ddpm/cli.py.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    preload = preload_tcmalloc()  # for the engine children; see worker/allocator.py
+    preload = preload_tcmalloc()  # for the engine children; see ddpm/allocator.py
     settings = load_settings()
     runtime.configure(settings)
     from worker.celery_app import app  # after configure: importing the app reads backend settings

@@ -105,6 +105,9 @@ def test_train_end_to_end_then_ctrl_c_resume_sample_export_inspect(tmp_path, cap
                             cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().startswith("training experiments/cc")
+        # `ddpm train` re-executed itself (same PID) with tcmalloc preloaded (ddpm/allocator.py;
+        # make test installs libtcmalloc-minimal4)
+        assert "libtcmalloc_minimal" in Path(f"/proc/{proc.pid}/maps").read_text()
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)

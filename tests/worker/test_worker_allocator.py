@@ -1,4 +1,4 @@
-"""The worker preloads tcmalloc into the engine processes it starts (worker/allocator.py).
+"""The worker preloads tcmalloc into the engine processes it starts (ddpm/allocator.py).
 
 `make test` installs libtcmalloc-minimal4 (scripts/system_deps.sh), so these run the real
 library: a child started with the worker's environment must have it mapped.
@@ -6,7 +6,7 @@ library: a child started with the worker's environment must have it mapped.
 import subprocess
 import sys
 
-from worker.allocator import preload_tcmalloc
+from ddpm.allocator import preload_tcmalloc
 
 MAPS = "print(open('/proc/self/maps').read())"
 
@@ -35,3 +35,17 @@ def test_system_opt_out_and_existing_preloads_are_respected():
     env = {"LD_PRELOAD": "/opt/lib/libtcmalloc.so.4"}  # the user's own tcmalloc wins
     assert preload_tcmalloc(env) == "/opt/lib/libtcmalloc.so.4"
     assert env["LD_PRELOAD"] == "/opt/lib/libtcmalloc.so.4"
+
+
+def test_the_cli_reexecutes_only_when_that_changes_something(monkeypatch):
+    from ddpm.allocator import reexec_with_tcmalloc
+
+    # each of these must return (an exec would replace this test process)
+    monkeypatch.setenv("DDPM_ALLOCATOR", "system")
+    reexec_with_tcmalloc(["train", "--config", "x.json"])
+    monkeypatch.delenv("DDPM_ALLOCATOR")
+    monkeypatch.setenv("_DDPM_TCMALLOC_REEXEC", "1")  # already the re-executed process
+    reexec_with_tcmalloc(["train", "--config", "x.json"])
+    monkeypatch.delenv("_DDPM_TCMALLOC_REEXEC")
+    monkeypatch.setenv("LD_PRELOAD", "libtcmalloc_minimal.so.4")  # preloaded by the user
+    reexec_with_tcmalloc(["train", "--config", "x.json"])
