@@ -1,4 +1,4 @@
-"""The worker preloads tcmalloc into the engine processes it starts (ddpm/allocator.py).
+"""tcmalloc for training processes (ddpm/allocator.py): the worker's children and the CLI re-exec.
 
 `make test` installs libtcmalloc-minimal4 (scripts/system_deps.sh), so these run the real
 library: a child started with the worker's environment must have it mapped.
