@@ -127,7 +127,7 @@ def run_case(spec: dict) -> dict:
     flash_ok = not (device == "cuda" and dtype == "fp32")
     model, call, note = build(name, dims, size, flash_ok=flash_ok, channels_last=spec["channels_last"])
     model = model.to(device)
-    if not spec["channels_last"] and name.startswith("ours"):
+    if not spec["channels_last"] and name.startswith("ours") and name != "ours-contig":
         note = (note + "; " if note else "") + "contiguous layout"
     out["note"] = note
     if name.endswith("-compile"):
@@ -195,16 +195,18 @@ PRELOAD: dict[str, str] = {}  # set by --allocator; the same for every row, ours
 
 
 def _allocator_env(name: str) -> dict[str, str]:
-    """LD_PRELOAD for --allocator (glibc's malloc when "system")."""
+    """LD_PRELOAD for --allocator (glibc's malloc when "system"), found as the engine finds it."""
     if name == "system":
         return {}
-    import ctypes.util
+    if str(HERE.parent) not in sys.path:  # the repo root, as the row processes get it
+        sys.path.insert(0, str(HERE.parent))
+    from ddpm.allocator import preload_tcmalloc  # torch-free; ddpm/__init__ imports lazily
 
-    lib = ctypes.util.find_library("tcmalloc_minimal")
-    if lib is None:
+    env: dict[str, str] = {}
+    if preload_tcmalloc(env) is None:
         sys.exit("--allocator tcmalloc: libtcmalloc_minimal not found "
                  "(apt-get install -y libtcmalloc-minimal4)")
-    return {"LD_PRELOAD": lib}
+    return env
 
 
 def _sub(args: list[str], timeout: float) -> dict:
