@@ -88,7 +88,9 @@ def test_a_worker_that_loses_its_lease_stops_its_run_at_once(stack, start_worker
 
     client = stack.client
     a = start_worker("a")
-    job = create_train_job(client, dataset_2d, config(CONFIG_2D, iterations=80, freq_metrics=80,
+    # long enough to still be running when the heartbeat sees the lease gone (the tiny model
+    # trains at over 100 steps/s with fused Adam and tcmalloc)
+    job = create_train_job(client, dataset_2d, config(CONFIG_2D, iterations=800, freq_metrics=800,
                                                       freq_checkpoint=20, metric_samples=0))
     wait_job(client, job["id"], until=lambda j: (j["checkpoint_step"] or 0) >= 20, what="a checkpoint")
     # a reaper with a zero timeout: every running job looks abandoned, is re-queued and re-sent
