@@ -238,7 +238,13 @@ class UNet(nn.Module):
             x = torch.cat([x, x_self_cond], dim=1)
         fmt = self.memory_format
         if fmt is not torch.contiguous_format:
-            x = x.contiguous(memory_format=fmt)
+            if x.shape[1] == 1 and x.is_contiguous():
+                # one channel: contiguous and channels-last at once, so .contiguous(memory_format)
+                # keeps the strides and the first convolution would answer contiguous; the same
+                # memory with channel stride 1 makes it answer channels-last
+                x = x.as_strided(x.shape, (x.stride(0), 1, *x.stride()[2:]))
+            else:
+                x = x.contiguous(memory_format=fmt)
         if t.dim() == 0:
             t = t.expand(x.shape[0])
         emb = self.time_embed(t)
