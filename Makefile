@@ -17,6 +17,8 @@ $(PY_STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[test]'
+	@# the native CPU kernels, built now rather than in the first CPU training run (needs g++)
+	@$(VENV)/bin/ddpm kernels || echo "training on a CPU will use the slower PyTorch-op path (see above)"
 	@touch $@
 
 frontend: $(FE_STAMP)

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--config", help="use this config's dataset settings (size, channels, intensity)")
     i.add_argument("--image-size", type=_positive, help="target size per side (default 64)")
 
+    sub.add_parser("kernels", help="build (once, cached) and load the engine's native CPU kernels, "
+                                   "and say whether training on a CPU will use them")
+
     e = sub.add_parser("export", help="write a run's EMA U-Net weights as safetensors")
     e.add_argument("--run", required=True)
     e.add_argument("--out", required=True, help="output .safetensors file")
@@ -219,7 +222,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "inspect": cmd_inspect, "export": cmd_export}
+def cmd_kernels(args: argparse.Namespace) -> int:
+    """Exit 0 when the kernels are built and loaded, 1 when the engine will use PyTorch ops."""
+    import time
+
+    from ddpm.nn import native
+
+    t0 = time.perf_counter()
+    ok = native.available()
+    print(f"{native.status()} ({time.perf_counter() - t0:.1f} s; cache entry {native.build_name()})")
+    return 0 if ok else EXIT_FAILED
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "inspect": cmd_inspect, "export": cmd_export,
+            "kernels": cmd_kernels}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

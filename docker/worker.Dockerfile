@@ -1,8 +1,9 @@
 # A training worker: CUDA torch + the engine. One container per GPU (see docker-compose.yml).
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 DATA_DIR=/data DEBIAN_FRONTEND=noninteractive
-# libtcmalloc-minimal4: preloaded into the engine processes (ddpm/allocator.py)
-RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv libtcmalloc-minimal4 \
+# libtcmalloc-minimal4: preloaded into the engine processes (ddpm/allocator.py); g++: builds the
+# native CPU kernels (ddpm/nn/native.py) for the CPU the container runs on, at its first CPU job
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv libtcmalloc-minimal4 g++ \
     && rm -rf /var/lib/apt/lists/* && python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system programs the tests drive for real: redis-server, chromium, PostgreSQL,
-# and tcmalloc, which the worker preloads into its engine processes (ddpm/allocator.py).
+# tcmalloc, which the worker preloads into its engine processes (ddpm/allocator.py), and g++,
+# which builds the engine's native CPU kernels (ddpm/nn/native.py).
 # As root it uses apt; otherwise it names exactly what is missing and fails.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v g++ >/dev/null || missing+=(g++)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 python3 -c "import ctypes.util, sys; sys.exit(ctypes.util.find_library('tcmalloc_minimal') is None)" \
   || missing+=(libtcmalloc-minimal4)  # found the way ddpm/allocator.py finds it

@@ -17,6 +17,8 @@ from typing import Optional
 import torch
 from torch.autograd.function import once_differentiable
 
+from ddpm.nn import native
+
 _aten = torch.ops.aten
 SCORE_BUDGET = 1 << 22  # elements of one chunk's score matrix (8 MB in bf16)
 
@@ -24,6 +26,21 @@ SCORE_BUDGET = 1 << 22  # elements of one chunk's score matrix (8 MB in bf16)
 def chunk_size(batch_heads: int, tokens: int, budget: int = SCORE_BUDGET) -> int:
     """Query rows per chunk: the score matrix (batch_heads, chunk, tokens) within ``budget``."""
     return max(64, min(tokens, budget // max(batch_heads * tokens, 1)))
+
+
+def _softmax(s: torch.Tensor, spare: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dim of the scores s: in place by the native kernel (bf16/fp32,
+    3x faster than torch's on bf16), else into ``spare``. Returns the probabilities."""
+    if s.dtype in (torch.bfloat16, torch.float32) and native.available():
+        return native.ops().softmax_(s)
+    return _aten._softmax.out(s, -1, False, out=spare)  # accumulates in fp32 internally
+
+
+def _softmax_backward(dp: torch.Tensor, p: torch.Tensor, spare: torch.Tensor) -> torch.Tensor:
+    """The scores' gradient from dp = dL/dp: in place in dp natively, else into ``spare``."""
+    if dp.dtype in (torch.bfloat16, torch.float32) and native.available():
+        return native.ops().softmax_backward_(dp, p)
+    return _aten._softmax_backward_data.out(dp, p, -1, dp.dtype, grad_input=spare)
 
 
 class _ChunkedAttention(torch.autograd.Function):
@@ -40,8 +57,7 @@ class _ChunkedAttention(torch.autograd.Function):
             c = min(chunk, n - i)
             s, p = (buf[: b * h * c * n].view(b * h, c, n) for buf in (s_buf, p_buf))
             torch.bmm(qs[:, i:i + c], kt, out=s)
-            _aten._softmax.out(s, -1, False, out=p)  # accumulates in fp32 internally
-            out[:, i:i + c] = torch.bmm(p, vf)
+            out[:, i:i + c] = torch.bmm(_softmax(s, p), vf)
         ctx.save_for_backward(qs, kf, vf)
         ctx.chunk, ctx.scale, ctx.shape = chunk, scale, (b, h, n, d)
         return out.view(b, h, n, d)
@@ -65,12 +81,12 @@ class _ChunkedAttention(torch.autograd.Function):
             s, p, dp = (buf[: bh * c * n].view(bh, c, n) for buf in bufs)
             q_c, g_c = qs[:, i:i + c], grad[:, i:i + c]
             torch.bmm(q_c, kt, out=s)
-            _aten._softmax.out(s, -1, False, out=p)  # the forward's probabilities, recomputed
-            dv += torch.bmm(p.transpose(1, 2), g_c, out=part)
+            p_c = _softmax(s, p)  # the forward's probabilities, recomputed
+            dv += torch.bmm(p_c.transpose(1, 2), g_c, out=part)
             torch.bmm(g_c, vt, out=dp)
-            _aten._softmax_backward_data.out(dp, p, -1, qs.dtype, grad_input=s)  # s := dScores
-            dq[:, i:i + c] = torch.bmm(s, kf)
-            dk += torch.bmm(s.transpose(1, 2), q_c, out=part)
+            ds = _softmax_backward(dp, p_c, s if p_c is p else p)  # the scores' gradient
+            dq[:, i:i + c] = torch.bmm(ds, kf)
+            dk += torch.bmm(ds.transpose(1, 2), q_c, out=part)
         shape = ctx.shape
         return ((dq * ctx.scale).view(shape), dk.to(qs.dtype).view(shape),
                 dv.to(qs.dtype).view(shape), None)

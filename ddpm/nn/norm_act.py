@@ -27,6 +27,8 @@ import torch
 from torch.autograd.function import once_differentiable
 import torch.nn.functional as F
 
+from ddpm.nn import native
+
 
 def _channel_view(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """(B, C, *S) -> (B, N, C) for channels-last memory, (B, C, N) for contiguous; a view in both."""
@@ -120,9 +122,8 @@ class _NormScaleShiftAct(torch.autograd.Function):
         dz = torch.ops.aten.silu_backward(grad, z) if act else grad
         s1, s2 = _channel_sums(dz, y, cl)  # (B, C) fp32
 
-        need_x, need_w, need_b, need_scale, need_shift = ctx.needs_input_grad[:5]
-        dx = dw = db = dscale = dshift = None
-        if need_x:
+        dx = None
+        if ctx.needs_input_grad[0]:
             cg = c // groups
             m1 = (a * s1).view(b, groups, cg).sum(-1) / (n * cg)  # mean_g(dz * A)
             m2 = (a * s2).view(b, groups, cg).sum(-1) / (n * cg)  # mean_g(dz * A * y)
@@ -132,16 +133,60 @@ class _NormScaleShiftAct(torch.autograd.Function):
             k = (-(r * m1))[..., None].expand(b, groups, cg).reshape(b, c)
             dx = torch.addcmul(_per_channel(k, y), y, _per_channel(q, y))
             dx.addcmul_(dz, _per_channel(p, y))
-        one_s, gamma, beta = _affine_parts(weight, bias, scale, b, c, a)
-        if need_w and weight is not None:
-            dw = (s2 * one_s).sum(0).to(weight.dtype)
-        if need_b and bias is not None:
-            db = (s1 * one_s).sum(0).to(bias.dtype)
-        if need_scale and scale is not None:
-            dscale = (s2 * gamma + s1 * beta).to(scale.dtype).view(scale.shape)
-        if need_shift and shift_dtype is not None:
-            dshift = s1.to(shift_dtype)
-        return dx, dw, db, dscale, dshift, None, None, None
+        return (dx, *_param_grads(ctx.needs_input_grad, s1, s2, weight, bias, scale, shift_dtype, a),
+                None, None, None)
+
+
+def _param_grads(needs, s1: torch.Tensor, s2: torch.Tensor, weight, bias, scale, shift_dtype, like: torch.Tensor):
+    """(d_gamma, d_beta, d_scale, d_shift) from the per-(b, c) sums S1 = sum dz and S2 = sum dz y."""
+    b, c = s1.shape
+    dw = db = dscale = dshift = None
+    one_s, gamma, beta = _affine_parts(weight, bias, scale, b, c, like)
+    if needs[1] and weight is not None:
+        dw = (s2 * one_s).sum(0).to(weight.dtype)
+    if needs[2] and bias is not None:
+        db = (s1 * one_s).sum(0).to(bias.dtype)
+    if needs[3] and scale is not None:
+        dscale = (s2 * gamma + s1 * beta).to(scale.dtype).view(scale.shape)
+    if needs[4] and shift_dtype is not None:
+        dshift = s1.to(shift_dtype)
+    return dw, db, dscale, dshift
+
+
+class _NativeNormAct(torch.autograd.Function):
+    """The same node on the C++ kernels of ddpm/nn/csrc/norm_act.cpp (channels-last fp32/bf16).
+
+    It saves only x and the (B, groups) statistics; the backward recomputes y and z from them,
+    which costs less than reading two saved activations back from memory.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, scale, shift, groups: int, eps: float, act: bool):  # type: ignore[override]
+        out, mean, rstd = native.ops().group_norm_act_forward(x, weight, bias, scale, shift, groups, eps, act)
+        ctx.save_for_backward(x, mean, rstd, weight, bias, scale, shift)
+        ctx.meta = (groups, act)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        x, mean, rstd, weight, bias, scale, shift = ctx.saved_tensors
+        groups, act = ctx.meta
+        need_x = ctx.needs_input_grad[0]
+        dx, s1, s2 = native.ops().group_norm_act_backward(
+            grad, x, weight, bias, scale, shift, mean, rstd, groups, act, need_x)
+        shift_dtype = shift.dtype if shift is not None else None
+        return (dx if need_x else None,
+                *_param_grads(ctx.needs_input_grad, s1, s2, weight, bias, scale, shift_dtype, s1),
+                None, None, None)
+
+
+def _native_ok(x: torch.Tensor) -> bool:
+    """Whether the C++ kernels take x: a channels-last fp32/bf16 CPU map, and they are built."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.bfloat16) or x.dim() not in (4, 5):
+        return False
+    fmt = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
+    return x.is_contiguous(memory_format=fmt) and native.available()
 
 
 def group_norm_act(
@@ -183,6 +228,10 @@ def _scale_shift(weight, bias, scale, shift, x: torch.Tensor) -> tuple[torch.Ten
 def _group_norm_act(x, groups, weight, bias, eps, scale, shift, act) -> torch.Tensor:
     training = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, weight, bias, scale, shift))
+    if _native_ok(x):
+        if training:
+            return _NativeNormAct.apply(x, weight, bias, scale, shift, groups, eps, act)
+        return native.ops().group_norm_act_forward(x, weight, bias, scale, shift, groups, eps, act)[0]
     if x.device.type == "cpu":
         if training:
             return _NormScaleShiftAct.apply(x, weight, bias, scale, shift, groups, eps, act)
