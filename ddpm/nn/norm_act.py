@@ -172,13 +172,11 @@ class _NativeNormAct(torch.autograd.Function):
     def backward(ctx, grad):  # type: ignore[override]
         x, mean, rstd, weight, bias, scale, shift = ctx.saved_tensors
         groups, act = ctx.meta
-        need_x = ctx.needs_input_grad[0]
-        dx, s1, s2 = native.ops().group_norm_act_backward(
-            grad, x, weight, bias, scale, shift, mean, rstd, groups, act, need_x)
-        shift_dtype = shift.dtype if shift is not None else None
-        return (dx if need_x else None,
-                *_param_grads(ctx.needs_input_grad, s1, s2, weight, bias, scale, shift_dtype, s1),
-                None, None, None)
+        needs = ctx.needs_input_grad
+        grads = native.ops().group_norm_act_backward(
+            grad, x, weight, bias, scale, shift, mean, rstd, groups, act, needs[0])
+        # empty tensors stand for absent parameters
+        return (*(g if need else None for g, need in zip(grads, needs[:5])), None, None, None)
 
 
 def _native_ok(x: torch.Tensor) -> bool:

@@ -10,7 +10,7 @@
 // b * N + n for the N spatial positions. Math per sample b, channel c in group g:
 //   y = (x - mean_g) * rstd_g;  z = y * A + Bv  (A = gamma (1 + scale), Bv = beta (1 + scale) + shift)
 //   out = silu(z) or z
-// Backward from dz = silu'(z) * grad:  S1 = sum_n dz,  S2 = sum_n dz y  (per b, c; returned),
+// Backward from dz = silu'(z) * grad:  S1 = sum_n dz,  S2 = sum_n dz y  (per b, c),
 //   dx = rstd * (A dz - mean_g(A S1) - y mean_g(A S2)).
 // Statistics accumulate in fp32 over blocks of 64 rows and in fp64 across blocks, so neither a
 // long map nor a large mean loses precision; the variance is E[x^2] - mean^2 in fp64.
@@ -34,6 +34,7 @@ namespace {
 using at::Tensor;
 
 constexpr int64_t kBlockRows = 64;
+constexpr int64_t kKeepDzElems = int64_t(1) << 21;  // 8 MB of fp32 dz: within the L3 cache
 
 using ddpm_native::load;
 using ddpm_native::store;
@@ -165,35 +166,57 @@ inline float dz_at(float g, float x, float a, float b, bool act) {
   return g * sg * (1.0f + z * (1.0f - sg));
 }
 
+// Pass 1 of the backward: S1, S2 per (b, c). With dz_out it also keeps dz (fp32) for pass 2,
+// which then skips recomputing the SiLU's derivative.
 template <typename T>
 std::vector<double> grad_sums(const T* g, const T* x, const float* za, const float* zb, const float* ry,
-                              const float* my, const Shape& s, bool act) {
+                              const float* my, const Shape& s, bool act, float* dz_out) {
   const int64_t C = s.C;
-  return blocked_channel_sums(s, [&](int64_t b, int64_t r0, int64_t r1, float* s1, float* s2) {
+  return blocked_channel_sums(s, [&](int64_t b, int64_t r0, int64_t r1, float* __restrict s1,
+                                     float* __restrict s2) {
     const float *a = za + b * C, *bb = zb + b * C, *r_ = ry + b * C, *m = my + b * C;
     for (int64_t r = r0; r < r1; ++r) {
       const T *gr = g + r * C, *xr = x + r * C;
-      for (int64_t c = 0; c < C; ++c) {
-        const float xv = load(xr, c), dz = dz_at<T>(load(gr, c), xv, a[c], bb[c], act);
-        s1[c] += dz;
-        s2[c] += dz * (xv * r_[c] + m[c]);
+      if (dz_out) {
+        float* __restrict dzr = dz_out + r * C;
+        for (int64_t c = 0; c < C; ++c) {
+          const float xv = load(xr, c), dz = dz_at<T>(load(gr, c), xv, a[c], bb[c], act);
+          dzr[c] = dz;
+          s1[c] += dz;
+          s2[c] += dz * (xv * r_[c] + m[c]);
+        }
+      } else {
+        for (int64_t c = 0; c < C; ++c) {
+          const float xv = load(xr, c), dz = dz_at<T>(load(gr, c), xv, a[c], bb[c], act);
+          s1[c] += dz;
+          s2[c] += dz * (xv * r_[c] + m[c]);
+        }
       }
     }
   });
 }
 
+// Pass 2: dx = P dz + Q y + K, with dz from pass 1's buffer when it kept one.
 template <typename T>
 void grad_input(const T* g, const T* x, T* dx, const float* za, const float* zb, const float* ry, const float* my,
-                const float* p, const float* q, const float* k, const Shape& s, bool act) {
+                const float* p, const float* q, const float* k, const Shape& s, bool act, const float* dz_in) {
   const int64_t C = s.C;
   at::parallel_for(0, s.B * s.N, grain_rows(C), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t o = (r / s.N) * C;
       const T *gr = g + r * C, *xr = x + r * C;
       T* d = dx + r * C;
-      for (int64_t c = 0; c < C; ++c) {
-        const float xv = load(xr, c), dz = dz_at<T>(load(gr, c), xv, za[o + c], zb[o + c], act);
-        store(d, c, p[o + c] * dz + q[o + c] * (xv * ry[o + c] + my[o + c]) + k[o + c]);
+      if (dz_in) {
+        const float* __restrict dzr = dz_in + r * C;
+        for (int64_t c = 0; c < C; ++c) {
+          const float xv = load(xr, c);
+          store(d, c, p[o + c] * dzr[c] + q[o + c] * (xv * ry[o + c] + my[o + c]) + k[o + c]);
+        }
+      } else {
+        for (int64_t c = 0; c < C; ++c) {
+          const float xv = load(xr, c), dz = dz_at<T>(load(gr, c), xv, za[o + c], zb[o + c], act);
+          store(d, c, p[o + c] * dz + q[o + c] * (xv * ry[o + c] + my[o + c]) + k[o + c]);
+        }
       }
     }
   });
@@ -264,8 +287,43 @@ std::tuple<Tensor, Tensor, Tensor> forward(const Tensor& x_in, const std::option
   return {out, mean, rstd};
 }
 
-// Returns (dx, or an empty tensor when need_dx is false, S1, S2) with S1, S2 of shape (B, C) in fp32.
-std::tuple<Tensor, Tensor, Tensor> backward(const Tensor& grad_in, const Tensor& x_in,
+// The parameters' gradients from S1 = sum_n dz and S2 = sum_n dz y (per b, c):
+//   d_gamma = sum_b S2 (1 + scale), d_beta = sum_b S1 (1 + scale),
+//   d_scale = S2 gamma + S1 beta, d_shift = S1,
+// each in its parameter's dtype, or an empty tensor for a parameter that is absent.
+std::vector<Tensor> param_grads(const std::vector<double>& sums, const std::optional<Tensor>& weight,
+                                const std::optional<Tensor>& bias, const std::optional<Tensor>& scale,
+                                const std::optional<Tensor>& shift, const Shape& s, const Tensor& like) {
+  auto present = [](const std::optional<Tensor>& t) { return t.has_value() && t->defined(); };
+  const auto gamma = per_sample_channel(weight, s, 1.0f, false), beta = per_sample_channel(bias, s, 0.0f, false);
+  const auto sc = per_sample_channel(scale, s, 0.0f, true);
+  const int64_t n = s.B * s.C;
+  const double *s1 = sums.data(), *s2 = sums.data() + n;
+  std::vector<Tensor> out;
+  auto make = [&](const std::optional<Tensor>& p, std::vector<int64_t> shape, auto value) {
+    if (!present(p)) return at::empty({0}, like.options().dtype(at::kFloat));
+    Tensor t = at::empty(shape, like.options().dtype(at::kFloat));
+    float* d = t.data_ptr<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) d[i] = float(value(i));
+    return t.to(p->scalar_type()).view(p->sizes());
+  };
+  out.push_back(make(weight, {s.C}, [&](int64_t c) {
+    double v = 0;
+    for (int64_t b = 0; b < s.B; ++b) v += s2[b * s.C + c] * (1.0 + sc[b * s.C + c]);
+    return v;
+  }));
+  out.push_back(make(bias, {s.C}, [&](int64_t c) {
+    double v = 0;
+    for (int64_t b = 0; b < s.B; ++b) v += s1[b * s.C + c] * (1.0 + sc[b * s.C + c]);
+    return v;
+  }));
+  out.push_back(make(scale, {s.B, s.C}, [&](int64_t i) { return s2[i] * gamma[i % s.C] + s1[i] * beta[i % s.C]; }));
+  out.push_back(make(shift, {s.B, s.C}, [&](int64_t i) { return s1[i]; }));
+  return out;
+}
+
+// Returns (dx, or an empty tensor when need_dx is false, d_weight, d_bias, d_scale, d_shift).
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> backward(const Tensor& grad_in, const Tensor& x_in,
                                             const std::optional<Tensor>& weight, const std::optional<Tensor>& bias,
                                             const std::optional<Tensor>& scale, const std::optional<Tensor>& shift,
                                             const Tensor& mean, const Tensor& rstd, int64_t groups, bool act,
@@ -278,16 +336,24 @@ std::tuple<Tensor, Tensor, Tensor> backward(const Tensor& grad_in, const Tensor&
   std::vector<float> a, bv, za, zb, ry, my;
   affine_factors(weight, bias, scale, shift, s, a, bv);
   folded_factors(s, a, bv, mean_f.data_ptr<float>(), rstd_f.data_ptr<float>(), za, zb, ry, my);
-  Tensor s1 = at::empty({s.B, s.C}, x_in.options().dtype(at::kFloat));
-  Tensor s2 = at::empty({s.B, s.C}, x_in.options().dtype(at::kFloat));
   Tensor dx = at::empty({0}, x_in.options());  // returned when dx is not needed
+  std::vector<Tensor> dparams;
   dispatch(x, [&](auto tag) {
     using T = decltype(tag);
     const T *xp = reinterpret_cast<const T*>(x.data_ptr()), *gp = reinterpret_cast<const T*>(g.data_ptr());
-    const std::vector<double> sums = grad_sums(gp, xp, za.data(), zb.data(), ry.data(), my.data(), s, act);
-    float *p1 = s1.data_ptr<float>(), *p2 = s2.data_ptr<float>();
+    // Keeping dz costs a write and a read of an fp32 map; recomputing it costs the exp. The
+    // first is cheaper while the map stays in cache.
+    // The buffer is kept per calling thread: a fresh one each call would be page-faulted in
+    // each time under glibc's malloc, which returns large blocks to the OS.
+    static thread_local std::vector<float> dz_keep;
+    float* dz = nullptr;
+    if (act && need_dx && s.B * s.N * s.C <= kKeepDzElems) {
+      if (dz_keep.size() < size_t(s.B * s.N * s.C)) dz_keep.resize(s.B * s.N * s.C);
+      dz = dz_keep.data();
+    }
+    const std::vector<double> sums = grad_sums(gp, xp, za.data(), zb.data(), ry.data(), my.data(), s, act, dz);
+    dparams = param_grads(sums, weight, bias, scale, shift, s, x_in);
     const int64_t n = s.B * s.C, cg = s.C / s.G;
-    for (int64_t i = 0; i < n; ++i) p1[i] = float(sums[i]), p2[i] = float(sums[n + i]);
     if (!need_dx) return;
     // dx = P dz + Q y + K with P = rstd A, Q = -rstd mean_g(A S2), K = -rstd mean_g(A S1).
     std::vector<float> p(n), q(n), k(n);
@@ -309,10 +375,10 @@ std::tuple<Tensor, Tensor, Tensor> backward(const Tensor& grad_in, const Tensor&
       }
     auto [dx_t, dx_rows] = empty_channels_last(x_in);
     grad_input(gp, xp, reinterpret_cast<T*>(dx_rows.data_ptr()), za.data(), zb.data(), ry.data(), my.data(),
-               p.data(), q.data(), k.data(), s, act);
+               p.data(), q.data(), k.data(), s, act, dz);
     dx = dx_t;
   });
-  return {dx, s1, s2};
+  return {dx, dparams[0], dparams[1], dparams[2], dparams[3]};
 }
 
 }  // namespace
@@ -324,6 +390,6 @@ TORCH_LIBRARY(ddpm_native, m) {
       &forward);
   m.def(
       "group_norm_act_backward(Tensor grad, Tensor x, Tensor? weight, Tensor? bias, Tensor? scale, Tensor? shift, "
-      "Tensor mean, Tensor rstd, int groups, bool act, bool need_dx) -> (Tensor, Tensor, Tensor)",
+      "Tensor mean, Tensor rstd, int groups, bool act, bool need_dx) -> (Tensor, Tensor, Tensor, Tensor, Tensor)",
       &backward);
 }
