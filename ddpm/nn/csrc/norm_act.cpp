@@ -93,16 +93,33 @@ void affine_factors(const std::optional<Tensor>& weight, const std::optional<Ten
 
 int64_t grain_rows(int64_t C) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(C, 1)); }
 
-// Runs fn(b, first_row, end_row, sums) over blocks of at most kBlockRows rows of one sample, in
-// parallel; each thread's fp32 block sums (2 x C values) are added into fp64 totals (2 x B x C),
-// returned summed over threads.
+// The rows cut into a fixed number of parts, one per thread. Every pass over a map uses the same
+// cut, so (with OpenMP's static assignment of parts to threads) the backward's second pass reads
+// the dz a thread wrote in the first pass from that core's own cache; indexing per-part state by
+// part rather than by thread id also keeps it safe inside a nested parallel region.
+int64_t part_count(const Shape& s) {
+  const int64_t rows = s.B * s.N, grain = grain_rows(s.C);
+  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), (rows + grain - 1) / grain));
+}
+
+template <typename PartFn>
+void for_each_part(const Shape& s, PartFn fn) {
+  const int64_t rows = s.B * s.N, parts = part_count(s);
+  at::parallel_for(0, parts, 1, [&](int64_t first, int64_t last) {
+    for (int64_t part = first; part < last; ++part) fn(part, rows * part / parts, rows * (part + 1) / parts);
+  });
+}
+
+// Runs fn(b, first_row, end_row, sum1, sum2) over blocks of at most kBlockRows rows of one
+// sample. Each part has its own fp64 totals (2 x B x C) that take its blocks' fp32 sums; the
+// parts' totals are then added in order, so the result is the same from run to run.
 template <typename BlockFn>
 std::vector<double> blocked_channel_sums(const Shape& s, BlockFn fn) {
-  const int64_t threads = at::get_num_threads(), per = 2 * s.B * s.C;
-  std::vector<double> partial(threads * per, 0.0);
-  at::parallel_for(0, s.B * s.N, grain_rows(s.C), [&](int64_t begin, int64_t end) {
-    double* tot = partial.data() + at::get_thread_num() * per;
+  const int64_t per = 2 * s.B * s.C, parts = part_count(s);
+  std::vector<double> partial(parts * per, 0.0);
+  for_each_part(s, [&](int64_t part, int64_t begin, int64_t end) {
     std::vector<float> acc(2 * s.C);
+    double* tot = partial.data() + part * per;
     for (int64_t r = begin; r < end;) {
       const int64_t b = r / s.N, stop = std::min({end, (b + 1) * s.N, r + kBlockRows});
       std::fill(acc.begin(), acc.end(), 0.0f);
@@ -116,8 +133,8 @@ std::vector<double> blocked_channel_sums(const Shape& s, BlockFn fn) {
       r = stop;
     }
   });
-  for (int64_t t = 1; t < threads; ++t)
-    for (int64_t i = 0; i < per; ++i) partial[i] += partial[t * per + i];
+  for (int64_t part = 1; part < parts; ++part)
+    for (int64_t i = 0; i < per; ++i) partial[i] += partial[part * per + i];
   partial.resize(per);
   return partial;
 }
@@ -140,7 +157,7 @@ std::vector<double> moments(const T* x, const Shape& s) {
 template <typename T>
 void apply(const T* x, T* out, const float* za, const float* zb, const Shape& s, bool act) {
   const int64_t C = s.C;
-  at::parallel_for(0, s.B * s.N, grain_rows(C), [&](int64_t begin, int64_t end) {
+  for_each_part(s, [&](int64_t, int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t b = r / s.N;
       const float *a = za + b * C, *bb = zb + b * C;
@@ -201,7 +218,7 @@ template <typename T>
 void grad_input(const T* g, const T* x, T* dx, const float* za, const float* zb, const float* ry, const float* my,
                 const float* p, const float* q, const float* k, const Shape& s, bool act, const float* dz_in) {
   const int64_t C = s.C;
-  at::parallel_for(0, s.B * s.N, grain_rows(C), [&](int64_t begin, int64_t end) {
+  for_each_part(s, [&](int64_t, int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t o = (r / s.N) * C;
       const T *gr = g + r * C, *xr = x + r * C;
