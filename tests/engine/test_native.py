@@ -92,6 +92,34 @@ def test_norm_act_kernel_matches_float64_autograd(dtype, shape, groups, affine, 
         assert err < (2e-4 if dtype == torch.float32 else 0.03), f"d{name}: max error {err:.2e} of its range"
 
 
+def test_maps_too_big_to_keep_dz_recompute_it_and_agree():
+    # 2 x 16 x 256 x 260 = 2.13M elements: above the kernel's 2^21 limit for keeping dz in fp32
+    x, (w, b, sc, sh) = _leaves((2, 16, 256, 260), torch.float32, True, True)
+    out = group_norm_act(x, 4, w, b, 1e-5, sc, sh, True)
+    as64 = [t.detach().double().requires_grad_() for t in (x, w, b, sc, sh)]
+    ref = _reference(as64[0], 4, *as64[1:], True)
+    grad = torch.randn(ref.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    got = torch.autograd.grad(out, (x, w, sc), _channels_last(grad.float()))
+    want = torch.autograd.grad(ref, (as64[0], as64[1], as64[3]), grad)
+    for g1, g2 in zip(got, want):
+        assert (g1.double() - g2).abs().max().item() / g2.abs().max().item() < 2e-4
+
+
+def test_statistics_and_gradients_are_the_same_every_run():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x, (w, b, sc, sh) = _leaves((3, 64, 40, 41), torch.bfloat16, True, True)
+        grad = _channels_last(torch.randn(x.shape).to(torch.bfloat16))
+        runs = []
+        for _ in range(3):
+            out = group_norm_act(x, 8, w, b, 1e-5, sc, sh, True)
+            runs.append([out, *torch.autograd.grad(out, (x, w, sc), grad)])
+        assert all(torch.equal(a, b_) for run in runs[1:] for a, b_ in zip(runs[0], run))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_a_contiguous_incoming_gradient_gives_the_same_result():
     x, (w, b, sc, sh) = _leaves((2, 16, 9, 9), torch.float32, True, True)
     out = group_norm_act(x, 4, w, b, 1e-5, sc, sh, True)
