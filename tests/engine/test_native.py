@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ddpm.nn import native
 from ddpm.nn.norm_act import group_norm_act
+from norm_reference import reference_norm_act
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,16 +35,6 @@ def test_ddpm_kernels_command_says_whether_training_uses_them(disabled):
     else:
         assert r.returncode == 0 and r.stdout.startswith("native CPU kernels loaded"), r.stdout + r.stderr
         assert native.build_name() in r.stdout  # the cache entry this process loaded too
-
-
-def _reference(x, groups, weight, bias, scale, shift, act):
-    h = F.group_norm(x, groups, weight, bias, 1e-5)
-    per_channel = (1,) * (x.dim() - 2)
-    if scale is not None:
-        h = h * (1 + scale.view(*scale.shape, *per_channel))
-    if shift is not None:
-        h = h + shift.view(*shift.shape, *per_channel)
-    return F.silu(h) if act else h
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -79,7 +69,7 @@ def test_norm_act_kernel_matches_float64_autograd(dtype, shape, groups, affine, 
     assert out.dtype == dtype
     assert out.is_contiguous(memory_format=torch.channels_last_3d if out.dim() == 5 else torch.channels_last)
     as64 = [t.detach().double().requires_grad_() if t is not None else None for t in (x, w, b, sc, sh)]
-    ref = _reference(as64[0], groups, *as64[1:], act)
+    ref = reference_norm_act(as64[0], groups, *as64[1:], act)
     torch.testing.assert_close(out.double(), ref, **TOL[dtype])
 
     grad = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -97,7 +87,7 @@ def test_maps_too_big_to_keep_dz_recompute_it_and_agree():
     x, (w, b, sc, sh) = _leaves((2, 16, 256, 260), torch.float32, True, True)
     out = group_norm_act(x, 4, w, b, 1e-5, sc, sh, True)
     as64 = [t.detach().double().requires_grad_() for t in (x, w, b, sc, sh)]
-    ref = _reference(as64[0], 4, *as64[1:], True)
+    ref = reference_norm_act(as64[0], 4, *as64[1:], True)
     grad = torch.randn(ref.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     got = torch.autograd.grad(out, (x, w, sc), _channels_last(grad.float()))
     want = torch.autograd.grad(ref, (as64[0], as64[1], as64[3]), grad)

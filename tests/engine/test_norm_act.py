@@ -5,21 +5,11 @@ through F.group_norm -> (1 + scale), + shift -> SiLU, in float64, in both memory
 """
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ddpm.nn.norm_act import group_norm_act
+from norm_reference import reference_norm_act
 
 torch.set_num_threads(1)
-
-
-def _reference(x, groups, weight, bias, scale, shift, act):
-    h = F.group_norm(x, groups, weight, bias, 1e-5)
-    per_channel = (1,) * (x.dim() - 2)
-    if scale is not None:
-        h = h * (1 + scale.view(*scale.shape, *per_channel))
-    if shift is not None:
-        h = h + shift.view(*shift.shape, *per_channel)
-    return F.silu(h) if act else h
 
 
 def _layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -51,7 +41,7 @@ def _inputs(shape, channels_last, affine, scale_shift, dtype=torch.float64, seed
 def test_forward_and_every_gradient_match_the_plain_ops(dims, channels_last, affine, scale_shift, act):
     x, w, b, sc, sh = _inputs((2, 8, *([6] * dims)), channels_last, affine, scale_shift)
     out = group_norm_act(x, 4, w, b, 1e-5, sc, sh, act)
-    ref = _reference(x, 4, w, b, sc, sh, act)
+    ref = reference_norm_act(x, 4, w, b, sc, sh, act)
     torch.testing.assert_close(out, ref, atol=1e-12, rtol=1e-10)
     assert out.is_contiguous(memory_format=torch.channels_last_3d if dims == 3 else torch.channels_last) == channels_last
     grad = torch.randn_like(ref)
@@ -67,7 +57,7 @@ def test_big_few_channel_maps_take_the_matmul_sums_and_stay_exact(channels_last)
     # >= 4M elements with <= 64 channels: the per-channel dot products come from one bmm
     x, w, b, sc, sh = _inputs((1, 32, 32, 64, 64), channels_last, affine=False, scale_shift=True)
     out = group_norm_act(x, 32, w, b, 1e-5, sc, sh)
-    ref = _reference(x, 32, w, b, sc, sh, True)
+    ref = reference_norm_act(x, 32, w, b, sc, sh, True)
     grad = torch.randn_like(ref)
     got = torch.autograd.grad(out, [x, sc, sh], grad)
     want = torch.autograd.grad(ref, [x, sc, sh], grad)
@@ -78,7 +68,7 @@ def test_big_few_channel_maps_take_the_matmul_sums_and_stay_exact(channels_last)
 def test_bf16_gradients_stay_close_to_fp32():
     x, w, b, sc, sh = _inputs((2, 64, 16, 16, 16), True, affine=True, scale_shift=True, dtype=torch.float32)
     grad = torch.randn(x.shape)
-    want = torch.autograd.grad(_reference(x, 32, w, b, sc, sh, True), [x, w, sc], grad)
+    want = torch.autograd.grad(reference_norm_act(x, 32, w, b, sc, sh, True), [x, w, sc], grad)
     xb = x.detach().bfloat16().requires_grad_()
     scb, shb = sc.detach().bfloat16().requires_grad_(), sh.detach().bfloat16().requires_grad_()
     out = group_norm_act(xb, 32, w, b, 1e-5, scb, shb)
@@ -95,6 +85,6 @@ def test_inference_runs_in_place_and_matches(side, channels_last):
     x, w, b, sc, sh = _inputs((2, 64, side, side), channels_last, affine=True, scale_shift=True, dtype=torch.float32)
     with torch.no_grad():
         out = group_norm_act(x, 32, w, b, 1e-5, sc, sh)
-        ref = _reference(x, 32, w, b, sc, sh, True)
+        ref = reference_norm_act(x, 32, w, b, sc, sh, True)
     torch.testing.assert_close(out, ref, atol=2e-4, rtol=1e-4)  # fp32, mean 20 std 3
     assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
