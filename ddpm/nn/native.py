@@ -16,7 +16,6 @@ import hashlib
 import logging
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -89,19 +88,20 @@ def ops() -> Optional[Any]:
         return _state["ops"]
     with _lock:
         if "ops" not in _state:
-            _state["ops"], _state["reason"] = None, ""
+            loaded, reason = None, ""
             if os.environ.get("DDPM_NATIVE", "1") == "0":
-                _state["reason"] = "disabled by DDPM_NATIVE=0"
+                reason = "disabled by DDPM_NATIVE=0"
             else:
-                t0 = time.perf_counter()
                 try:
-                    _state["ops"] = _build()
-                    _state["build_s"] = time.perf_counter() - t0
+                    loaded = _build()
                 except Exception as e:  # noqa: BLE001 - no compiler, a failed build: fall back, say why
                     first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                    _state["reason"] = f"{type(e).__name__}: {first}"
+                    reason = f"{type(e).__name__}: {first}"
                     log.warning("native CPU kernels unavailable (%s); using the PyTorch-op path, which "
-                                "is slower on CPU (install g++ to get them)", _state["reason"])
+                                "is slower on CPU (install g++ to get them)", reason)
+            # "ops" last: a thread reading it without the lock sees either nothing or the outcome
+            _state["reason"] = reason
+            _state["ops"] = loaded
     return _state["ops"]
 
 
