@@ -6,8 +6,9 @@ faster at every size a U-Net uses (2 cores, torch 2.13, forward + backward, 4 he
 4096 tokens x batch 2: 231 ms against 299 ms; 1024 x 2: 12.7 against 19.3 ms; 256 x 8: 3.8
 against 8.2 ms). Like flash attention it keeps only q, k and v for the backward pass and
 recomputes each chunk's probabilities there, so memory stays linear in the number of tokens;
-the chunk's score buffers are allocated once per call and reused, because a fresh large
-tensor per chunk costs more in page faults than the matmuls themselves. In fp32 the flash
+the score buffers are kept between calls (``_scratch``), because a fresh large tensor costs
+more in page faults than the matmuls themselves. Softmax and its backward run in place in the
+native kernels (``csrc/softmax.cpp``) when built; torch's ops then need one spare buffer. In fp32 the flash
 kernel is the faster one and is kept (see ``Attention``).
 """
 from __future__ import annotations
@@ -118,6 +119,7 @@ class _ChunkedAttention(torch.autograd.Function):
         part = torch.empty_like(qs)
         for i in range(0, n, chunk):
             c = min(chunk, n - i)
+            # p is the spare buffer for torch's softmax; with the native one it aliases s, unused
             s, dp, p = (bufs[j % len(bufs)][: bh * c * n].view(bh, c, n) for j in range(3))
             q_c, g_c = qs[:, i:i + c], grad[:, i:i + c]
             torch.bmm(q_c, kt, out=s)

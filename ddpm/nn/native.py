@@ -2,7 +2,7 @@
 
 Why compiled here rather than shipped: the kernels are built with ``-march=native`` for the CPU
 they run on (AVX-512 where there is one), which a prebuilt wheel cannot be. The build takes
-about 10 s with g++ and ninja (a pinned dependency) and is cached by torch's extension loader
+about 7 s with g++ and ninja (a pinned dependency) and is cached by torch's extension loader
 under ``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``). The cache entry's
 name carries a hash of the CPU's feature flags, so a home directory shared by different machines
 never runs code built for another CPU. ``make setup`` builds it ahead of time (``ddpm kernels``).

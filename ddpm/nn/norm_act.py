@@ -1,5 +1,7 @@
 """GroupNorm, per-sample scale/shift and SiLU as one autograd node for CPU training (and the
-same math in place for CPU inference).
+same math in place for CPU inference). Channels-last fp32/bf16 maps go to the C++ kernels of
+``csrc/norm_act.cpp`` when they are built (``_NativeNormAct``); the PyTorch-op node below takes
+everything else (contiguous layout, fp64, fp16, or no compiler).
 
 Why: on CPU every elementwise pass over a 3D activation is memory-bound (a 2 x 32 x 64^3 bf16
 map takes ~10 ms per pass on the 2-core machine), and PyTorch's native GroupNorm backward is
@@ -133,24 +135,18 @@ class _NormScaleShiftAct(torch.autograd.Function):
             k = (-(r * m1))[..., None].expand(b, groups, cg).reshape(b, c)
             dx = torch.addcmul(_per_channel(k, y), y, _per_channel(q, y))
             dx.addcmul_(dz, _per_channel(p, y))
-        return (dx, *_param_grads(ctx.needs_input_grad, s1, s2, weight, bias, scale, shift_dtype, a),
-                None, None, None)
-
-
-def _param_grads(needs, s1: torch.Tensor, s2: torch.Tensor, weight, bias, scale, shift_dtype, like: torch.Tensor):
-    """(d_gamma, d_beta, d_scale, d_shift) from the per-(b, c) sums S1 = sum dz and S2 = sum dz y."""
-    b, c = s1.shape
-    dw = db = dscale = dshift = None
-    one_s, gamma, beta = _affine_parts(weight, bias, scale, b, c, like)
-    if needs[1] and weight is not None:
-        dw = (s2 * one_s).sum(0).to(weight.dtype)
-    if needs[2] and bias is not None:
-        db = (s1 * one_s).sum(0).to(bias.dtype)
-    if needs[3] and scale is not None:
-        dscale = (s2 * gamma + s1 * beta).to(scale.dtype).view(scale.shape)
-    if needs[4] and shift_dtype is not None:
-        dshift = s1.to(shift_dtype)
-    return dw, db, dscale, dshift
+        need_w, need_b, need_scale, need_shift = ctx.needs_input_grad[1:5]
+        dw = db = dscale = dshift = None
+        one_s, gamma, beta = _affine_parts(weight, bias, scale, b, c, a)
+        if need_w and weight is not None:
+            dw = (s2 * one_s).sum(0).to(weight.dtype)
+        if need_b and bias is not None:
+            db = (s1 * one_s).sum(0).to(bias.dtype)
+        if need_scale and scale is not None:
+            dscale = (s2 * gamma + s1 * beta).to(scale.dtype).view(scale.shape)
+        if need_shift and shift_dtype is not None:
+            dshift = s1.to(shift_dtype)
+        return dx, dw, db, dscale, dshift, None, None, None
 
 
 class _NativeNormAct(torch.autograd.Function):
@@ -199,9 +195,9 @@ def group_norm_act(
 ) -> torch.Tensor:
     """silu(group_norm(x) * (1 + scale) + shift), scale/shift of shape (B, C[, 1...]) or None.
 
-    Runs in x's dtype (the statistics accumulate in fp32 inside the native kernel). CPU training
-    takes the fused node above and CPU inference the same math in place; CUDA runs the plain
-    ops, whose kernels are already fast there.
+    Runs in x's dtype (the statistics accumulate in fp32 or wider). On CPU: the C++ kernels for
+    channels-last fp32/bf16 maps, else the fused node above for training and the same math in
+    place for inference; CUDA runs the plain ops, whose kernels are already fast there.
     """
     if scale is not None:
         scale = scale.reshape(x.shape[0], x.shape[1])
