@@ -124,8 +124,9 @@ class _NormScaleShiftAct(torch.autograd.Function):
         dz = torch.ops.aten.silu_backward(grad, z) if act else grad
         s1, s2 = _channel_sums(dz, y, cl)  # (B, C) fp32
 
-        dx = None
-        if ctx.needs_input_grad[0]:
+        need_x, need_w, need_b, need_scale, need_shift = ctx.needs_input_grad[:5]
+        dx = dw = db = dscale = dshift = None
+        if need_x:
             cg = c // groups
             m1 = (a * s1).view(b, groups, cg).sum(-1) / (n * cg)  # mean_g(dz * A)
             m2 = (a * s2).view(b, groups, cg).sum(-1) / (n * cg)  # mean_g(dz * A * y)
@@ -135,8 +136,6 @@ class _NormScaleShiftAct(torch.autograd.Function):
             k = (-(r * m1))[..., None].expand(b, groups, cg).reshape(b, c)
             dx = torch.addcmul(_per_channel(k, y), y, _per_channel(q, y))
             dx.addcmul_(dz, _per_channel(p, y))
-        need_w, need_b, need_scale, need_shift = ctx.needs_input_grad[1:5]
-        dw = db = dscale = dshift = None
         one_s, gamma, beta = _affine_parts(weight, bias, scale, b, c, a)
         if need_w and weight is not None:
             dw = (s2 * one_s).sum(0).to(weight.dtype)
