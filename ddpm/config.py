@@ -13,13 +13,33 @@ from __future__ import annotations
 
 import difflib
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Schedule = Literal["linear", "cosine", "sigmoid", "quadratic"]
-Sampler = Literal["ddpm", "ddim", "dpmpp2m"]
+
+
+class Sampler(StrEnum):
+    """The samplers the engine has; the REST API, the CLI and the UI take their names from here."""
+
+    ddpm = "ddpm"
+    ddim = "ddim"
+    dpmpp2m = "dpmpp2m"
+
+
+# The fast sampler the README recommends (DPM-Solver++ 2M at 20-25 steps): every default sampler.
+DEFAULT_SAMPLER = Sampler.dpmpp2m
+
+
+class ErrorItem(BaseModel):
+    """One bad input: the 422 of job creation and of /api/config/check list these."""
+
+    loc: str = Field(..., description="dotted key path of the bad field (e.g. config.model.lr, "
+                                      "dataset_id) or the file's path")
+    msg: str
 
 
 class ConfigError(ValueError):
@@ -112,7 +132,7 @@ class ModelConfig(_Strict):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     min_snr_gamma: Optional[float] = Field(None, gt=0.0, description="min-SNR loss weighting (e.g. 5)")
     metric_samples: int = Field(4, ge=0, le=64, description="EMA samples drawn at each metric step")
-    metric_sampler: Sampler = "dpmpp2m"
+    metric_sampler: Sampler = DEFAULT_SAMPLER
     metric_steps: int = Field(20, ge=1, le=10000)
 
 
@@ -190,28 +210,10 @@ class TrainConfig(_Strict):
         if ds.name != want:
             errs.append(("dataset.name", f"'{ds.name}' does not match is_3d={str(self.is_3d).lower()}; "
                                          f"use '{want}'"))
-        levels = len(unet.channel_mults)
-        factor = 2 ** (levels - 1)
-        if ds.image_size % factor:
-            ok = valid_sizes_near(ds.image_size, factor)
-            errs.append(("dataset.image_size",
-                         f"{ds.image_size} cannot pass through {levels} levels (must be divisible by "
-                         f"{factor}); try {' or '.join(map(str, ok))}"))
-            return errs
-        sides = feature_sides(ds.image_size, levels)
-        for side in unet.attn_res or []:
-            if side not in sides:
-                errs.append(("model.unet.attn_res",
-                             f"{side} is not a feature-map side; the sides are {sides}"))
-        channels = [unet.dim * m for m in unet.channel_mults]
-        for side in unet.attn_res if unet.attn_res is not None else [sides[-1]]:
-            if side in sides:
-                ch = channels[sides.index(side)]
-                if ch % unet.num_head_channels:
-                    errs.append(("model.unet.num_head_channels",
-                                 f"{unet.num_head_channels} does not divide the {ch} channels at side {side}"))
-        if unet.dim % 8:
-            errs.append(("model.unet.dim", f"{unet.dim} must be a multiple of 8 (GroupNorm groups)"))
+        errs += [("dataset.image_size" if key == "image_size" else f"model.unet.{key}", msg)
+                 for key, msg in unet_shape_problems(
+            unet.dim, unet.channel_mults, ds.image_size, unet.attn_res, unet.num_head_channels,
+            unet.linear_attn)]
         if self.model.metric_sampler == "ddpm" and self.model.metric_steps > self.model.beta_schedule.train.n_timestep:
             errs.append(("model.metric_steps", "cannot exceed model.beta_schedule.train.n_timestep"))
         return errs
@@ -220,6 +222,42 @@ class TrainConfig(_Strict):
 def feature_sides(image_size: int, levels: int) -> list[int]:
     """Feature-map side at each U-Net level, from the input down to the lowest."""
     return [image_size // 2 ** i for i in range(levels)]
+
+
+def attention_sides(attn_res: Optional[list[int]], sides: list[int]) -> list[int]:
+    """The sides where full attention runs: ``attn_res``, or the lowest level's side when null."""
+    return [sides[-1]] if attn_res is None else list(attn_res)
+
+
+def unet_shape_problems(dim: int, channel_mults: list[int], image_size: int,
+                        attn_res: Optional[list[int]], num_head_channels: int,
+                        linear_attn: bool = False) -> list[tuple[str, str]]:
+    """Why a U-Net of this shape cannot be built, as (U-Net key, reason) pairs; [] when it can.
+
+    The one place these rules live: ``TrainConfig`` reports them by key path and ``UNet``
+    raises them for a direct construction.
+    """
+    errs: list[tuple[str, str]] = []
+    levels = len(channel_mults)
+    factor = 2 ** (levels - 1)
+    if image_size % factor:
+        ok = valid_sizes_near(image_size, factor)
+        return [("image_size", f"{image_size} cannot pass through {levels} levels (must be divisible "
+                               f"by {factor}); try {' or '.join(map(str, ok))}")]
+    sides = feature_sides(image_size, levels)
+    for side in attn_res or []:
+        if side not in sides:
+            errs.append(("attn_res", f"{side} is not a feature-map side; the sides are {sides}"))
+    channels = [dim * m for m in channel_mults]
+    full = attention_sides(attn_res, sides)
+    for level, side in enumerate(sides):
+        if side in full or linear_attn:
+            if channels[level] % num_head_channels:
+                errs.append(("num_head_channels", f"{num_head_channels} does not divide the "
+                                                  f"{channels[level]} channels at side {side}"))
+    if dim % 8:
+        errs.append(("dim", f"{dim} must be a multiple of 8 (GroupNorm groups)"))
+    return errs
 
 
 def valid_sizes_near(size: int, factor: int) -> list[int]:
