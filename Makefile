@@ -9,7 +9,7 @@ PY_STAMP := $(VENV)/.installed
 FE_STAMP := frontend/dist/.built
 FE_SOURCES := $(shell find frontend/src frontend/index.html frontend/package.json frontend/package-lock.json frontend/vite.config.ts frontend/tsconfig*.json -type f 2>/dev/null)
 
-.PHONY: setup test run stop bench frontend system-deps clean example-data
+.PHONY: setup test run stop bench frontend api-client system-deps clean example-data
 
 setup: $(PY_STAMP) $(FE_STAMP)
 
@@ -27,6 +27,11 @@ $(FE_STAMP): $(FE_SOURCES)
 	@command -v npm >/dev/null || { echo "npm (Node.js 20+) is needed to build the frontend"; exit 1; }
 	cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build
 	@touch $@
+
+# The frontend's REST types, generated from the API's OpenAPI description (tests/test_api_client.py
+# fails when the committed file is stale): run after changing a route or a request/response model.
+api-client: | $(PY_STAMP)
+	$(PY) scripts/api_client.py
 
 # Redis, Chromium (browser tests) and PostgreSQL (scale-out test): apt when root, else say what is missing.
 system-deps:
