@@ -7,8 +7,9 @@ PY=.venv/bin/python
 export DATA_DIR="${DATA_DIR:-$PWD/data}"
 export PORT="${PORT:-8000}"
 export HOST="${HOST:-127.0.0.1}"
-RUN_DIR=.run
+export RUN_DIR="${RUN_DIR:-.run}"  # tests point it elsewhere; scripts/stop.sh reads it too
 mkdir -p "$RUN_DIR" "$DATA_DIR"
+rm -f "$RUN_DIR/stopping"  # left by the last `make stop`
 echo "run $$" > "$RUN_DIR/pids"
 
 if [ -z "${REDIS_URL:-}" ]; then
@@ -52,6 +53,11 @@ for _ in $(seq 1 60); do
   fi
   sleep 1
 done
-# Exit (and stop the rest) as soon as any of the three dies.
+# Exit (and stop the rest) as soon as any of the three dies. `make stop` ends them on purpose:
+# it leaves .run/stopping first, and then there is nothing to report.
 wait -n
-echo "a process ended; see $RUN_DIR/*.log"
+if [ -e "$RUN_DIR/stopping" ]; then
+  echo "stopped by make stop"
+else
+  echo "a process ended unexpectedly; see $RUN_DIR/*.log"
+fi

@@ -3,14 +3,16 @@
 # the worker first (it checkpoints its job and hands it back through Redis and the database),
 # then the API, then Redis. Each gets TERM, then KILL after its grace period.
 cd "$(dirname "$0")/.."
-[ -f .run/pids ] || { echo "nothing to stop"; exit 0; }
-exec 9>.run/stop.lock
+RUN_DIR="${RUN_DIR:-.run}"
+[ -f "$RUN_DIR/pids" ] || { echo "nothing to stop"; exit 0; }
+exec 9>"$RUN_DIR/stop.lock"
 flock 9  # `make stop` and the run's own Ctrl-C handler may both arrive: one stops, one waits
-[ -f .run/pids ] || exit 0
+[ -f "$RUN_DIR/pids" ] || exit 0
+touch "$RUN_DIR/stopping"  # tells `make run`'s loop that these exits are wanted (scripts/run.sh)
 
 stop_one() {  # name, grace seconds
   local pid
-  pid=$(awk -v n="$1" '$1 == n {print $2}' .run/pids)
+  pid=$(awk -v n="$1" '$1 == n {print $2}' "$RUN_DIR/pids")
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
   kill -TERM "$pid" 2>/dev/null
   for _ in $(seq 1 $(($2 * 2))); do
@@ -24,5 +26,5 @@ stop_one() {  # name, grace seconds
 stop_one worker 40   # a running job gets WORKER_CANCEL_GRACE_S (30 s) to checkpoint
 stop_one api 10
 stop_one redis 10
-rm -f .run/pids
+rm -f "$RUN_DIR/pids"
 echo "stopped"
