@@ -1,5 +1,10 @@
 """The one schema of a training config (pydantic), torch-free so the API can validate jobs.
 
+Every field carries its description and its UI metadata (``json_schema_extra["ui"]``: label,
+group, widget, unit, advanced); the README's config table (scripts/config_reference.py), the
+API's ``GET /api/config/schema`` and the New-job form are generated from them
+(``ddpm.config_fields``). A key added here appears in all three with no other edit.
+
 The seed note's ``config_3d.json`` loads unchanged. Keys mean what the seed says they mean:
 ``attn_res`` is the feature-map side (or sides) where full attention runs, ``num_head_channels``
 is channels per attention head, ``res_blocks`` is residual blocks per level.
@@ -7,17 +12,23 @@ is channels per attention head, ``res_blocks`` is residual blocks per level.
 Where the seed's framework had keys that did not do what they said, we define them honestly:
 ``beta_schedule.test`` cannot change the noise levels a model was trained on, so only its
 ``n_timestep`` is used (the default number of ancestral sampling steps, respaced on the training
-schedule); its other fields must match ``train``.
+schedule); its other fields, when given, must match ``train``.
 """
 from __future__ import annotations
 
-import difflib
 import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ddpm.config_errors import ConfigError, ErrorItem, describe_errors
+from ddpm.config_rules import attention_sides, feature_sides, unet_shape_problems, valid_sizes_near
+
+__all__ = ["CONFIG_KINDS", "ConfigError", "DEFAULT_SAMPLER", "ErrorItem", "Sampler", "TrainConfig",
+           "UI_GROUPS", "UiGroup", "WIDGETS", "attention_sides", "config_to_dict", "describe_errors",
+           "feature_sides", "load_config", "unet_shape_problems", "valid_sizes_near"]
 
 Schedule = Literal["linear", "cosine", "sigmoid", "quadratic"]
 
@@ -34,20 +45,35 @@ class Sampler(StrEnum):
 DEFAULT_SAMPLER = Sampler.dpmpp2m
 
 
-class ErrorItem(BaseModel):
-    """One bad input: the 422 of job creation and of /api/config/check list these."""
+class UiGroup(BaseModel):
+    """A section of the config form."""
 
-    loc: str = Field(..., description="dotted key path of the bad field (e.g. config.model.lr, "
-                                      "dataset_id) or the file's path")
-    msg: str
+    id: str
+    title: str
 
 
-class ConfigError(ValueError):
-    """A config that cannot be used. ``errors`` holds (key path, reason) pairs."""
+UI_GROUPS: tuple[UiGroup, ...] = (
+    UiGroup(id="general", title="General"),
+    UiGroup(id="model", title="Model (U-Net)"),
+    UiGroup(id="diffusion", title="Diffusion"),
+    UiGroup(id="training", title="Training"),
+    UiGroup(id="data", title="Data"),
+)
 
-    def __init__(self, errors: list[tuple[str, str]]):
-        self.errors = errors
-        super().__init__("\n".join(f"{loc}: {msg}" if loc else msg for loc, msg in errors))
+# How the form edits a value: "sides" = list of feature-map sides (null = the lowest level,
+# [] = none); "pair" = two numbers or null; "optional_*" = a number or null (off / the parent
+# object absent).
+WIDGETS = ("int", "float", "bool", "enum", "string", "int_list", "sides", "optional_int",
+           "optional_float", "pair")
+
+
+def _f(default: Any = ..., *, label: str, group: str, widget: str, description: str,
+       unit: Optional[str] = None, advanced: bool = False, **constraints: Any) -> Any:
+    """A config field with its description and UI metadata (one place for both)."""
+    ui = {"label": label, "group": group, "widget": widget, "unit": unit, "advanced": advanced}
+    if "default_factory" not in constraints:
+        constraints["default"] = default
+    return Field(description=description, json_schema_extra={"ui": ui}, **constraints)
 
 
 class _Strict(BaseModel):
@@ -55,17 +81,29 @@ class _Strict(BaseModel):
 
 
 class UNetConfig(_Strict):
-    dim: int = Field(32, ge=8, description="base channels of the first level")
-    channel_mults: list[int] = Field(default_factory=lambda: [1, 2, 4], min_length=1,
-                                     description="channel multiplier per level; one level per entry")
-    res_blocks: int = Field(2, ge=1, description="residual blocks per level")
-    attn_res: Optional[list[int]] = Field(
-        None, description="feature-map side(s) where full attention runs; null = the lowest level")
-    num_head_channels: int = Field(32, ge=1, description="channels per attention head")
-    self_condition: bool = False
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    linear_attn: bool = Field(False, description="linear attention at the levels without full attention")
-    checkpointing: bool = Field(False, description="activation checkpointing: about half the memory, about 35% slower (64³ bf16)")
+    dim: int = _f(32, ge=8, label="Base channels", group="model", widget="int", unit="channels",
+                  description="channels of the first level; a multiple of 8")
+    channel_mults: list[int] = _f(
+        default_factory=lambda: [1, 2, 4], min_length=1, label="Channel multipliers", group="model",
+        widget="int_list", description="channel multiplier per level; one level per entry (e.g. 1, 2, 4)")
+    res_blocks: int = _f(2, ge=1, label="Residual blocks per level", group="model", widget="int",
+                         description="residual blocks per level")
+    attn_res: Optional[list[int]] = _f(
+        None, label="Attention at sides", group="model", widget="sides", unit="px",
+        description="feature-map side(s) where full attention runs; null = the lowest level, [] = none")
+    num_head_channels: int = _f(32, ge=1, label="Channels per head", group="model", widget="int",
+                                unit="channels", description="channels per attention head")
+    self_condition: bool = _f(
+        False, label="Self-conditioning", group="model", widget="bool",
+        description="feed the model its own x0 estimate (half the training steps; every sampling step)")
+    dropout: float = _f(0.0, ge=0.0, lt=1.0, label="Dropout", group="model", widget="float",
+                        advanced=True, description="dropout inside the residual blocks")
+    linear_attn: bool = _f(False, label="Linear attention elsewhere", group="model", widget="bool",
+                           description="linear attention at the levels without full attention")
+    checkpointing: bool = _f(
+        False, label="Activation checkpointing", group="model", widget="bool",
+        description="recompute activations in the backward pass: about half the training memory, "
+                    "about 35% slower")
 
     @field_validator("attn_res", mode="before")
     @classmethod
@@ -80,11 +118,18 @@ class UNetConfig(_Strict):
         return v
 
 
+_BETA = "beta of the first / last timestep (linear, sigmoid and quadratic schedules)"
+
+
 class ScheduleConfig(_Strict):
-    schedule: Schedule = "linear"
-    n_timestep: int = Field(1000, ge=2, le=100000)
-    linear_start: float = Field(1e-4, gt=0.0, lt=1.0)
-    linear_end: float = Field(0.02, gt=0.0, lt=1.0)
+    schedule: Schedule = _f("linear", label="Noise schedule", group="diffusion", widget="enum",
+                            description="noise schedule: linear, cosine, sigmoid or quadratic")
+    n_timestep: int = _f(1000, ge=2, le=100000, label="Timesteps", group="diffusion", widget="int",
+                         unit="steps", description="diffusion steps T")
+    linear_start: float = _f(1e-4, gt=0.0, lt=1.0, label="Beta start", group="diffusion",
+                             widget="float", advanced=True, description=_BETA.replace(" / last", ""))
+    linear_end: float = _f(0.02, gt=0.0, lt=1.0, label="Beta end", group="diffusion", widget="float",
+                           advanced=True, description=_BETA.replace("first / ", ""))
 
     @model_validator(mode="after")
     def _ordered(self) -> "ScheduleConfig":
@@ -93,17 +138,40 @@ class ScheduleConfig(_Strict):
         return self
 
 
+_TRAINS = "null or omitted = train's; a model samples on the noise levels it learned"
+
+
+class SamplingScheduleConfig(_Strict):
+    """The seed's ``beta_schedule.test`` block: only ``n_timestep`` does something."""
+
+    n_timestep: int = _f(1000, ge=2, le=100000, label="Default sampling steps", group="diffusion",
+                         widget="optional_int", unit="steps",
+                         description="default steps of the ancestral (ddpm) sampler, respaced on "
+                                     "train's schedule; no test block = all of train's steps")
+    schedule: Optional[Schedule] = _f(None, label="Sampling schedule", group="diffusion",
+                                      widget="enum", advanced=True,
+                                      description=f"must equal train's ({_TRAINS})")
+    linear_start: Optional[float] = _f(None, label="Sampling beta start", group="diffusion",
+                                       widget="optional_float", advanced=True,
+                                       description=f"must equal train's ({_TRAINS})")
+    linear_end: Optional[float] = _f(None, label="Sampling beta end", group="diffusion",
+                                     widget="optional_float", advanced=True,
+                                     description=f"must equal train's ({_TRAINS})")
+
+
 class BetaScheduleConfig(_Strict):
-    train: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    test: Optional[ScheduleConfig] = Field(
-        None, description="only n_timestep is used: default ancestral sampling steps (respaced)")
+    train: ScheduleConfig = Field(default_factory=ScheduleConfig,
+                                  description="the noise schedule the model is trained on")
+    test: Optional[SamplingScheduleConfig] = Field(
+        None, description="optional sampling block (the seed's): only n_timestep is used")
 
     @model_validator(mode="after")
     def _test_matches_train(self) -> "BetaScheduleConfig":
         if self.test is None:
             return self
         for key in ("schedule", "linear_start", "linear_end"):
-            if getattr(self.test, key) != getattr(self.train, key):
+            given = getattr(self.test, key)
+            if given is not None and given != getattr(self.train, key):
                 raise ValueError(
                     f"test.{key} differs from train.{key}: a model can only be sampled on the noise "
                     "levels it was trained on; set only test.n_timestep (sampling steps)")
@@ -112,33 +180,59 @@ class BetaScheduleConfig(_Strict):
         return self
 
 
+def _train(default: Any, label: str, widget: str, description: str, **kw: Any) -> Any:
+    return _f(default, label=label, group="training", widget=widget, description=description, **kw)
+
+
 class ModelConfig(_Strict):
-    unet: UNetConfig = Field(default_factory=UNetConfig)
-    beta_schedule: BetaScheduleConfig = Field(default_factory=BetaScheduleConfig)
-    lr: float = Field(1e-4, gt=0.0, le=1.0)
-    optimizer: Literal["adam", "adamw"] = "adamw"
-    weight_decay: float = Field(0.0, ge=0.0)
-    loss_type: Literal["l1", "l2", "huber"] = "l2"
-    objective: Literal["pred_noise", "pred_x0", "pred_v"] = "pred_noise"
-    use_ema: bool = True
-    ema_decay: float = Field(0.999, gt=0.0, lt=1.0)
-    iterations: int = Field(10000, ge=1, description="optimizer steps")
-    freq_metrics: int = Field(1000, ge=1, description="steps between held-out metrics and samples")
-    freq_checkpoint: int = Field(2000, ge=1, description="steps between checkpoints")
-    keep_checkpoints: int = Field(3, ge=1, description="periodic checkpoints kept besides the final one")
-    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up steps")
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    grad_clip: Optional[float] = Field(1.0, gt=0.0, description="gradient-norm clip; null = off")
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    min_snr_gamma: Optional[float] = Field(None, gt=0.0, description="min-SNR loss weighting (e.g. 5)")
-    metric_samples: int = Field(4, ge=0, le=64, description="EMA samples drawn at each metric step")
-    metric_sampler: Sampler = DEFAULT_SAMPLER
-    metric_steps: int = Field(20, ge=1, le=10000)
+    unet: UNetConfig = Field(default_factory=UNetConfig, description="the denoising U-Net")
+    beta_schedule: BetaScheduleConfig = Field(default_factory=BetaScheduleConfig,
+                                              description="noise schedules")
+    lr: float = _train(1e-4, "Learning rate", "float", "peak learning rate", gt=0.0, le=1.0)
+    optimizer: Literal["adam", "adamw"] = _train("adamw", "Optimizer", "enum", "adam or adamw")
+    weight_decay: float = _train(0.0, "Weight decay", "float", "weight decay (decoupled for adamw)",
+                                 ge=0.0, advanced=True)
+    loss_type: Literal["l1", "l2", "huber"] = _f("l2", label="Loss", group="diffusion", widget="enum",
+                                                 description="l1, l2 or huber")
+    objective: Literal["pred_noise", "pred_x0", "pred_v"] = _f(
+        "pred_noise", label="Objective", group="diffusion", widget="enum",
+        description="what the U-Net predicts: pred_noise, pred_x0 or pred_v")
+    use_ema: bool = _train(True, "EMA weights", "bool", "keep an exponential moving average of the "
+                           "weights (used for samples and export)")
+    ema_decay: float = _train(0.999, "EMA decay", "float", "EMA decay, reached after a warm-up "
+                              "(min(decay, (1+n)/(10+n)))", gt=0.0, lt=1.0, advanced=True)
+    iterations: int = _train(10000, "Iterations", "int", "optimizer steps", ge=1, unit="steps")
+    freq_metrics: int = _train(1000, "Metrics every", "int", "steps between held-out metrics and "
+                               "samples", ge=1, unit="steps")
+    freq_checkpoint: int = _train(2000, "Checkpoint every", "int", "steps between checkpoints",
+                                  ge=1, unit="steps")
+    keep_checkpoints: int = _train(3, "Checkpoints kept", "int", "periodic checkpoints kept besides "
+                                   "the final one", ge=1, advanced=True)
+    warmup_steps: int = _train(0, "Warm-up steps", "int", "linear learning-rate warm-up steps",
+                               ge=0, unit="steps")
+    lr_schedule: Literal["constant", "cosine"] = _train(
+        "constant", "LR schedule", "enum", "after warm-up: constant, or cosine decay to 0 at `iterations`")
+    grad_clip: Optional[float] = _train(1.0, "Gradient clip", "optional_float",
+                                        "gradient-norm clip; null = off", gt=0.0, advanced=True)
+    precision: Literal["fp32", "bf16", "fp16"] = _train(
+        "fp32", "Precision", "enum",
+        "fp32, bf16 autocast (CPU or CUDA), fp16 autocast + gradient scaler (CUDA only)")
+    min_snr_gamma: Optional[float] = _f(None, gt=0.0, label="Min-SNR gamma", group="diffusion",
+                                        widget="optional_float", advanced=True,
+                                        description="min-SNR loss weighting (e.g. 5); null = off")
+    metric_samples: int = _train(4, "Samples per metric step", "int",
+                                 "EMA samples drawn at each metric step", ge=0, le=64)
+    metric_sampler: Sampler = _train(DEFAULT_SAMPLER, "Metric sampler", "enum",
+                                     "sampler for the metric-step samples", advanced=True)
+    metric_steps: int = _train(20, "Metric sampler steps", "int", "sampling steps for the "
+                               "metric-step samples", ge=1, le=10000, unit="steps", advanced=True)
 
 
 class IntensityConfig(_Strict):
-    window: list[float] = Field(..., min_length=2, max_length=2,
-                                description="[low, high] intensity window (e.g. CT HU [-1000, 400])")
+    window: list[float] = _f(
+        ..., min_length=2, max_length=2, label="Intensity window", group="data", widget="pair",
+        description="[low, high] fixed intensity window instead of percentiles (e.g. CT HU "
+                    "[-1000, 400]); no intensity block = clip_percentiles")
 
     @field_validator("window")
     @classmethod
@@ -148,23 +242,40 @@ class IntensityConfig(_Strict):
         return v
 
 
+def _data(default: Any, label: str, widget: str, description: str, **kw: Any) -> Any:
+    return _f(default, label=label, group="data", widget=widget, description=description, **kw)
+
+
 class DatasetConfig(_Strict):
-    name: Literal["volume3d", "image2d"] = Field("volume3d", description="default follows is_3d")
-    path: str = "datasets/"
-    image_size: int = Field(64, ge=4, le=1024)
-    image_channels: int = Field(1, ge=1, le=16)
-    batch_size: int = Field(2, ge=1)
-    grad_accumulation: int = Field(1, ge=1, description="micro-batches per optimizer step (averaged)")
-    num_workers: int = Field(2, ge=0)
-    pin_memory: bool = True
-    cache: bool = Field(True, description="cache preprocessed volumes on disk, keyed by content+settings")
-    clip_percentiles: Optional[list[float]] = Field(
-        default_factory=lambda: [0.5, 99.5], min_length=2, max_length=2,
-        description="clip intensities to these percentiles before scaling; null = min/max")
-    intensity: Optional[IntensityConfig] = Field(None, description="fixed window instead of percentiles")
-    flip: bool = Field(False, description="random flips along every spatial axis")
-    keep_aspect: bool = Field(True, description="keep the physical aspect (pad to the cube)")
-    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="held-out share for metrics")
+    name: Literal["volume3d", "image2d"] = _data(
+        "volume3d", "Dataset type", "enum", "volume3d (NIfTI/.npy volumes) or image2d (PNG/JPEG/TIFF/"
+        "2D .npy); default follows is_3d", advanced=True)
+    path: str = _data("datasets/", "Dataset path", "string", "folder searched recursively for "
+                      "supported files (the seed's `<path>/<name>/volumes/` works); the app sets it "
+                      "to the chosen dataset", advanced=True)
+    image_size: int = _data(64, "Image size", "int", "side of the cube/square the data is resized "
+                            "to (e.g. 64 = 64x64x64)", ge=4, le=1024, unit="px")
+    image_channels: int = _data(1, "Image channels", "int", "channels (4D NIfTI last axis, or RGB)",
+                                ge=1, le=16)
+    batch_size: int = _data(2, "Batch size", "int", "samples per micro-batch", ge=1, unit="samples")
+    grad_accumulation: int = _data(1, "Gradient accumulation", "int",
+                                   "micro-batches per optimizer step (averaged)", ge=1)
+    num_workers: int = _data(2, "Loader workers", "int", "DataLoader worker processes", ge=0,
+                             advanced=True)
+    pin_memory: bool = _data(True, "Pin memory", "bool", "pinned host memory for faster copies to "
+                             "the GPU", advanced=True)
+    cache: bool = _data(True, "Cache preprocessed data", "bool",
+                        "cache preprocessed volumes on disk, keyed by content+settings", advanced=True)
+    clip_percentiles: Optional[list[float]] = _data(
+        None, "Clip percentiles", "pair", "clip intensities to these percentiles before scaling; "
+        "null = min/max", default_factory=lambda: [0.5, 99.5], min_length=2, max_length=2)
+    intensity: Optional[IntensityConfig] = Field(
+        None, description="`{\"window\": [low, high]}` instead of percentiles")
+    flip: bool = _data(False, "Random flips", "bool", "random flips along every spatial axis")
+    keep_aspect: bool = _data(True, "Keep aspect", "bool", "keep the physical aspect (pad to the cube)",
+                              advanced=True)
+    val_fraction: float = _data(0.1, "Validation fraction", "float", "held-out share for metrics",
+                                ge=0.0, lt=1.0)
 
     @field_validator("clip_percentiles")
     @classmethod
@@ -174,13 +285,22 @@ class DatasetConfig(_Strict):
         return v
 
 
+def _general(default: Any, label: str, widget: str, description: str, **kw: Any) -> Any:
+    return _f(default, label=label, group="general", widget=widget, description=description, **kw)
+
+
 class TrainConfig(_Strict):
-    gpu: int = Field(0, ge=-1, description="CUDA device index; -1 = CPU")
-    experiment_path: str = "experiments"
-    is_3d: bool = False
-    seed: int = Field(0, ge=0)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    gpu: int = _general(0, "GPU index", "int", "CUDA device index; -1 or a machine without CUDA = "
+                        "CPU (with a warning when a GPU was asked for)", ge=-1, advanced=True)
+    experiment_path: str = _general(
+        "experiments", "Experiment path", "string",
+        "runs go to `<experiment_path>/<run name>/` (the app sets it to `DATA_DIR/runs`)", advanced=True)
+    is_3d: bool = _general(False, "3D volumes", "bool",
+                           "3D volumes (B,C,D,H,W) instead of 2D images (B,C,H,W)")
+    seed: int = _general(0, "Seed", "int", "seed of weights, data order, noise and the held-out split",
+                         ge=0)
+    model: ModelConfig = Field(default_factory=ModelConfig, description="model and training")
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig, description="data and loading")
 
     @property
     def dims(self) -> int:
@@ -219,92 +339,8 @@ class TrainConfig(_Strict):
         return errs
 
 
-def feature_sides(image_size: int, levels: int) -> list[int]:
-    """Feature-map side at each U-Net level, from the input down to the lowest."""
-    return [image_size // 2 ** i for i in range(levels)]
-
-
-def attention_sides(attn_res: Optional[list[int]], sides: list[int]) -> list[int]:
-    """The sides where full attention runs: ``attn_res``, or the lowest level's side when null."""
-    return [sides[-1]] if attn_res is None else list(attn_res)
-
-
-def unet_shape_problems(dim: int, channel_mults: list[int], image_size: int,
-                        attn_res: Optional[list[int]], num_head_channels: int,
-                        linear_attn: bool = False) -> list[tuple[str, str]]:
-    """Why a U-Net of this shape cannot be built, as (U-Net key, reason) pairs; [] when it can.
-
-    The one place these rules live: ``TrainConfig`` reports them by key path and ``UNet``
-    raises them for a direct construction.
-    """
-    errs: list[tuple[str, str]] = []
-    levels = len(channel_mults)
-    factor = 2 ** (levels - 1)
-    if image_size % factor:
-        ok = valid_sizes_near(image_size, factor)
-        return [("image_size", f"{image_size} cannot pass through {levels} levels (must be divisible "
-                               f"by {factor}); try {' or '.join(map(str, ok))}")]
-    sides = feature_sides(image_size, levels)
-    for side in attn_res or []:
-        if side not in sides:
-            errs.append(("attn_res", f"{side} is not a feature-map side; the sides are {sides}"))
-    channels = [dim * m for m in channel_mults]
-    full = attention_sides(attn_res, sides)
-    for level, side in enumerate(sides):
-        if side in full or linear_attn:
-            if channels[level] % num_head_channels:
-                errs.append(("num_head_channels", f"{num_head_channels} does not divide the "
-                                                  f"{channels[level]} channels at side {side}"))
-    if dim % 8:
-        errs.append(("dim", f"{dim} must be a multiple of 8 (GroupNorm groups)"))
-    return errs
-
-
-def valid_sizes_near(size: int, factor: int) -> list[int]:
-    lower = max(factor, size // factor * factor)
-    return sorted({lower, lower + factor})
-
-
-def _known_keys(model: type[BaseModel]) -> list[str]:
-    return list(model.model_fields)
-
-
-def _submodel(model: type[BaseModel], loc: tuple) -> Optional[type[BaseModel]]:
-    """Walk a location path through nested models; None where it leaves them."""
-    current: Any = model
-    for part in loc:
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return None
-        field = current.model_fields.get(part)
-        if field is None:
-            return None
-        ann = field.annotation
-        for arg in getattr(ann, "__args__", ()) or ():
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                ann = arg
-        current = ann
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _format(err: dict) -> tuple[str, str]:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in {"function-after", "int", "list[int]"}))
-    path = ".".join(str(p) for p in loc)
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        parent = _submodel(TrainConfig, loc[:-1])
-        known = _known_keys(parent) if parent else []
-        near = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.5)
-        hint = f" (did you mean '{near[0]}'?)" if near else ""
-        return path, f"unknown key{hint}; known keys: {', '.join(known)}"
-    if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        return path, f"{err['input']!r} is not allowed; allowed values: {expected.replace(' or ', ', ')}"
-    msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    if "input" in err and kind != "missing" and not isinstance(err["input"], dict):
-        msg = f"{msg} (got {json.dumps(err['input'])})"
-    return path, msg
+# Every kind of config, by the name the API, the form and the README use for it.
+CONFIG_KINDS: dict[str, type[BaseModel]] = {"train": TrainConfig}
 
 
 def load_config(source: Union[str, Path, dict]) -> TrainConfig:
@@ -327,11 +363,7 @@ def load_config(source: Union[str, Path, dict]) -> TrainConfig:
     except ConfigError:
         raise
     except ValidationError as exc:
-        nested = [e for e in exc.errors() if isinstance(e.get("ctx", {}).get("error"), ConfigError)]
-        errors = [_format(e) for e in exc.errors() if e not in nested]
-        for e in nested:
-            errors.extend(e["ctx"]["error"].errors)
-        raise ConfigError(errors) from None
+        raise ConfigError(describe_errors(TrainConfig, exc.errors())) from None
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:

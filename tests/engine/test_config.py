@@ -106,3 +106,55 @@ def test_file_errors(tmp_path):
 def test_config_module_does_not_import_torch():
     code = "import sys, ddpm.config; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_test_block_takes_trains_schedule_when_it_gives_only_the_steps():
+    cfg = load_config({"model": {"beta_schedule": {"train": {"schedule": "cosine", "n_timestep": 500},
+                                                   "test": {"n_timestep": 50}}}})
+    assert cfg.model.beta_schedule.test.n_timestep == 50
+    assert load_config(config_to_dict(cfg)) == cfg
+    errs = errors_of({"model": {"beta_schedule": {"train": {"schedule": "cosine"},
+                                                  "test": {"schedule": "linear"}}}})
+    assert "test.schedule differs" in errs["model.beta_schedule"]
+
+
+def test_every_key_carries_a_description_and_ui_metadata():
+    from ddpm.config import CONFIG_KINDS, UI_GROUPS, WIDGETS
+    from ddpm.config_fields import config_fields
+
+    groups = [g.id for g in UI_GROUPS]
+    for kind in CONFIG_KINDS:
+        fields = config_fields(kind)  # raises SchemaError on a key without metadata
+        assert len({f.path for f in fields}) == len(fields)
+        for f in fields:
+            assert f.description and f.label and f.group in groups and f.widget in WIDGETS, f.path
+            if f.widget == "enum":
+                assert f.options, f.path
+    paths = {f.path: f for f in config_fields("train")}
+    assert paths["model.optimizer"].options == ["adam", "adamw"]
+    assert paths["model.metric_sampler"].default == "dpmpp2m"
+    assert paths["dataset.intensity.window"].parent_nullable and paths["model.unet.attn_res"].nullable
+    assert paths["model.lr"].exclusive_minimum == 0.0 and paths["model.lr"].maximum == 1.0
+
+
+def test_a_key_without_ui_metadata_is_refused():
+    from pydantic import BaseModel, Field
+
+    from ddpm.config_fields import SchemaError, model_fields
+
+    class Bare(BaseModel):
+        x: int = Field(1, description="no ui")
+
+    with pytest.raises(SchemaError, match="x needs"):
+        model_fields(Bare)
+
+
+@pytest.mark.parametrize("data, path, meant", [
+    ({"model": {"lerning_rate": 1e-3}}, "model.lerning_rate", "'lr'"),
+    ({"learning_rate": 1e-3}, "learning_rate", "'model.lr'"),
+    ({"model": {"epochs": 10}}, "model.epochs", "'iterations'"),
+    ({"steps": 10}, "steps", "'model.iterations'"),
+    ({"dataset": {"batch": 8}}, "dataset.batch", "'batch_size'"),
+])
+def test_unknown_key_suggests_the_key_of_that_meaning(data, path, meant):
+    assert f"did you mean {meant}" in errors_of(data)[path]

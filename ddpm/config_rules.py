@@ -1,0 +1,50 @@
+"""The U-Net shape rules of a config (torch-free): which feature-map sides a U-Net has, where
+attention runs, and why a shape cannot be built. ``ddpm.config`` re-exports these names;
+``TrainConfig`` reports the problems by key path and ``UNet`` raises them for a direct
+construction, so the rules live here only."""
+from __future__ import annotations
+
+from typing import Optional
+
+
+def feature_sides(image_size: int, levels: int) -> list[int]:
+    """Feature-map side at each U-Net level, from the input down to the lowest."""
+    return [image_size // 2 ** i for i in range(levels)]
+
+
+def attention_sides(attn_res: Optional[list[int]], sides: list[int]) -> list[int]:
+    """The sides where full attention runs: ``attn_res``, or the lowest level's side when null."""
+    return [sides[-1]] if attn_res is None else list(attn_res)
+
+
+def unet_shape_problems(dim: int, channel_mults: list[int], image_size: int,
+                        attn_res: Optional[list[int]], num_head_channels: int,
+                        linear_attn: bool = False) -> list[tuple[str, str]]:
+    """Why a U-Net of this shape cannot be built, as (U-Net key, reason) pairs; [] when it can."""
+    errs: list[tuple[str, str]] = []
+    levels = len(channel_mults)
+    factor = 2 ** (levels - 1)
+    if image_size % factor:
+        ok = valid_sizes_near(image_size, factor)
+        return [("image_size", f"{image_size} cannot pass through {levels} levels (must be divisible "
+                               f"by {factor}); try {' or '.join(map(str, ok))}")]
+    sides = feature_sides(image_size, levels)
+    for side in attn_res or []:
+        if side not in sides:
+            errs.append(("attn_res", f"{side} is not a feature-map side; the sides are {sides}"))
+    channels = [dim * m for m in channel_mults]
+    full = attention_sides(attn_res, sides)
+    for level, side in enumerate(sides):
+        if side in full or linear_attn:
+            if channels[level] % num_head_channels:
+                errs.append(("num_head_channels", f"{num_head_channels} does not divide the "
+                                                  f"{channels[level]} channels at side {side}"))
+    if dim % 8:
+        errs.append(("dim", f"{dim} must be a multiple of 8 (GroupNorm groups)"))
+    return errs
+
+
+def valid_sizes_near(size: int, factor: int) -> list[int]:
+    """The two sizes around ``size`` that a U-Net with this downsampling factor accepts."""
+    lower = max(factor, size // factor * factor)
+    return sorted({lower, lower + factor})
