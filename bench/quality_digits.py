@@ -178,7 +178,7 @@ def main() -> None:
         train_s, code = cli_train(bench_config(work / "digits", work / "runs", iters, args.lr_schedule), work,
                                   "digits", args.threads, deadline_s=budget)
         run = work / "runs" / "digits"
-        from ddpm.train.checkpoint import latest_checkpoint
+        from ddpm.run.checkpoint import latest_checkpoint
         steps = latest_checkpoint(run / "checkpoints").step  # a deadline stop is not a metric step
         print(f"trained {steps} steps in {train_s / 60:.1f} min (exit {code})")
 

@@ -15,6 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from ddpm.config import DEFAULT_SAMPLER, Sampler  # torch-free: --help stays fast
+
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 # OpenMP threads that spin while they wait make CPU training up to 10x slower when other processes
@@ -67,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("--run", required=True, help="run folder (<experiment_path>/<run name>)")
     s.add_argument("--num", type=_positive, default=8, help="number of samples (default 8)")
-    s.add_argument("--sampler", choices=("ddpm", "ddim", "dpmpp2m"), default="dpmpp2m")
+    s.add_argument("--sampler", choices=[v.value for v in Sampler], default=DEFAULT_SAMPLER.value,
+                   help=f"default {DEFAULT_SAMPLER.value}")
     s.add_argument("--steps", type=_positive, help="sampling steps (default: the sampler's default)")
     s.add_argument("--seed", type=_nonneg, default=0)
     s.add_argument("--out", help="output folder (default: RUN/generated)")
@@ -128,10 +131,9 @@ def _setup_console_logging() -> None:
 # ---- commands ----------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
     from ddpm.config import load_config
+    from ddpm.run.checkpoint import latest_checkpoint
+    from ddpm.run.run_dir import run_dir_for
     from ddpm.train import run_training
-    from ddpm.train.checkpoint import latest_checkpoint
-    from ddpm.train.run_dir import run_dir_for
-
     from ddpm.train.console import ConsoleCallbacks
 
     cfg = load_config(args.config)
@@ -173,7 +175,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     device = None
     if args.gpu is not None:
-        from ddpm.train import resolve_device
+        from ddpm.device import resolve_device
         device = resolve_device(args.gpu)
     bar = tqdm(total=None, desc="sample", unit="step", disable=None, file=sys.stderr)
 
@@ -242,7 +244,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_console_logging()
     from ddpm.config import ConfigError
-    from ddpm.train.errors import NonFiniteLossError, RunError
+    from ddpm.run.errors import RunError
+    from ddpm.train.errors import NonFiniteLossError
 
     try:
         from ddpm.data import DataError

@@ -33,8 +33,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as st_save
 
-from ddpm.train.checkpoint import atomic_write_bytes, load_checkpoint
-from ddpm.train.errors import RunError
+from ddpm.run.atomic import atomic_write_bytes
+from ddpm.run.checkpoint import load_checkpoint, resolve_checkpoint
+from ddpm.run.errors import RunError
 
 FORMAT = "ddpm-studio-unet"
 ENCODER_PREFIXES = ("time_embed.", "init_conv.", "down.", "downsamples.", "mid.")
@@ -55,8 +56,6 @@ def _unet_state(ckpt: dict[str, Any], use_ema: bool) -> dict[str, torch.Tensor]:
 def export_run(run_dir: Union[str, Path], out: Union[str, Path], encoder_only: bool = False,
                checkpoint: Optional[Union[str, Path]] = None, use_ema: bool = True) -> Path:
     """Write a run's (EMA) U-Net weights to ``out`` as safetensors; returns ``out``."""
-    from ddpm.sample import resolve_checkpoint
-
     path = resolve_checkpoint(run_dir, checkpoint)
     ckpt = load_checkpoint(path)
     tensors = _unet_state(ckpt, use_ema)

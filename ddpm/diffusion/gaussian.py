@@ -8,30 +8,18 @@ a bf16 model still computes its coefficients exactly.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
+
+from ddpm.config import DEFAULT_SAMPLER
+from ddpm.device import DeviceLike, resolve_device
 
 from . import objectives as obj
 from .schedules import alphas_cumprod, make_betas
 
 log = logging.getLogger(__name__)
-
-DeviceLike = Union[str, torch.device, None]
-
-
-def resolve_device(device: DeviceLike) -> torch.device:
-    """A torch.device, with a clear error when CUDA is asked for but missing."""
-    dev = torch.device(device if device is not None else "cpu")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device={str(device)!r} was asked for but CUDA is not available on this "
-                               "machine (torch.cuda.is_available() is False); use device='cpu'")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise RuntimeError(f"device={str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) here")
-    return dev
-
 
 def _bcast(v: torch.Tensor, ndim: int) -> torch.Tensor:
     return v.reshape(v.shape[0], *([1] * (ndim - 1)))
@@ -119,17 +107,12 @@ class DDPM(nn.Module):
     # ---- construction from a config -----------------------------------------------------------
     @classmethod
     def from_config(cls, cfg: Any, device: DeviceLike = None) -> "DDPM":
-        """Build from a TrainConfig (ddpm.config). ``device`` None: ``cuda:<gpu>`` when CUDA is
-        there and cfg.gpu >= 0, else CPU (with a warning when a GPU was asked for)."""
+        """Build from a TrainConfig (ddpm.config) on ``device``; None: the config's ``gpu``
+        (``ddpm.device.resolve_device``: the CPU, with a warning, where CUDA is missing)."""
         from ddpm.nn import UNet
 
         if device is None:
-            if cfg.gpu >= 0 and torch.cuda.is_available():
-                device = f"cuda:{cfg.gpu}"
-            else:
-                if cfg.gpu >= 0:
-                    log.warning("gpu=%d asked for but CUDA is not available: running on CPU", cfg.gpu)
-                device = "cpu"
+            device = cfg.gpu
         m, sched = cfg.model, cfg.model.beta_schedule
         test = sched.test.n_timestep if sched.test is not None else None
         return cls(image_size=cfg.dataset.image_size, channels=cfg.dataset.image_channels, device=device,
@@ -205,7 +188,7 @@ class DDPM(nn.Module):
 
     # ---- sampling -------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, sampler: str = "dpmpp2m", steps: Optional[int] = None, eta: float = 0.0,
+    def sample(self, n: int, sampler: str = DEFAULT_SAMPLER, steps: Optional[int] = None, eta: float = 0.0,
                generator: Optional[torch.Generator] = None, clip_x0: bool = True,
                progress: Optional[Callable[[int, int], None]] = None,
                autocast_dtype: Optional[torch.dtype] = None, spacing: Optional[str] = None) -> torch.Tensor:

@@ -15,8 +15,9 @@ from typing import Callable, Optional
 
 import torch
 
-SAMPLERS = ("ddpm", "ddim", "dpmpp2m")
-DEFAULT_STEPS = {"ddim": 50, "dpmpp2m": 20}
+from ddpm.config import DEFAULT_SAMPLER, Sampler
+
+DEFAULT_STEPS = {Sampler.ddim: 50, Sampler.dpmpp2m: 20}
 LAMBDA_FLOOR = -5.1  # half-log-SNR where the log-SNR grid starts at the latest (see logsnr_timesteps)
 
 
@@ -180,7 +181,7 @@ def dpmpp_2m(ddpm, x: torch.Tensor, denoise: _Denoiser, times: list[int],
     return x
 
 
-def sample(ddpm, n: int, sampler: str = "dpmpp2m", steps: Optional[int] = None, eta: float = 0.0,
+def sample(ddpm, n: int, sampler: str = DEFAULT_SAMPLER, steps: Optional[int] = None, eta: float = 0.0,
            generator: Optional[torch.Generator] = None, clip_x0: bool = True,
            progress: Optional[Callable[[int, int], None]] = None,
            autocast_dtype: Optional[torch.dtype] = None, spacing: Optional[str] = None) -> torch.Tensor:
@@ -190,16 +191,17 @@ def sample(ddpm, n: int, sampler: str = "dpmpp2m", steps: Optional[int] = None, 
     beta_schedule.test says fewer), ddim -> 50, dpmpp2m -> 20. ``spacing``: "time" (even in t)
     or "logsnr" (even in log-SNR); defaults: time for ddpm/ddim, logsnr for dpmpp2m.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler: {sampler!r} is not known; allowed values: {', '.join(SAMPLERS)}")
+    if sampler not in set(Sampler):
+        raise ValueError(f"sampler: {sampler!r} is not known; allowed values: {', '.join(Sampler)}")
+    sampler = Sampler(sampler)
     if int(n) != n or n < 1:
         raise ValueError(f"n: must be a positive integer, got {n!r}")
     if eta < 0:
         raise ValueError(f"eta: must be >= 0, got {eta!r}")
     T = ddpm.num_timesteps
     if steps is None:
-        steps = ddpm.sampling_timesteps if sampler == "ddpm" else min(DEFAULT_STEPS[sampler], T)
-    spacing = spacing or ("logsnr" if sampler == "dpmpp2m" else "time")
+        steps = ddpm.sampling_timesteps if sampler == Sampler.ddpm else min(DEFAULT_STEPS[sampler], T)
+    spacing = spacing or ("logsnr" if sampler == Sampler.dpmpp2m else "time")
     if spacing not in ("time", "logsnr"):
         raise ValueError(f"spacing: {spacing!r} is not known; allowed values: time, logsnr")
     times = (logsnr_timesteps(ddpm.alphas_cumprod, steps) if spacing == "logsnr"
@@ -211,9 +213,9 @@ def sample(ddpm, n: int, sampler: str = "dpmpp2m", steps: Optional[int] = None, 
             shape = (int(n), ddpm.channels, *([ddpm.image_size] * ddpm.dims))
             x = _noise(shape, generator, ddpm.device)
             denoise = _Denoiser(ddpm, int(n), clip_x0, autocast_dtype)
-            if sampler == "ddpm":
+            if sampler == Sampler.ddpm:
                 x = ddpm_ancestral(ddpm, x, denoise, times, generator, progress)
-            elif sampler == "ddim":
+            elif sampler == Sampler.ddim:
                 x = ddim(ddpm, x, denoise, times, eta, generator, progress)
             else:
                 x = dpmpp_2m(ddpm, x, denoise, times, progress)

@@ -1,8 +1,9 @@
-"""Training: the loop, checkpoints, EMA, LR schedule, metrics and the callback interface."""
-from .callbacks import ProgressInfo, SampleFile, TrainCallbacks
-from .errors import NonFiniteLossError, RunError
-from .run_dir import RunPaths, run_dir_for, run_name_for
-from .trainer import Trainer, TrainResult, resolve_device, run_training
+"""Training: the loop, EMA, LR schedule, metrics and the callback interface.
 
-__all__ = ["ProgressInfo", "SampleFile", "TrainCallbacks", "NonFiniteLossError", "RunError", "RunPaths",
-           "run_dir_for", "run_name_for", "Trainer", "TrainResult", "resolve_device", "run_training"]
+The run folder it writes (checkpoints, layout, sample files, RunError) is ``ddpm.run``.
+"""
+from .callbacks import ProgressInfo, TrainCallbacks
+from .errors import NonFiniteLossError
+from .trainer import Trainer, TrainResult, run_training
+
+__all__ = ["ProgressInfo", "TrainCallbacks", "NonFiniteLossError", "Trainer", "TrainResult", "run_training"]

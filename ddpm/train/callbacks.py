@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from ddpm.run.sample_files import SampleFile
+
 
 @dataclass(frozen=True)
 class ProgressInfo:
@@ -28,20 +30,6 @@ class ProgressInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class SampleFile:
-    """One generated sample on disk. ``volume_path`` is the .nii.gz (3D) or None (2D)."""
-
-    index: int
-    volume_path: Optional[Path]
-    preview_path: Path
-    shape: tuple[int, ...]   # (C, D, H, W) or (C, H, W)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "volume_path": str(self.volume_path) if self.volume_path else None,
-                "preview_path": str(self.preview_path), "shape": list(self.shape)}
 
 
 class TrainCallbacks:

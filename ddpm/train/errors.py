@@ -1,9 +1,5 @@
-"""Errors of the training/sampling pipeline that are the user's to fix (shown as one line)."""
+"""Errors of the training loop (a run folder or checkpoint the user must fix is ddpm.run.RunError)."""
 from __future__ import annotations
-
-
-class RunError(RuntimeError):
-    """A run folder, checkpoint or option that cannot be used; the message says which and why."""
 
 
 class NonFiniteLossError(RuntimeError):

@@ -28,15 +28,20 @@ import torch
 from torch.utils.data import DataLoader
 
 from ddpm.config import ConfigError, TrainConfig, config_to_dict
+from ddpm.device import resolve_device
 
-from . import checkpoint as ck
+from ddpm.run import checkpoint as ck
+from ddpm.run.atomic import atomic_write_text
+from ddpm.run.errors import RunError
+from ddpm.run.run_dir import RunPaths, log_to_file, now_iso
+from ddpm.run.sample_files import save_samples
+
 from .callbacks import ProgressInfo, ProgressThrottle, TrainCallbacks
 from .data_order import InfiniteOrder, SeededItems, ignore_sigint_in_worker
 from .ema import EMA
-from .errors import NonFiniteLossError, RunError
+from .errors import NonFiniteLossError
 from .lr import make_scheduler
 from .metrics import HeldOut, MetricsLog, format_metrics_line, intensity_stats, json_safe
-from .run_dir import RunPaths, log_to_file, now_iso
 
 log = logging.getLogger("ddpm.train")
 
@@ -58,19 +63,6 @@ def run_training(cfg: TrainConfig, run_dir: Union[str, Path], callbacks: Optiona
     """Train ``cfg`` in ``run_dir``. With ``resume`` (default) a run folder holding checkpoints
     continues from the newest; without it such a folder is an error (nothing is overwritten)."""
     return Trainer(cfg, run_dir, callbacks).run(resume=resume)
-
-
-def resolve_device(gpu: int) -> torch.device:
-    """``cuda:<gpu>`` when asked for and present; otherwise CPU (warning if a GPU was asked for)."""
-    if gpu < 0:
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        log.warning("gpu=%d asked for but CUDA is not available: training on the CPU", gpu)
-        return torch.device("cpu")
-    if gpu >= torch.cuda.device_count():
-        raise ConfigError([("gpu", f"CUDA device {gpu} does not exist; this machine has "
-                                   f"{torch.cuda.device_count()} (0..{torch.cuda.device_count() - 1})")])
-    return torch.device(f"cuda:{gpu}")
 
 
 def _get(d: dict, dotted: str) -> Any:
@@ -165,7 +157,7 @@ class Trainer:
         if latest is not None:
             rng = self._load(latest.path)
             resumed_from = latest.path
-            self.metrics_log.truncate_after(self.step, ck.atomic_write_text)
+            self.metrics_log.truncate_after(self.step, atomic_write_text)
         self.paths.write_json(self.paths.config, config_to_dict(cfg))
         info = self.paths.read_run_json()
         info.update({"run_name": self.paths.root.name, "dims": cfg.dims, "output_spacing": self.output_spacing})
@@ -300,7 +292,6 @@ class Trainer:
                                       generator=gen)
                 eval_model.train(was)
                 x01 = (x.float() + 1) / 2
-                from ddpm.sample import save_samples
                 files = save_samples(x01, self.paths.samples_at(self.step), self.output_spacing)
                 rec.update(intensity_stats(x01, held.data01()))
                 rec["sample_time_s"] = time.perf_counter() - t0

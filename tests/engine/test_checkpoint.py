@@ -14,8 +14,10 @@ import pytest
 import torch
 from train_helpers import Recorder, tiny_cfg, write_images
 
-from ddpm.train import RunError, Trainer
-from ddpm.train import checkpoint as ck
+from ddpm.run import atomic
+from ddpm.run import checkpoint as ck
+from ddpm.run.errors import RunError
+from ddpm.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,13 +32,13 @@ def test_failed_rename_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(ck.os, "replace", crash_on_second)
+    monkeypatch.setattr(atomic.os, "replace", crash_on_second)
     with pytest.raises(OSError, match="No space"):
         Trainer(cfg, tmp_path / "run", Recorder()).run()
     ckdir = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in ckdir.iterdir()) == ["step-00000002.pt"]  # temporary removed
     assert ck.load_checkpoint(ck.latest_checkpoint(ckdir).path)["step"] == 2
-    monkeypatch.setattr(ck.os, "replace", real_replace)
+    monkeypatch.setattr(atomic.os, "replace", real_replace)
     rec = Recorder()
     result = Trainer(cfg, tmp_path / "run", rec).run()
     assert rec.started[0][0] == 2 and result.step == 4
@@ -48,7 +50,8 @@ def test_process_killed_mid_write_leaves_the_previous_checkpoint(tmp_path):
         import sys, time, torch
         sys.path.insert(0, {str(ROOT)!r})
         from pathlib import Path
-        from ddpm.train import checkpoint as ck
+        from ddpm.run import checkpoint as ck
+        from ddpm.run.atomic import atomic_write_bytes
         d = Path({str(tmp_path / "ck")!r})
         ck.save_checkpoint({{"model": {{"w": torch.ones(3)}}}}, d, 1)
         def slow(fh):
@@ -56,7 +59,7 @@ def test_process_killed_mid_write_leaves_the_previous_checkpoint(tmp_path):
             fh.flush()
             print("writing", flush=True)
             time.sleep(60)                   # ...and the process dies here
-        ck.atomic_write_bytes(d / ck.checkpoint_name(2), slow)
+        atomic_write_bytes(d / ck.checkpoint_name(2), slow)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:

@@ -8,8 +8,9 @@ import torch
 from train_helpers import Recorder, tiny_cfg, write_images
 
 from ddpm.config import ConfigError
-from ddpm.train import RunError, Trainer
-from ddpm.train.checkpoint import list_checkpoints, load_checkpoint
+from ddpm.run.checkpoint import list_checkpoints, load_checkpoint
+from ddpm.run.errors import RunError
+from ddpm.train import Trainer
 
 
 def _run(cfg, run_dir, stop_at=None, crash_at=None):

@@ -14,9 +14,11 @@ from train_helpers import tiny_cfg, write_images, write_volumes
 from ddpm.config import load_config
 from ddpm.export import ENCODER_PREFIXES, export_run, load_encoder, load_pretrained
 from ddpm.nn import UNet
-from ddpm.sample import nifti_affine, sample_run
-from ddpm.train import RunError, run_training
-from ddpm.train.checkpoint import latest_checkpoint, load_checkpoint
+from ddpm.run.checkpoint import latest_checkpoint, load_checkpoint
+from ddpm.run.errors import RunError
+from ddpm.run.sample_files import mid_slices, nifti_affine
+from ddpm.sample import sample_run
+from ddpm.train import run_training
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +65,6 @@ def test_3d_samples_are_float32_nifti_with_the_training_spacing(run3d, tmp_path)
 
 
 def test_preview_slices_are_the_orthogonal_mid_planes():
-    from ddpm.sample import mid_slices
-
     vol = np.zeros((8, 8, 8), np.float32)
     vol[4, :, :] = 1.0  # the sagittal mid plane
     panels = mid_slices(vol)

@@ -11,7 +11,7 @@ from train_helpers import Recorder, tiny_cfg, write_images
 
 from ddpm.config import ConfigError
 from ddpm.train import NonFiniteLossError, Trainer, run_training
-from ddpm.train.checkpoint import list_checkpoints, load_checkpoint
+from ddpm.run.checkpoint import list_checkpoints, load_checkpoint
 from ddpm.train.ema import EMA, ema_decay_at
 from ddpm.train.lr import lr_factor
 

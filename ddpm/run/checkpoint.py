@@ -1,16 +1,14 @@
-"""Checkpoint files: atomic writes, discovery, pruning, RNG state capture.
+"""Checkpoint files: writing, discovery, pruning, loading, RNG state capture.
 
 Layout inside ``<run>/checkpoints/``:
   step-00001000.pt         a periodic (or stop) checkpoint after optimizer step 1000
   step-00010000-final.pt   the checkpoint written when the run reached ``iterations``
-A file is written to ``.<name>.tmp-<pid>`` in the same folder, fsynced, then renamed with
-``os.replace`` (atomic on POSIX), and the folder is fsynced. A crash at any point leaves either
-the old set of checkpoints or the new one, never a partial ``step-*.pt``: temporaries do not
-match the name pattern and are removed on the next start.
+Every file is written atomically (``atomic.py``): a crash at any point leaves either the old set
+of checkpoints or the new one, never a partial ``step-*.pt``; temporaries do not match the name
+pattern and are removed on the next start.
 """
 from __future__ import annotations
 
-import os
 import random
 import re
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
+from .atomic import atomic_write_bytes
 from .errors import RunError
 
 FORMAT = "ddpm-studio-checkpoint"
@@ -54,43 +53,26 @@ def latest_checkpoint(ckpt_dir: Path) -> Optional[CheckpointFile]:
     return found[-1] if found else None
 
 
+def resolve_checkpoint(run_dir: Union[str, Path], checkpoint: Optional[Union[str, Path]] = None) -> Path:
+    """The given checkpoint, or the newest one of the run; RunError naming what is missing."""
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise RunError(f"--checkpoint {path}: no such file")
+        return path
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise RunError(f"--run {run}: no such run folder")
+    latest = latest_checkpoint(run / "checkpoints")
+    if latest is None:
+        raise RunError(f"--run {run}: the run has no checkpoints yet (looked in {run / 'checkpoints'})")
+    return latest.path
+
+
 def remove_stale_temporaries(ckpt_dir: Path) -> None:
     if ckpt_dir.is_dir():
         for p in ckpt_dir.glob(".*.tmp-*"):
             p.unlink(missing_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Run ``write(file_object)`` into a temporary beside ``path``, fsync, rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def save_checkpoint(state: dict[str, Any], ckpt_dir: Path, step: int, final: bool = False) -> Path:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
-from .checkpoint import atomic_write_text
+from .atomic import atomic_write_text
 
 
 class RunPaths:
