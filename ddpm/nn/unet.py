@@ -18,39 +18,10 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import Attention, LinearAttention, num_heads_for
+from ddpm.config import attention_sides, feature_sides, unet_shape_problems
+
+from .attention import Attention, LinearAttention
 from .blocks import Downsample, GroupNorm, ResBlock, TimeEmbedding, Upsample, conv_nd, norm_groups
-
-
-def feature_sides(image_size: int, levels: int) -> list[int]:
-    """Feature-map side at each level, top to bottom."""
-    return [image_size // 2**i for i in range(levels)]
-
-
-def check_image_size(image_size: int, levels: int) -> None:
-    """image_size must halve cleanly at each of the levels-1 downsamplings."""
-    factor = 2 ** (levels - 1)
-    if not isinstance(image_size, int) or image_size < 1 or image_size % factor != 0:
-        below = (max(int(image_size), 0) // factor) * factor if isinstance(image_size, (int, float)) else 0
-        near = sorted({s for s in (below - factor, below, below + factor, below + 2 * factor) if s > 0})
-        raise ValueError(
-            f"image_size={image_size!r} cannot pass through {levels} levels ({levels - 1} "
-            f"halvings): it must be a positive multiple of {factor}; nearby sizes that can: "
-            f"{', '.join(map(str, near))}"
-        )
-
-
-def _normalise_attn_res(attn_res: Union[None, int, Sequence[int]], sides: list[int]) -> list[int]:
-    if attn_res is None:
-        return [sides[-1]]
-    res = [attn_res] if isinstance(attn_res, int) else list(attn_res)
-    bad = [r for r in res if r not in sides]
-    if bad:
-        raise ValueError(
-            f"attn_res {bad} is not a feature-map side of this U-Net; the sides are "
-            f"{sides} (image_size {sides[0]} halved at each level)"
-        )
-    return res
 
 
 class _Step(nn.Module):
@@ -108,9 +79,13 @@ class UNet(nn.Module):
         if res_blocks < 1:
             raise ValueError(f"res_blocks must be >= 1, got {res_blocks!r}")
         levels = len(channel_mults)
-        check_image_size(image_size, levels)
+        attn_list = None if attn_res is None else [attn_res] if isinstance(attn_res, int) else list(attn_res)
+        problems = unet_shape_problems(dim, [int(m) for m in channel_mults], image_size, attn_list,
+                                       num_head_channels, linear_attn)
+        if problems:
+            raise ValueError("this U-Net cannot be built: " + "; ".join(f"{key}: {why}" for key, why in problems))
         sides = feature_sides(image_size, levels)
-        full_at = _normalise_attn_res(attn_res, sides)
+        full_at = attention_sides(attn_list, sides)
 
         self.dims = dims
         self.in_channels = in_channels
@@ -130,11 +105,6 @@ class UNet(nn.Module):
             if linear_attn:
                 return LinearAttention(ch, num_head_channels)
             return None
-
-        # fail early and clearly on every level that will hold attention
-        for lv in range(levels):
-            if sides[lv] in full_at or linear_attn:
-                num_heads_for(chans[lv], num_head_channels)
 
         self.time_embed = TimeEmbedding(dim, emb_dim)
         self.init_conv = conv_nd(dims, in_channels * (2 if self_condition else 1), dim, 3, padding=1)

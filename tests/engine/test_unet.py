@@ -90,22 +90,22 @@ def test_3d_non_cubic_volume_keeps_its_shape():
 
 
 def test_image_size_error_names_valid_sizes():
-    with pytest.raises(ValueError, match=r"image_size=30.*multiple of 4.*28, 32"):
+    with pytest.raises(ValueError, match=r"image_size: 30 cannot pass through 3 levels.*divisible by 4.*28 or 32"):
         UNet(dims=3, image_size=30, channel_mults=(1, 2, 4))
     UNet(dims=2, image_size=28, dim=8, channel_mults=(1, 2, 4), num_head_channels=4)  # 28 is fine
 
 
 def test_attn_res_error_names_valid_sides():
-    with pytest.raises(ValueError, match=r"attn_res \[12\].*\[64, 32, 16\]"):
+    with pytest.raises(ValueError, match=r"attn_res: 12 is not a feature-map side; the sides are \[64, 32, 16\]"):
         UNet(dims=2, image_size=64, channel_mults=(1, 2, 4), attn_res=[16, 12])
-    with pytest.raises(ValueError, match=r"attn_res \[5\]"):
+    with pytest.raises(ValueError, match=r"attn_res: 5 is not a feature-map side"):
         UNet(dims=2, image_size=64, channel_mults=(1, 2, 4), attn_res=5)
 
 
 def test_head_channels_must_divide_attention_channels():
-    with pytest.raises(ValueError, match=r"num_head_channels=24 does not divide the 64 channels"):
+    with pytest.raises(ValueError, match=r"num_head_channels: 24 does not divide the 64 channels at side 8"):
         UNet(dims=2, image_size=16, dim=16, channel_mults=(1, 4), attn_res=[8], num_head_channels=24)
-    with pytest.raises(ValueError, match=r"num_head_channels=24 does not divide the 16 channels"):
+    with pytest.raises(ValueError, match=r"num_head_channels: 24 does not divide the 16 channels at side 16"):
         UNet(dims=2, image_size=16, dim=16, channel_mults=(1, 3), attn_res=[8],
              num_head_channels=24, linear_attn=True)
 
