@@ -13,7 +13,9 @@ from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.leases import live_workers, requeue_stale_jobs
+from backend.jobs import JobStatus
+from backend.leases import requeue_stale_jobs
+from backend.worker_registry import live_workers
 from backend.models import Job
 from backend.settings import Settings
 
@@ -64,7 +66,7 @@ def resend_queued_jobs(session: Session, broker_url: str) -> list[int]:
     """Send the task of every queued job again. A broker restarted without persistence (the
     embedded Redis of `make run`) forgets its messages, but the job table remembers: the API
     calls this at start. Duplicates are harmless: ``claim_job`` lets one run."""
-    ids = list(session.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.id)))
+    ids = list(session.scalars(select(Job.id).where(Job.status == JobStatus.queued).order_by(Job.id)))
     for job_id in ids:
         enqueue_job(session.get(Job, job_id), broker_url)
     return ids

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from backend.celery_client import choose_queue, live_queues
-from backend.jobs import QUEUED, SUCCEEDED
+from backend.jobs import JobStatus
 from backend.models import READY, Dataset, Job
 from backend.schemas import SampleJobCreate, TrainJobCreate
 from backend.settings import Settings
@@ -65,7 +65,7 @@ def create_train_job(session: Session, settings: Settings, storage: Storage, bod
         raise JobInputError(errors)
     queue = choose_queue(body.device, config.get("gpu", 0),
                          live_queues(session, settings.worker_heartbeat_timeout_s))
-    job = Job(kind="train", status=QUEUED, device=body.device, queue=queue, dataset_id=body.dataset_id,
+    job = Job(kind="train", status=JobStatus.queued, device=body.device, queue=queue, dataset_id=body.dataset_id,
               config=config, total=int(config["model"]["iterations"]))
     session.add(job)
     session.commit()
@@ -73,7 +73,7 @@ def create_train_job(session: Session, settings: Settings, storage: Storage, bod
 
 
 def has_checkpoint(job: Job, storage: Storage) -> bool:
-    return job.status == SUCCEEDED or job.checkpoint_step is not None or storage.find_export(job.id) is not None
+    return job.status == JobStatus.succeeded or job.checkpoint_step is not None or storage.find_export(job.id) is not None
 
 
 def create_sample_job(session: Session, settings: Settings, storage: Storage, body: SampleJobCreate) -> Job:
@@ -91,7 +91,7 @@ def create_sample_job(session: Session, settings: Settings, storage: Storage, bo
             raise _err("steps", f"ddpm sampling takes at most the {n_train} training timesteps")
     queue = choose_queue(body.device, int(src.config.get("gpu", 0)),
                          live_queues(session, settings.worker_heartbeat_timeout_s))
-    job = Job(kind="sample", status=QUEUED, device=body.device, queue=queue, dataset_id=None,
+    job = Job(kind="sample", status=JobStatus.queued, device=body.device, queue=queue, dataset_id=None,
               source_job_id=src.id, config=params, total=body.num_samples)
     session.add(job)
     session.commit()

@@ -8,29 +8,22 @@ Every function here commits the session it is given.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import os
-import socket
 from typing import Optional, Sequence
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from backend.jobs import CANCELLED, QUEUED, RUNNING, conditional_update, get_job, status_payload
 from backend.events import publish_event
-from backend.models import Job, Worker, utcnow
-
-DEFAULT_TIMEOUT_S = 60.0
+from backend.jobs import JobStatus, get_job, status_payload, transition
+from backend.models import Job, utcnow
+from backend.worker_registry import (DEFAULT_TIMEOUT_S, clear_current_job, cutoff, set_current_job,
+                                     upsert_worker)
 
 
 @dataclasses.dataclass(frozen=True)
 class LeaseState:
     held: bool  # False: stop now, the job was re-queued or finished elsewhere
     cancel_requested: bool  # True: checkpoint and end the job ``cancelled``
-
-
-def _cutoff(timeout_s: float) -> dt.datetime:
-    return utcnow() - dt.timedelta(seconds=timeout_s)
 
 
 def claim_job(session: Session, job_id: int, worker_name: str,
@@ -41,17 +34,13 @@ def claim_job(session: Session, job_id: int, worker_name: str,
     else has it, it was cancelled, or it is finished; the caller drops the task.
     """
     now = utcnow()
-    values = {"status": RUNNING, "worker": worker_name, "lease_renewed_at": now,
-              "started_at": now, "error": None, "finished_at": None, "attempts": Job.attempts + 1}
-    stmt = (update(Job)
-            .where(Job.id == job_id, Job.cancel_requested.is_(False),
-                   or_(Job.status == QUEUED,
-                       (Job.status == RUNNING) & (Job.lease_renewed_at < _cutoff(timeout_s))))
-            .values(**values).execution_options(synchronize_session=False))
-    if session.execute(stmt).rowcount != 1:
+    values = {"worker": worker_name, "lease_renewed_at": now, "started_at": now, "error": None,
+              "finished_at": None, "attempts": Job.attempts + 1}
+    claimable = or_(Job.status == JobStatus.queued, Job.lease_renewed_at < cutoff(timeout_s))
+    if not transition(session, job_id, JobStatus.running, values, Job.cancel_requested.is_(False), claimable):
         session.rollback()
         return False
-    session.execute(update(Worker).where(Worker.name == worker_name).values(current_job_id=job_id))
+    set_current_job(session, worker_name, job_id)
     publish_event(session, job_id, "status", status_payload(get_job(session, job_id)))
     session.commit()
     return True
@@ -59,7 +48,7 @@ def claim_job(session: Session, job_id: int, worker_name: str,
 
 def renew_lease(session: Session, job_id: int, worker_name: str) -> LeaseState:
     """Extend this worker's lease on a running job; also says whether a cancel was asked."""
-    stmt = (update(Job).where(Job.id == job_id, Job.worker == worker_name, Job.status == RUNNING)
+    stmt = (update(Job).where(Job.id == job_id, Job.worker == worker_name, Job.status == JobStatus.running)
             .values(lease_renewed_at=utcnow()).execution_options(synchronize_session=False))
     held = session.execute(stmt).rowcount == 1
     cancel = bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
@@ -74,16 +63,8 @@ def heartbeat(session: Session, worker_name: str, *, queues: Sequence[str] = ("c
 
     Returns the lease state of ``current_job_id`` (None when it runs nothing).
     """
-    now = utcnow()
-    row = session.get(Worker, worker_name, populate_existing=True)
-    if row is None:
-        row = Worker(name=worker_name, started_at=now)
-        session.add(row)
-    row.queues, row.device, row.last_heartbeat = list(queues), device, now
-    row.current_job_id = current_job_id
-    row.hostname = hostname or socket.gethostname()
-    row.pid = pid if pid is not None else os.getpid()
-    session.commit()
+    upsert_worker(session, worker_name, queues=queues, device=device, current_job_id=current_job_id,
+                  hostname=hostname, pid=pid)
     if current_job_id is None:
         return None
     return renew_lease(session, current_job_id, worker_name)
@@ -93,8 +74,9 @@ def release_job(session: Session, job_id: int, worker_name: str) -> bool:
     """running -> queued, by the worker holding it (e.g. shutting down gracefully after a
     checkpoint). True when released; the caller then enqueues its task again
     (``celery_client.enqueue_job``) so the next free worker resumes it."""
-    values = {"status": QUEUED, "worker": None, "lease_renewed_at": None, "eta_s": None, "it_s": None}
-    if not conditional_update(session, job_id, (RUNNING,), values, Job.worker == worker_name):
+    values = {"worker": None, "lease_renewed_at": None, "eta_s": None, "it_s": None}
+    if not transition(session, job_id, JobStatus.queued, values, Job.worker == worker_name,
+                      only_from=(JobStatus.running,)):
         session.rollback()
         return False
     clear_current_job(session, worker_name, job_id)
@@ -103,38 +85,18 @@ def release_job(session: Session, job_id: int, worker_name: str) -> bool:
     return True
 
 
-def clear_current_job(session: Session, worker_name: str, job_id: int) -> None:
-    """Does not commit (part of the caller's transaction)."""
-    session.execute(update(Worker).where(Worker.name == worker_name, Worker.current_job_id == job_id)
-                    .values(current_job_id=None))
-
-
-def remove_worker(session: Session, worker_name: str) -> None:
-    """A worker shutting down cleanly leaves the live list at once."""
-    row = session.get(Worker, worker_name)
-    if row is not None:
-        session.delete(row)
-    session.commit()
-
-
-def live_workers(session: Session, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[Worker]:
-    stmt = select(Worker).where(Worker.last_heartbeat >= _cutoff(timeout_s)).order_by(Worker.name)
-    return list(session.scalars(stmt))
-
-
 def requeue_stale_jobs(session: Session, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[int]:
     """Running jobs whose lease is older than ``timeout_s``: back to ``queued`` (ids returned,
     the caller enqueues their tasks again), or ``cancelled`` when a cancel was pending."""
-    cutoff = _cutoff(timeout_s)
-    stale_where = (or_(Job.lease_renewed_at < cutoff, Job.lease_renewed_at.is_(None)),)
-    candidates = list(session.scalars(select(Job.id).where(Job.status == RUNNING, *stale_where)))
+    stale_where = (or_(Job.lease_renewed_at < cutoff(timeout_s), Job.lease_renewed_at.is_(None)),)
+    candidates = list(session.scalars(select(Job.id).where(Job.status == JobStatus.running, *stale_where)))
     requeued: list[int] = []
     for job_id in candidates:
         cancel = bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
-        values = ({"status": CANCELLED, "finished_at": utcnow(), "worker": None} if cancel else
-                  {"status": QUEUED, "worker": None, "lease_renewed_at": None,
-                   "error": None, "eta_s": None, "it_s": None})
-        if conditional_update(session, job_id, (RUNNING,), values, *stale_where):
+        dst, values = ((JobStatus.cancelled, {"finished_at": utcnow(), "worker": None}) if cancel else
+                       (JobStatus.queued, {"worker": None, "lease_renewed_at": None,
+                                           "error": None, "eta_s": None, "it_s": None}))
+        if transition(session, job_id, dst, values, *stale_where, only_from=(JobStatus.running,)):
             publish_event(session, job_id, "status", status_payload(get_job(session, job_id)))
             if not cancel:
                 requeued.append(job_id)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from backend import jobs as jobs_mod
-from backend import leases, reporting
+from backend import leases, reporting, worker_registry
 from backend.celery_client import enqueue_job, recover_stale_jobs
 from backend.db import open_database
 from backend.events import REDIS_URL_KEY
@@ -122,7 +122,7 @@ class Store:
 
     def remove_worker(self, name: str) -> None:
         with self.session() as s:
-            leases.remove_worker(s, name)
+            worker_registry.remove_worker(s, name)
 
     def recover_stale(self) -> list[int]:
         """Re-queue running jobs whose worker went silent and re-send their tasks."""

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from backend.db import ping
 from backend.deps import get_app_settings, get_session, require_token
 from backend.events import redis_client
-from backend.leases import live_workers
+from backend.worker_registry import live_workers
 from backend.schemas import Health, WorkerOut
 from backend.settings import Settings
 

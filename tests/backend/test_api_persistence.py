@@ -17,7 +17,8 @@ from backend.celery_client import recover_stale_jobs
 from backend.db import open_database
 from backend.events import channel, publish_event
 from backend.leases import claim_job
-from backend.leases import heartbeat, live_workers, renew_lease, requeue_stale_jobs
+from backend.leases import heartbeat, renew_lease, requeue_stale_jobs
+from backend.worker_registry import live_workers
 from backend.models import Event, Job, utcnow
 from backend.pathsafe import UnsafePath, sanitize_relative_path
 from backend.storage import Storage, atomic_writer
@@ -70,11 +71,25 @@ def test_processes_starting_together_migrate_once(tmp_path):
         assert p.returncode == 0, err.decode()[-1500:]
 
 
-def test_transition_table():
-    assert jobs.can_transition("queued", "running") and jobs.can_transition("cancelled", "queued")
-    assert not jobs.can_transition("succeeded", "queued")
-    assert not jobs.can_transition("queued", "succeeded")
-    assert set(jobs.TRANSITIONS) == set(jobs.STATUSES)
+def test_transition_table_drives_the_moves(factory, monkeypatch):
+    assert set(jobs.TRANSITIONS) == set(jobs.JobStatus)
+    assert not jobs.can_transition("succeeded", "queued") and not jobs.can_transition("queued", "succeeded")
+    with factory() as s:
+        jid = new_job(factory)
+        s.execute(update(Job).where(Job.id == jid).values(status="succeeded"))
+        s.commit()
+        # succeeded -> queued is not in the table: asking for it changes nothing
+        assert not jobs.transition(s, jid, jobs.JobStatus.queued, {}, only_from=(jobs.JobStatus.succeeded,))
+        s.rollback()
+        s.execute(update(Job).where(Job.id == jid).values(status="queued"))
+        s.commit()
+        jobs.request_cancel(s, jid)
+        # without the cancelled -> queued edge, resume is refused by the table, not by a copy of it
+        monkeypatch.setitem(jobs.TRANSITIONS, jobs.JobStatus.cancelled, ())
+        with pytest.raises(jobs.JobStateError):
+            jobs.resume(s, jid)
+        monkeypatch.undo()
+        assert jobs.resume(s, jid).status == "queued"
 
 
 def test_claim_is_atomic_under_a_race(factory):
@@ -267,7 +282,7 @@ def test_progress_events_are_pruned_to_the_newest(factory):
 def test_persistence_layer_imports_without_fastapi_or_torch():
     """The worker imports these modules; they must not drag in the web stack or the engine."""
     code = ("import sys, backend.settings, backend.db, backend.models, backend.storage, backend.jobs, "
-            "backend.leases, backend.reporting, backend.events, backend.celery_client; "
+            "backend.leases, backend.worker_registry, backend.reporting, backend.events, backend.celery_client; "
             "print(sorted(m for m in ('fastapi', 'starlette', 'torch', 'sse_starlette') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr[-1500:]

@@ -188,7 +188,8 @@ def test_gzip_for_json_but_not_for_streams_or_volumes(client):
 
 
 def test_workers_and_health_count_live_workers(app, client):
-    from backend.leases import heartbeat, remove_worker
+    from backend.leases import heartbeat
+    from backend.worker_registry import remove_worker
 
     assert client.get("/api/health").json() == {"status": "ok", "database": "ok", "broker": "ok", "workers": 0}
     with app.state.session_factory() as s:
