@@ -228,11 +228,11 @@ def cmd_kernels(args: argparse.Namespace) -> int:
     """Exit 0 when the kernels are built and loaded, 1 when the engine will use PyTorch ops."""
     import time
 
-    from ddpm.nn import native
+    from ddpm.nn import kernels
 
     t0 = time.perf_counter()
-    ok = native.available()
-    print(f"{native.status()} ({time.perf_counter() - t0:.1f} s; cache entry {native.build_name()})")
+    ok = kernels.available()
+    print(f"{kernels.status()} ({time.perf_counter() - t0:.1f} s; cache entry {kernels.build_name()})")
     return 0 if ok else EXIT_FAILED
 
 

@@ -8,7 +8,7 @@ against 8.2 ms). Like flash attention it keeps only q, k and v for the backward 
 recomputes each chunk's probabilities there, so memory stays linear in the number of tokens;
 the score buffers are kept between calls (``_scratch``), because a fresh large tensor costs
 more in page faults than the matmuls themselves. Softmax and its backward run in place in the
-native kernels (``csrc/softmax.cpp``) when built; torch's ops then need one spare buffer. In fp32 the flash
+native kernels (``kernels/csrc/softmax.cpp``) when built; torch's ops then need one spare buffer. In fp32 the flash
 kernel is the faster one and is kept (see ``Attention``).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 from torch.autograd.function import once_differentiable
 
-from ddpm.nn import native
+from . import kernels
 
 _aten = torch.ops.aten
 SCORE_BUDGET = 1 << 22  # elements of one chunk's score matrix (8 MB in bf16)
@@ -31,21 +31,21 @@ def chunk_size(batch_heads: int, tokens: int, budget: int = SCORE_BUDGET) -> int
 
 
 def _native_softmax(dtype: torch.dtype) -> bool:
-    return dtype in (torch.bfloat16, torch.float32) and native.available()
+    return dtype in (torch.bfloat16, torch.float32) and kernels.available()
 
 
 def _softmax(s: torch.Tensor, spare: torch.Tensor) -> torch.Tensor:
     """Softmax over the last dim of the scores s: in place by the native kernel (bf16/fp32,
     1.6x faster than torch's on bf16), else into ``spare``. Returns the probabilities."""
     if _native_softmax(s.dtype):
-        return native.ops().softmax_(s)
+        return kernels.ops().softmax_(s)
     return _aten._softmax.out(s, -1, False, out=spare)  # accumulates in fp32 internally
 
 
 def _softmax_backward(dp: torch.Tensor, p: torch.Tensor, spare: torch.Tensor) -> torch.Tensor:
     """The scores' gradient from dp = dL/dp: in place in dp natively, else into ``spare``."""
     if _native_softmax(dp.dtype):
-        return native.ops().softmax_backward_(dp, p)
+        return kernels.ops().softmax_backward_(dp, p)
     return _aten._softmax_backward_data.out(dp, p, -1, dp.dtype, grad_input=spare)
 
 

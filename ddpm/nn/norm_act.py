@@ -1,6 +1,6 @@
 """GroupNorm, per-sample scale/shift and SiLU as one autograd node for CPU training (and the
 same math in place for CPU inference). Channels-last fp32/bf16 maps go to the C++ kernels of
-``csrc/norm_act.cpp`` when they are built (``_NativeNormAct``); the PyTorch-op node below takes
+``kernels/csrc/norm_act.cpp`` when they are built (``kernels.norm_act``); the PyTorch-op node below takes
 everything else (contiguous layout, fp64, fp16, or no compiler).
 
 Why: on CPU every elementwise pass over a 3D activation is memory-bound (a 2 x 32 x 64^3 bf16
@@ -29,7 +29,7 @@ import torch
 from torch.autograd.function import once_differentiable
 import torch.nn.functional as F
 
-from ddpm.nn import native
+from .kernels import norm_act as kernel
 
 
 def _channel_view(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -148,40 +148,6 @@ class _NormScaleShiftAct(torch.autograd.Function):
         return dx, dw, db, dscale, dshift, None, None, None
 
 
-class _NativeNormAct(torch.autograd.Function):
-    """The same node on the C++ kernels of ddpm/nn/csrc/norm_act.cpp (channels-last fp32/bf16).
-
-    It saves only x and the (B, groups) statistics; the backward recomputes y and z from them,
-    which costs less than reading two saved activations back from memory.
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, scale, shift, groups: int, eps: float, act: bool):  # type: ignore[override]
-        out, mean, rstd = native.ops().group_norm_act_forward(x, weight, bias, scale, shift, groups, eps, act)
-        ctx.save_for_backward(x, mean, rstd, weight, bias, scale, shift)
-        ctx.meta = (groups, act)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):  # type: ignore[override]
-        x, mean, rstd, weight, bias, scale, shift = ctx.saved_tensors
-        groups, act = ctx.meta
-        needs = ctx.needs_input_grad
-        grads = native.ops().group_norm_act_backward(
-            grad, x, weight, bias, scale, shift, mean, rstd, groups, act, needs[0])
-        # empty tensors stand for absent parameters
-        return (*(g if need else None for g, need in zip(grads, needs[:5])), None, None, None)
-
-
-def _native_ok(x: torch.Tensor) -> bool:
-    """Whether the C++ kernels take x: a channels-last fp32/bf16 CPU map, and they are built."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.bfloat16) or x.dim() not in (4, 5):
-        return False
-    fmt = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
-    return x.is_contiguous(memory_format=fmt) and native.available()
-
-
 def group_norm_act(
     x: torch.Tensor,
     groups: int,
@@ -221,10 +187,10 @@ def _scale_shift(weight, bias, scale, shift, x: torch.Tensor) -> tuple[torch.Ten
 def _group_norm_act(x, groups, weight, bias, eps, scale, shift, act) -> torch.Tensor:
     training = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, weight, bias, scale, shift))
-    if _native_ok(x):
+    if kernel.takes(x):
         if training:
-            return _NativeNormAct.apply(x, weight, bias, scale, shift, groups, eps, act)
-        return native.ops().group_norm_act_forward(x, weight, bias, scale, shift, groups, eps, act)[0]
+            return kernel.NativeNormAct.apply(x, weight, bias, scale, shift, groups, eps, act)
+        return kernel.forward(x, weight, bias, scale, shift, groups, eps, act)
     if x.device.type == "cpu":
         if training:
             return _NormScaleShiftAct.apply(x, weight, bias, scale, shift, groups, eps, act)

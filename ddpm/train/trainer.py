@@ -318,9 +318,9 @@ class Trainer:
         log.info("%s at step %d of %d on %s (%s)", "resumed" if resumed_from else "started",
                  self.step, total, self.device, m.precision)
         if self.device.type == "cpu":
-            from ddpm.nn import native
+            from ddpm.nn import kernels
 
-            log.info(native.status())  # builds them on first use; says why when they are not used
+            log.info(kernels.status())  # builds them on first use; says why when they are not used
         self.cb.on_start(self.step, total, resumed_from)
         if self.step >= total:
             path = self.last_ckpt if self.last_ckpt and self.last_ckpt.name.endswith("-final.pt") else self.save(final=True)

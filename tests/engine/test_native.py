@@ -1,4 +1,4 @@
-"""The C++ CPU kernels (ddpm/nn/csrc, loaded by ddpm/nn/native.py) against float64 references.
+"""The C++ CPU kernels (ddpm/nn/kernels/csrc, loaded by ddpm/nn/kernels/loader.py) against float64 references.
 
 They must build here: `make system-deps` installs g++, so a build failure is a failure, not a
 silent fallback. The fallback itself (no compiler) is tested in a subprocess.
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddpm.nn import native
+from ddpm.nn import kernels
+from ddpm.nn.kernels import loader
 from ddpm.nn.norm_act import group_norm_act
 from norm_reference import reference_norm_act
 
@@ -19,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_kernels_build_and_load_here():
-    assert native.available(), native.status()
-    assert native.status() == "native CPU kernels loaded"
+    assert kernels.available(), kernels.status()
+    assert kernels.status() == "native CPU kernels loaded"
 
 
 @pytest.mark.parametrize("disabled", [False, True])
@@ -34,7 +35,7 @@ def test_ddpm_kernels_command_says_whether_training_uses_them(disabled):
         assert r.returncode == 1 and "not in use: disabled by DDPM_NATIVE=0" in r.stdout
     else:
         assert r.returncode == 0 and r.stdout.startswith("native CPU kernels loaded"), r.stdout + r.stderr
-        assert native.build_name() in r.stdout  # the cache entry this process loaded too
+        assert kernels.build_name() in r.stdout  # the cache entry this process loaded too
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -65,7 +66,7 @@ TOL = {torch.float32: dict(atol=2e-4, rtol=2e-4), torch.bfloat16: dict(atol=0.06
 def test_norm_act_kernel_matches_float64_autograd(dtype, shape, groups, affine, scale_shift, act):
     x, (w, b, sc, sh) = _leaves(shape, dtype, affine, scale_shift)
     out = group_norm_act(x, groups, w, b, 1e-5, sc, sh, act)
-    assert out.grad_fn.name() == "_NativeNormActBackward"  # the kernel, not the PyTorch-op node
+    assert out.grad_fn.name() == "NativeNormActBackward"  # the kernel, not the PyTorch-op node
     assert out.dtype == dtype
     assert out.is_contiguous(memory_format=torch.channels_last_3d if out.dim() == 5 else torch.channels_last)
     as64 = [t.detach().double().requires_grad_() if t is not None else None for t in (x, w, b, sc, sh)]
@@ -148,14 +149,14 @@ def test_softmax_kernel_and_its_backward(dtype, n):
     s[1, 1] += 3000.0  # large logits: the row maximum keeps exp in range
     s = s.to(dtype)  # the reference sees the same rounded logits (bf16 steps by 16 at 3000)
     want = torch.softmax(s.double(), -1)
-    got = native.ops().softmax_(s.clone())
+    got = kernels.ops().softmax_(s.clone())
     assert got.dtype == dtype
     # n = 1 with the row masked: NaN, as torch gives for a row of only -inf
     torch.testing.assert_close(got.double(), want, atol=1e-6 if dtype == torch.float32 else 4e-3, rtol=0.01,
                                equal_nan=True)
     dp = torch.randn(s.shape, generator=g, dtype=torch.float64)
     want_ds = torch.ops.aten._softmax_backward_data(dp, want, -1, torch.float64)
-    got_ds = native.ops().softmax_backward_(dp.to(dtype).contiguous(), got)
+    got_ds = kernels.ops().softmax_backward_(dp.to(dtype).contiguous(), got)
     ok = ~want_ds.isnan()
     scale = want_ds[ok].abs().max().item() or 1.0  # n = 1: the gradient is exactly 0
     assert (got_ds.double() - want_ds)[ok].abs().max().item() / scale < (1e-5 if dtype == torch.float32 else 0.02)
@@ -164,31 +165,31 @@ def test_softmax_kernel_and_its_backward(dtype, n):
 def test_softmax_kernel_gives_nan_for_a_row_holding_nan():
     s = torch.zeros(2, 40)
     s[0, 3] = float("nan")
-    out = native.ops().softmax_(s)
+    out = kernels.ops().softmax_(s)
     assert out[0].isnan().all() and torch.allclose(out[1], torch.full((40,), 1 / 40))
 
 
 def test_build_name_follows_every_source_file(tmp_path, monkeypatch):
-    for f in native.CSRC.iterdir():
+    for f in loader.CSRC.iterdir():
         (tmp_path / f.name).write_bytes(f.read_bytes())
-    monkeypatch.setattr(native, "CSRC", tmp_path)
-    before = native.build_name()
-    assert native.build_name() == before  # stable while nothing changes
+    monkeypatch.setattr(loader, "CSRC", tmp_path)
+    before = loader.build_name()
+    assert loader.build_name() == before  # stable while nothing changes
     (tmp_path / "vec_math.h").write_text((tmp_path / "vec_math.h").read_text() + "\n// changed\n")
-    assert native.build_name() != before  # a header edit must rebuild, not load a stale library
+    assert loader.build_name() != before  # a header edit must rebuild, not load a stale library
 
 
 _FALLBACK = """
 import logging, torch
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 from ddpm import DDPM
-from ddpm.nn import native
+from ddpm.nn import kernels
 m = DDPM(image_size=16, channels=1, device="cpu", is_3d=False)
 x = torch.randn(2, 1, 16, 16)
 loss = m.p_losses(x, m.sample_timesteps(2))
 loss.backward()
-print("available", native.available(), "loss", float(loss))
-print("status", native.status())
+print("available", kernels.available(), "loss", float(loss))
+print("status", kernels.status())
 """
 
 

@@ -1,7 +1,7 @@
 // GroupNorm + per-sample scale/shift + SiLU for channels-last CPU tensors, forward and backward,
 // each a fixed number of passes over memory (forward: statistics, then apply; backward: channel
-// sums, then dx). Built on first use by ddpm/nn/native.py; ddpm/nn/norm_act.py holds the autograd
-// node and the same math in PyTorch ops for everything this file does not take.
+// sums, then dx). Built on first use by ddpm/nn/kernels/loader.py; ddpm/nn/kernels/norm_act.py holds
+// the autograd node, ddpm/nn/norm_act.py the same math in PyTorch ops for what this file does not take.
 //
 // Why a kernel: the same node in eager PyTorch ops is ~60 small ops per call, 8 memory passes,
 // and a quarter of a 2D 64^2 training step on the 2-core CPU (bench/RESULTS.md "unet").

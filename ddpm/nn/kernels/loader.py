@@ -1,4 +1,4 @@
-"""The engine's C++ CPU kernels (ddpm/nn/csrc): compiled on first use, cached, loaded as torch ops.
+"""The engine's C++ CPU kernels (ddpm/nn/kernels/csrc): compiled on first use, cached, loaded as torch ops.
 
 Why compiled here rather than shipped: the kernels are built with ``-march=native`` for the CPU
 they run on (AVX-512 where there is one), which a prebuilt wheel cannot be. The build takes
