@@ -30,7 +30,7 @@ def test_make_targets_the_readme_names_exist():
 
 
 def test_configs_the_readme_names_exist_and_cli_subcommands_answer():
-    for path in set(re.findall(r"configs/[a-z0-9_]+\.json", README)):
+    for path in set(re.findall(r"configs/[a-z0-9_/]+\.json", README)):
         assert (ROOT / path).is_file(), path
     for sub in ("train", "sample", "inspect", "export", "kernels"):
         assert f"ddpm {sub}" in README

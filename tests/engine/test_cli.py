@@ -137,12 +137,12 @@ def test_train_end_to_end_then_ctrl_c_resume_sample_export_inspect(tmp_path, cap
     assert code == 0 and "vol0.nii.gz" in out, err
 
 
-@pytest.mark.parametrize("name", ["config_2d.json", "config_3d.json", "tiny_2d.json", "tiny_3d.json"])
+@pytest.mark.parametrize("name", ["config_2d.json", "config_3d.json", "presets/tiny_2d.json", "presets/tiny_3d.json"])
 def test_shipped_configs_load(name):
     from ddpm.config import load_config
 
     cfg = load_config(ROOT / "configs" / name)
-    if name.startswith("tiny"):
+    if name.startswith("presets/tiny"):
         # run from the repo root after `python scripts/make_example_data.py examples`, on any CPU
         assert cfg.gpu == -1 and cfg.dataset.path.startswith("examples/") and cfg.dataset.num_workers == 0
     if name == "config_2d.json":

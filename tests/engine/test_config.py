@@ -29,7 +29,8 @@ def test_seed_config_loads_unchanged_with_its_meaning():
     assert cfg.dataset.grad_accumulation == 4 and cfg.dataset.image_size == 64
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.json")))
+@pytest.mark.parametrize("name", sorted(str(p.relative_to(ROOT / "configs")) for p in (ROOT / "configs").rglob("*.json")
+                                         if p.name != "index.json"))
 def test_every_shipped_config_loads_and_round_trips(name, tmp_path):
     cfg = load_config(ROOT / "configs" / name)
     path = tmp_path / "again.json"
@@ -158,3 +159,40 @@ def test_a_key_without_ui_metadata_is_refused():
 ])
 def test_unknown_key_suggests_the_key_of_that_meaning(data, path, meant):
     assert f"did you mean {meant}" in errors_of(data)[path]
+
+
+def test_presets_are_the_files_of_the_index_complete_and_paired_by_dims():
+    from ddpm.config_fields import config_fields
+    from ddpm.presets import PRESET_DIR, list_presets
+
+    presets = list_presets()
+    names = [p.name for p in presets]
+    assert sorted(names) == sorted(p.stem for p in PRESET_DIR.glob("*.json") if p.name != "index.json")
+    assert len(set(names)) == len(names) and all(p.title and p.note for p in presets)
+    keys = {f.path for f in config_fields("train") if not f.parent_nullable}
+    for p in presets:
+        cfg = load_config(p.config)
+        assert config_to_dict(cfg) == p.config
+        flat = {k for k in keys if _has_path(p.config, k)}
+        assert flat == keys, f"{p.name} lacks {keys - flat}"  # what the form fills is all there
+        assert p.config["dataset"]["path"].startswith("examples/")
+    # the 3D and 2D lists run in the same order of sizes, so a picker can swap one for the other
+    by_dims = {d: [p.name.split("_")[0] for p in presets if p.config["is_3d"] == d] for d in (True, False)}
+    assert by_dims[True] == by_dims[False] == ["tiny", "small", "base"]
+
+
+def _has_path(data: dict, path: str) -> bool:
+    for part in path.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def test_a_broken_preset_is_named_by_its_file(tmp_path):
+    (tmp_path / "index.json").write_text(json.dumps([{"name": "bad", "title": "Bad", "note": "x"}]))
+    (tmp_path / "bad.json").write_text(json.dumps({"model": {"lr": -1}}))
+    from ddpm.presets import list_presets
+
+    with pytest.raises(ConfigError, match="bad.json: model.lr"):
+        list_presets(tmp_path)
