@@ -1,26 +1,21 @@
-"""Send ``ddpm.train`` / ``ddpm.sample`` tasks by name, carrying only the job id.
+"""Send a job's task (``backend.dispatch.TASK_NAMES``) by name, carrying only the job id.
 
-No import of ``worker``: the job table is the truth, the message is only a nudge. Routing: a job
-asked for ``gpu`` goes to the ``gpu`` queue, ``cpu`` to ``cpu``; ``auto`` goes to ``gpu`` when a
-live worker serves that queue (and the config does not say ``gpu: -1``), else to ``cpu``.
+No import of ``worker``: the job table is the truth, the message is only a nudge. The queue was
+chosen when the job was created or resumed (``backend.dispatch.queue_for``).
 """
 from __future__ import annotations
 
 import threading
-from typing import Iterable
 
 from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.jobs import JobStatus
+from backend.dispatch import TASK_NAMES, Queue
+from backend.jobs import JobKind, JobStatus
 from backend.leases import requeue_stale_jobs
-from backend.worker_registry import live_workers
 from backend.models import Job
 from backend.settings import Settings
-
-TASK_NAMES = {"train": "ddpm.train", "sample": "ddpm.sample"}
-QUEUES = ("gpu", "cpu")
 
 _apps: dict[str, Celery] = {}
 _lock = threading.Lock()
@@ -38,25 +33,15 @@ def celery_app(broker_url: str) -> Celery:
             app.conf.update(task_serializer="json", accept_content=["json"],
                             broker_connection_timeout=2, broker_connection_retry=False,
                             broker_connection_retry_on_startup=False,
-                            task_default_queue="cpu")
+                            task_default_queue=Queue.cpu.value)
             _apps[broker_url] = app
         return app
-
-
-def choose_queue(device: str, config_gpu: int, live_queues: Iterable[str]) -> str:
-    if device in QUEUES:
-        return device
-    return "gpu" if config_gpu != -1 and "gpu" in set(live_queues) else "cpu"
-
-
-def live_queues(session: Session, timeout_s: float) -> set[str]:
-    return {q for w in live_workers(session, timeout_s) for q in (w.queues or [])}
 
 
 def enqueue_job(job: Job, broker_url: str) -> None:
     """Publish the job's task on its queue; raises EnqueueError when the broker is unreachable."""
     try:
-        celery_app(broker_url).send_task(TASK_NAMES[job.kind], args=[job.id], queue=job.queue,
+        celery_app(broker_url).send_task(TASK_NAMES[JobKind(job.kind)], args=[job.id], queue=str(job.queue),
                                          retry=False)
     except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; one meaning here
         raise EnqueueError(f"broker unreachable: {type(exc).__name__}") from exc

@@ -2,37 +2,55 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, Optional, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from backend.jobs import JobNotFound, JobStateError
+from backend.jobs import JobKind, JobNotFound, JobStateError
+from ddpm.config import CONFIG_KINDS, describe_errors
 
 log = logging.getLogger("backend")
 
 
-def loc_to_str(loc: tuple | list) -> str:
-    """('body', 'config', 'model', 'lr') -> 'config.model.lr' (the body prefix is implied)."""
-    parts = [str(p) for p in loc]
+def _key_path(loc: tuple | list) -> tuple[Optional[str], list]:
+    """('body', 'train', 'config', 'model', 'lr') -> ('train', ['config', 'model', 'lr']): the body
+    prefix is implied, and a discriminated union's tag (the job kind) is not a key of the body."""
+    parts = list(loc)
     if parts and parts[0] == "body":
         parts = parts[1:]
-    # a discriminated union adds the tag as a path step: body.train.config -> config
-    if parts and parts[0] in ("train", "sample"):
-        parts = parts[1:]
-    return ".".join(parts)
+    tag = None
+    if parts and parts[0] in CONFIG_KINDS.keys() | set(JobKind):
+        tag, parts = str(parts[0]), parts[1:]
+    return tag, parts
 
 
 def _clean_msg(msg: str) -> str:
     return msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
 
 
+def describe_request_errors(errors: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """A request's validation errors as ``{"loc", "msg"}`` items. A job's ``config`` is described
+    by ``ddpm.config.describe_errors``, so the API says what ``ddpm train`` says of the same file
+    (unknown keys with "did you mean", allowed values, cross-field reasons)."""
+    items: list[dict[str, str]] = []
+    for err in errors:
+        tag, parts = _key_path(err.get("loc", ()))
+        schema = CONFIG_KINDS.get(tag) if tag else None
+        if schema is not None and parts[:1] == ["config"]:
+            for path, msg in describe_errors(schema, [{**err, "loc": tuple(parts[1:])}]):
+                items.append({"loc": f"config.{path}" if path else "config", "msg": msg})
+        else:
+            items.append({"loc": ".".join(str(p) for p in parts),
+                          "msg": _clean_msg(str(err.get("msg", "invalid")))})
+    return items
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        items = [{"loc": loc_to_str(e.get("loc", ())), "msg": _clean_msg(str(e.get("msg", "invalid")))}
-                 for e in exc.errors()]
-        return JSONResponse({"detail": items}, status_code=422)
+        return JSONResponse({"detail": describe_request_errors(exc.errors())}, status_code=422)
 
     @app.exception_handler(JobStateError)
     async def _state(_: Request, exc: JobStateError) -> JSONResponse:

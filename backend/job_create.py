@@ -1,18 +1,19 @@
-"""Turn a POST /api/jobs body into a queued job row: validate, resolve paths and queue."""
+"""Turn a POST /api/jobs body into a queued job row: check it against the database, fill the
+server's paths and pick the queue. The body itself was validated by its schema (the train
+config is ``ddpm.config.TrainConfig``); what is checked here needs the database."""
 from __future__ import annotations
-
-import copy
-from typing import Any
 
 from sqlalchemy.orm import Session
 
-from backend.celery_client import choose_queue, live_queues
-from backend.jobs import JobStatus
+from backend.dispatch import Queue, queue_for, resolve_device
+from backend.jobs import JobKind, JobStatus
 from backend.models import READY, Dataset, Job
+from backend.run_spec import SampleParams, with_server_paths
 from backend.schemas import SampleJobCreate, TrainJobCreate
 from backend.settings import Settings
 from backend.storage import Storage
-from ddpm.config import ConfigError, config_to_dict, load_config
+from backend.worker_registry import live_workers
+from ddpm.config import TrainConfig, config_to_dict
 
 
 class JobInputError(ValueError):
@@ -27,46 +28,32 @@ def _err(loc: str, msg: str) -> JobInputError:
     return JobInputError([{"loc": loc, "msg": msg}])
 
 
-def resolve_train_config(raw: dict[str, Any], storage: Storage, dataset_id: int) -> dict[str, Any]:
-    """The user's config with ``dataset.path`` (the dataset's files) and ``experiment_path``
-    (DATA_DIR/runs; the run dir is runs/<job id>) filled in, validated by ddpm.config."""
-    cfg = copy.deepcopy(raw)
-    cfg["experiment_path"] = str(storage.runs_dir)
-    ds = cfg.setdefault("dataset", {})
-    if isinstance(ds, dict):
-        ds["path"] = str(storage.dataset_files_dir(dataset_id))
-    try:
-        return config_to_dict(load_config(cfg))
-    except ConfigError as exc:
-        raise JobInputError([{"loc": f"config.{loc}" if loc else "config", "msg": msg}
-                             for loc, msg in exc.errors]) from None
+def _live_queues(session: Session, settings: Settings) -> set[str]:
+    return {q for w in live_workers(session, settings.worker_heartbeat_timeout_s) for q in (w.queues or [])}
+
+
+def _dataset_problems(ds: Dataset | None, dataset_id: int, config: TrainConfig) -> list[dict[str, str]]:
+    if ds is None:
+        return [{"loc": "dataset_id", "msg": f"dataset {dataset_id} does not exist"}]
+    if ds.status != READY:
+        return [{"loc": "dataset_id", "msg": f"dataset {ds.id} is {ds.status}; commit it first"}]
+    want_3d = ds.kind == "3d"
+    if config.is_3d != want_3d:
+        return [{"loc": "config.is_3d", "msg": f"dataset {ds.id} holds {ds.kind.upper()} data; "
+                                               f"set is_3d to {str(want_3d).lower()}"}]
+    if want_3d and ds.channels and config.dataset.image_channels != ds.channels:
+        return [{"loc": "config.dataset.image_channels", "msg": f"dataset {ds.id} has {ds.channels} channel(s)"}]
+    return []
 
 
 def create_train_job(session: Session, settings: Settings, storage: Storage, body: TrainJobCreate) -> Job:
-    errors: list[dict[str, str]] = []
-    ds = session.get(Dataset, body.dataset_id)
-    if ds is None:
-        errors.append({"loc": "dataset_id", "msg": f"dataset {body.dataset_id} does not exist"})
-    elif ds.status != READY:
-        errors.append({"loc": "dataset_id", "msg": f"dataset {ds.id} is {ds.status}; commit it first"})
-    try:
-        config = resolve_train_config(body.config, storage, body.dataset_id)
-    except JobInputError as exc:
-        raise JobInputError(errors + exc.items) from None
-    if ds is not None and ds.status == READY:
-        want_3d = ds.kind == "3d"
-        if config["is_3d"] != want_3d:
-            errors.append({"loc": "config.is_3d", "msg": f"dataset {ds.id} holds {ds.kind.upper()} data; "
-                                                         f"set is_3d to {str(want_3d).lower()}"})
-        elif want_3d and ds.channels and config["dataset"]["image_channels"] != ds.channels:
-            errors.append({"loc": "config.dataset.image_channels",
-                           "msg": f"dataset {ds.id} has {ds.channels} channel(s)"})
-    if errors:
-        raise JobInputError(errors)
-    queue = choose_queue(body.device, config.get("gpu", 0),
-                         live_queues(session, settings.worker_heartbeat_timeout_s))
-    job = Job(kind="train", status=JobStatus.queued, device=body.device, queue=queue, dataset_id=body.dataset_id,
-              config=config, total=int(config["model"]["iterations"]))
+    problems = _dataset_problems(session.get(Dataset, body.dataset_id), body.dataset_id, body.config)
+    if problems:
+        raise JobInputError(problems)
+    config = with_server_paths(body.config, storage, body.dataset_id)
+    queue = queue_for(resolve_device(body.device, config.gpu), _live_queues(session, settings))
+    job = Job(kind=JobKind.train, status=JobStatus.queued, device=body.device, queue=queue,
+              dataset_id=body.dataset_id, config=config_to_dict(config), total=config.model.iterations)
     session.add(job)
     session.commit()
     return job
@@ -80,25 +67,24 @@ def create_sample_job(session: Session, settings: Settings, storage: Storage, bo
     src = session.get(Job, body.source_job_id)
     if src is None:
         raise _err("source_job_id", f"job {body.source_job_id} does not exist")
-    if src.kind != "train":
+    if src.kind != JobKind.train:
         raise _err("source_job_id", f"job {src.id} is a {src.kind} job; sample from a train job")
     if not has_checkpoint(src, storage):
         raise _err("source_job_id", f"job {src.id} is {src.status} and has no checkpoint yet")
-    params = {"num_samples": body.num_samples, "sampler": body.sampler, "steps": body.steps, "seed": body.seed}
-    if body.sampler == "ddpm":
+    params = SampleParams(**body.model_dump(include=set(SampleParams.model_fields)))
+    if params.sampler == "ddpm":
         n_train = int(src.config.get("model", {}).get("beta_schedule", {}).get("train", {}).get("n_timestep", 0))
-        if n_train and body.steps > n_train:
+        if n_train and params.steps > n_train:
             raise _err("steps", f"ddpm sampling takes at most the {n_train} training timesteps")
-    queue = choose_queue(body.device, int(src.config.get("gpu", 0)),
-                         live_queues(session, settings.worker_heartbeat_timeout_s))
-    job = Job(kind="sample", status=JobStatus.queued, device=body.device, queue=queue, dataset_id=None,
-              source_job_id=src.id, config=params, total=body.num_samples)
+    queue = queue_for(resolve_device(body.device), _live_queues(session, settings))
+    job = Job(kind=JobKind.sample, status=JobStatus.queued, device=body.device, queue=queue, dataset_id=None,
+              source_job_id=src.id, config=params.model_dump(mode="json"), total=params.num_samples)
     session.add(job)
     session.commit()
     return job
 
 
-def requeue_target(session: Session, settings: Settings, job: Job) -> str:
+def requeue_target(session: Session, settings: Settings, job: Job) -> Queue:
     """A resumed job's queue, chosen again (a GPU worker may have come up since)."""
-    gpu = int(job.config.get("gpu", 0)) if job.kind == "train" else 0
-    return choose_queue(job.device, gpu, live_queues(session, settings.worker_heartbeat_timeout_s))
+    config_gpu = job.config.get("gpu") if job.kind == JobKind.train else None
+    return queue_for(resolve_device(job.device, config_gpu), _live_queues(session, settings))

@@ -121,7 +121,7 @@ class Metric(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     step: Mapped[int] = mapped_column(Integer)
-    data: Mapped[dict] = mapped_column(JSON)  # {loss, lr, grad_norm, ...}
+    data: Mapped[dict] = mapped_column(JSON)  # {train_loss, val_loss, lr, grad_norm, ...}
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -57,7 +57,7 @@ def _prune_progress(session: Session, job_id: int) -> None:
 
 
 def add_metrics(session: Session, job_id: int, step: int, values: dict[str, Any]) -> None:
-    """One metrics row ({loss, lr, grad_norm, ...} at ``step``), the job's last_metrics, an event."""
+    """One metrics row ({train_loss, val_loss, lr, ...} at ``step``), the job's last_metrics, an event."""
     data = {k: _finite(v) for k, v in values.items() if k != "step"}
     session.add(Metric(job_id=job_id, step=step, data=data))
     session.execute(update(Job).where(Job.id == job_id)

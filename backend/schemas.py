@@ -1,21 +1,25 @@
-"""Request and response models of the REST API (they make the OpenAPI document at /docs)."""
+"""Request and response models of the REST API (they make the OpenAPI document at /docs).
+
+The train config is ``ddpm.config.TrainConfig`` itself and the enums come from where they are
+defined (job status and kind: ``backend.jobs``; device and queue: ``backend.dispatch``; sampler:
+``ddpm.config``), so /openapi.json describes them and the generated TypeScript client follows.
+"""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
-Device = Literal["auto", "cpu", "gpu"]
-
-
-class ErrorItem(BaseModel):
-    loc: str = Field(..., description="dotted key path of the bad field (e.g. config.model.lr, "
-                                      "dataset_id) or the file's path")
-    msg: str
+from backend.dispatch import DeviceChoice, Queue
+from backend.jobs import JobKind, JobStatus
+from backend.run_spec import SampleParams
+from ddpm.config import ErrorItem, TrainConfig
 
 
 class ErrorResponse(BaseModel):
+    """Every error body: a sentence, or (422) one item per bad field."""
+
     detail: Union[str, list[ErrorItem]]
 
 
@@ -29,7 +33,7 @@ class Health(BaseModel):
 class WorkerOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     name: str
-    queues: list[str]
+    queues: list[Queue]
     device: str
     hostname: Optional[str]
     pid: Optional[int]
@@ -89,17 +93,34 @@ class Progress(BaseModel):
     it_s: Optional[float] = Field(..., description="optimizer steps per second")
 
 
-class JobOut(BaseModel):
+MetricValue = Union[int, float, None]
+
+
+class MetricOut(BaseModel):
+    """One metrics row of a train job, written at each metric step (``model.freq_metrics``).
+
+    Besides the fields below the engine adds others (``val_loss_t<lo>_<hi>`` per timestep bin,
+    sample intensity statistics, rates); all values are numbers, null where not finite.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, MetricValue]
+    step: int
+    train_loss: Optional[float] = Field(None, description="mean training loss since the last metric step")
+    val_loss: Optional[float] = Field(None, description="held-out denoising loss (EMA weights)")
+    lr: Optional[float] = Field(None, description="learning rate")
+    grad_norm: Optional[float] = Field(None, description="mean gradient norm since the last metric step")
+
+
+class _JobOutBase(BaseModel):
     id: int
-    kind: Literal["train", "sample"]
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
-    device: Device
-    queue: str
+    status: JobStatus
+    device: DeviceChoice = Field(..., description="as asked when created")
+    queue: Queue = Field(..., description="the Celery queue its task went to")
     dataset_id: Optional[int]
     source_job_id: Optional[int]
-    config: dict[str, Any] = Field(..., description="train: the resolved config; sample: its parameters")
     progress: Progress
-    last_metrics: Optional[dict[str, Any]]
+    last_metrics: Optional[MetricOut]
     checkpoint_step: Optional[int] = Field(..., description="step of the newest checkpoint on disk")
     error: Optional[str]
     cancel_requested: bool
@@ -110,32 +131,38 @@ class JobOut(BaseModel):
     finished_at: Optional[dt.datetime]
 
 
+class TrainJobOut(_JobOutBase):
+    kind: Literal[JobKind.train]
+    config: TrainConfig = Field(..., description="the resolved config (dataset.path and "
+                                                 "experiment_path filled in by the server)")
+
+
+class SampleJobOut(_JobOutBase):
+    kind: Literal[JobKind.sample]
+    config: SampleParams
+
+
+class JobOut(RootModel[Annotated[Union[TrainJobOut, SampleJobOut], Field(discriminator="kind")]]):
+    """A job; its ``config`` follows its ``kind``."""
+
+
 class TrainJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["train"]
+    kind: Literal[JobKind.train]
     dataset_id: int
-    config: dict[str, Any] = Field(..., description="a training config (ddpm.config); dataset.path and "
-                                                    "experiment_path are filled in by the server")
-    device: Device = "auto"
+    config: TrainConfig = Field(..., description="a training config; dataset.path and experiment_path "
+                                                 "are filled in by the server")
+    device: DeviceChoice = DeviceChoice.auto
 
 
-class SampleJobCreate(BaseModel):
+class SampleJobCreate(SampleParams):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["sample"]
+    kind: Literal[JobKind.sample]
     source_job_id: int = Field(..., description="a train job with a checkpoint")
-    num_samples: int = Field(4, ge=1, le=256)
-    sampler: Literal["ddim", "ddpm", "dpmpp2m"] = "ddim"
-    steps: int = Field(50, ge=1, le=10000)
-    seed: int = Field(0, ge=0)
-    device: Device = "auto"
+    device: DeviceChoice = DeviceChoice.auto
 
 
 JobCreate = Annotated[Union[TrainJobCreate, SampleJobCreate], Field(discriminator="kind")]
-
-
-class MetricOut(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    step: int
 
 
 class SampleOut(BaseModel):

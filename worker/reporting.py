@@ -52,9 +52,6 @@ class Reporter:
         elif kind == "metrics":
             self._flush()
             values = dict(payload.get("metrics") or {})
-            # the REST contract's metric rows carry ``loss``; the engine calls it train_loss
-            if "loss" not in values and "train_loss" in values:
-                values["loss"] = values["train_loss"]
             self.store.metrics(self.job_id, int(payload["step"]), values)
         elif kind == "samples":
             self._flush()

@@ -2,7 +2,7 @@
 checkpoint and log downloads."""
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import FileResponse
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from backend.celery_client import EnqueueError, enqueue_job
 from backend.deps import get_app_settings, get_session, get_storage, require_token
 from backend.job_create import (JobInputError, create_sample_job, create_train_job, requeue_target)
-from backend.jobs import ACTIVE, ensure_deletable, fail_queued, get_job, request_cancel, resume
+from backend.jobs import ACTIVE, JobKind, JobStatus, ensure_deletable, fail_queued, get_job, request_cancel, resume
 from backend.models import Job, Metric, Sample
 from backend.reporting import progress_payload, sample_urls
 from backend.schemas import (ErrorResponse, JobCreate, JobOut, MetricOut, SampleJobCreate,
@@ -37,8 +37,9 @@ def job_dict(row: Mapping[str, Any]) -> dict[str, Any]:
             "finished_at": row["finished_at"]}
 
 
-def job_out(job: Job) -> JobOut:
-    return JobOut(**job_dict({c.key: getattr(job, c.key) for c in Job.__table__.columns}))
+def job_out(job: Job) -> dict[str, Any]:
+    """The job's JSON; the routes declare ``response_model=JobOut``, which checks and documents it."""
+    return job_dict({c.key: getattr(job, c.key) for c in Job.__table__.columns})
 
 
 def sample_out(s: Sample) -> SampleOut:
@@ -56,7 +57,7 @@ def _enqueue(session: Session, settings: Settings, job: Job) -> None:
                                  "resume it once the broker is back") from None
 
 
-@router.post("/jobs", status_code=201, response_model=JobOut,
+@router.post("/jobs", status_code=201, response_model=JobOut, response_model_exclude_unset=True,
              responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
 def create_job(body: JobCreate, session: Session = Depends(get_session),
                settings: Settings = Depends(get_app_settings), storage: Storage = Depends(get_storage)):
@@ -74,8 +75,7 @@ def create_job(body: JobCreate, session: Session = Depends(get_session),
 
 
 @router.get("/jobs", response_model=list[JobOut])
-def list_jobs(status: Optional[Literal["queued", "running", "succeeded", "failed", "cancelled"]] = None,
-              kind: Optional[Literal["train", "sample"]] = None, dataset_id: Optional[int] = None,
+def list_jobs(status: Optional[JobStatus] = None, kind: Optional[JobKind] = None, dataset_id: Optional[int] = None,
               limit: int = Query(200, ge=1, le=1000), offset: int = Query(0, ge=0),
               session: Session = Depends(get_session)):
     """Newest first; filter by ``status``, ``kind``, ``dataset_id``."""
@@ -92,15 +92,16 @@ def list_jobs(status: Optional[Literal["queued", "running", "succeeded", "failed
     return Response(pydantic_core.to_json([job_dict(r) for r in rows]), media_type="application/json")
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS)
+@router.get("/jobs/{job_id}", response_model=JobOut, response_model_exclude_unset=True, responses=ERRORS)
 def get_job_route(job_id: int, session: Session = Depends(get_session)):
     return job_out(get_job(session, job_id))
 
 
-@router.get("/jobs/{job_id}/metrics", response_model=list[MetricOut], responses=ERRORS)
+@router.get("/jobs/{job_id}/metrics", response_model=list[MetricOut], response_model_exclude_unset=True,
+            responses=ERRORS)
 def job_metrics(job_id: int, since_step: int = Query(-1, description="only steps after this one"),
                 session: Session = Depends(get_session)):
-    """``[{step, loss, lr, ...}]`` in step order."""
+    """``[{step, train_loss, val_loss, lr, ...}]`` in step order."""
     get_job(session, job_id)
     rows = session.scalars(select(Metric).where(Metric.job_id == job_id, Metric.step > since_step)
                            .order_by(Metric.step, Metric.id))
@@ -115,14 +116,15 @@ def job_samples(job_id: int, session: Session = Depends(get_session)):
     return [sample_out(s) for s in rows]
 
 
-@router.post("/jobs/{job_id}/cancel", status_code=202, response_model=JobOut, responses=ERRORS)
+@router.post("/jobs/{job_id}/cancel", status_code=202, response_model=JobOut, response_model_exclude_unset=True,
+             responses=ERRORS)
 def cancel_job(job_id: int, session: Session = Depends(get_session)):
     """A queued job ends ``cancelled`` now; a running one gets ``cancel_requested`` and stops
     (with a checkpoint) within seconds. 409 for finished jobs."""
     return job_out(request_cancel(session, job_id))
 
 
-@router.post("/jobs/{job_id}/resume", status_code=202, response_model=JobOut,
+@router.post("/jobs/{job_id}/resume", status_code=202, response_model=JobOut, response_model_exclude_unset=True,
              responses={**ERRORS, 503: {"model": ErrorResponse}})
 def resume_job(job_id: int, session: Session = Depends(get_session),
                settings: Settings = Depends(get_app_settings)):
@@ -155,7 +157,7 @@ def delete_job(job_id: int, session: Session = Depends(get_session), storage: St
                        **ERRORS})
 def job_checkpoint(job_id: int, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
     job = get_job(session, job_id)
-    if job.kind != "train":
+    if job.kind != JobKind.train:
         raise HTTPException(404, f"job {job_id} is a {job.kind} job; weights belong to train jobs")
     path = storage.find_export(job_id)
     if path is None:

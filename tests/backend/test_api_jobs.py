@@ -73,6 +73,37 @@ def test_bad_config_is_422_naming_each_key(client, redis_conn, ds3d):
     assert client.get("/api/jobs").json() == []
 
 
+def test_config_422_says_what_the_cli_says(client, ds3d):
+    """Allowed values, unknown keys with a suggestion and cross-field reasons, each by key path."""
+    cfg = {**CFG_3D, "model": {**CFG_3D["model"], "optimizer": "sgd",
+                               "unet": {**CFG_3D["model"]["unet"], "num_head_channels": 7}},
+           "datset": {}}
+    r = train(client, ds3d, cfg)
+    assert r.status_code == 422
+    detail = {d["loc"]: d["msg"] for d in r.json()["detail"]}
+    assert detail["config.model.optimizer"].startswith("'sgd' is not allowed; allowed values: 'adam', 'adamw'")
+    assert "did you mean 'dataset'" in detail["config.datset"]
+    r = train(client, ds3d, {**CFG_3D, "model": {**CFG_3D["model"], "unet": {**CFG_3D["model"]["unet"],
+                                                                             "num_head_channels": 7}}})
+    assert r.status_code == 422
+    [item] = r.json()["detail"]
+    assert item["loc"] == "config.model.unet.num_head_channels" and "7" in item["msg"]
+
+
+def test_openapi_describes_the_config_and_the_enums(client):
+    doc = client.get("/openapi.json").json()
+    comps = doc["components"]["schemas"]
+    create = comps["TrainJobCreate"]["properties"]
+    assert create["config"]["$ref"] == "#/components/schemas/TrainConfig"
+    assert "lr" in comps["ModelConfig"]["properties"]
+    assert comps["SampleJobCreate"]["properties"]["sampler"]["default"] == "dpmpp2m"
+    assert set(comps["JobStatus"]["enum"]) == {"queued", "running", "succeeded", "failed", "cancelled"}
+    assert comps["HTTPValidationError"] == {"$ref": "#/components/schemas/ErrorResponse"}
+    assert comps["WorkerOut"]["properties"]["current_job_id"]
+    listed = doc["paths"]["/api/jobs"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert listed["type"] == "array"
+
+
 def test_dataset_must_exist_be_ready_and_match_is_3d(client, make_dataset, ds3d):
     r = train(client, 999)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == "dataset_id"
@@ -114,6 +145,8 @@ def test_sample_job_needs_a_train_job_with_weights(client, app, redis_conn, ds3d
     assert r.status_code == 422 and "train job" in r.json()["detail"][0]["msg"]
     r = client.post("/api/jobs", json={**body, "sampler": "ddpm", "steps": 5000})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == "steps"
+    defaults = client.post("/api/jobs", json={"kind": "sample", "source_job_id": src}).json()
+    assert defaults["config"]["sampler"] == "dpmpp2m"  # DEFAULT_SAMPLER, as in the CLI and the UI
 
 
 def test_list_filters_and_detail(client, app, ds3d):
@@ -173,15 +206,16 @@ def test_metrics_samples_and_files(client, app, settings, ds3d):
     with app.state.session_factory() as s:
         leases.claim_job(s, jid, "w")
         reporting.report_progress(s, jid, 10, 20, it_s=5.0, eta_s=2.0)
-        reporting.add_metrics(s, jid, 5, {"loss": 0.5, "lr": 1e-4})
-        reporting.add_metrics(s, jid, 10, {"loss": 0.25, "lr": 1e-4, "grad_norm": 0.9})
+        reporting.add_metrics(s, jid, 5, {"train_loss": 0.5, "lr": 1e-4})
+        reporting.add_metrics(s, jid, 10, {"train_loss": 0.25, "lr": 1e-4, "grad_norm": 0.9, "val_loss_t0_250": 0.1})
         smp = reporting.add_sample(s, storage, jid, 0, [8, 9, 10], sdir / "s0.nii.gz", sdir / "s0.png", step=10)
         smp2d = reporting.add_sample(s, storage, jid, 1, [16, 16], None, "runs/%d/samples/s0.png" % jid, step=10)
     job = client.get(f"/api/jobs/{jid}").json()
     assert job["progress"] == {"step": 10, "total": 20, "fraction": 0.5, "eta_s": 2.0, "it_s": 5.0}
-    assert job["last_metrics"] == {"step": 10, "loss": 0.25, "lr": 1e-4, "grad_norm": 0.9}
+    assert job["last_metrics"] == {"step": 10, "train_loss": 0.25, "lr": 1e-4, "grad_norm": 0.9, "val_loss_t0_250": 0.1}
     assert client.get(f"/api/jobs/{jid}/metrics").json() == [
-        {"step": 5, "loss": 0.5, "lr": 1e-4}, {"step": 10, "loss": 0.25, "lr": 1e-4, "grad_norm": 0.9}]
+        {"step": 5, "train_loss": 0.5, "lr": 1e-4},
+        {"step": 10, "train_loss": 0.25, "lr": 1e-4, "grad_norm": 0.9, "val_loss_t0_250": 0.1}]
     assert len(client.get(f"/api/jobs/{jid}/metrics?since_step=5").json()) == 1
     samples = client.get(f"/api/jobs/{jid}/samples").json()
     assert [x["id"] for x in samples] == [smp.id, smp2d.id]
@@ -222,7 +256,7 @@ def test_delete_finished_job_removes_rows_and_files(client, app, ds3d):
     run = app.state.storage.run_dir(jid)
     with app.state.session_factory() as s:
         leases.claim_job(s, jid, "w")
-        reporting.add_metrics(s, jid, 1, {"loss": 1.0})
+        reporting.add_metrics(s, jid, 1, {"train_loss": 1.0})
         jobstate.finish_job(s, jid, "w", "failed", "boom")
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "ckpt.pt").write_bytes(b"x")
@@ -254,7 +288,7 @@ def test_list_matches_detail(client, app, ds3d):
     with app.state.session_factory() as s:
         leases.claim_job(s, a, "w")
         reporting.report_progress(s, a, 3, 20, it_s=1.5, eta_s=11.0)
-        reporting.add_metrics(s, a, 3, {"loss": 0.3})
+        reporting.add_metrics(s, a, 3, {"train_loss": 0.3})
         jobstate.request_cancel(s, a)
     listed = {j["id"]: j for j in client.get("/api/jobs").json()}
     for jid in (a, b):

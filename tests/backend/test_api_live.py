@@ -106,12 +106,12 @@ def test_events_from_another_process_arrive_within_a_second(live):
             assert ev["event"] == "progress" and ev["data"]["step"] == step
             assert int(ev["id"]) > int(snap["id"])
         # a writer in another thread
-        t = threading.Thread(target=lambda: reporting.add_metrics(factory(), jid, 6, {"loss": 0.1}))
+        t = threading.Thread(target=lambda: reporting.add_metrics(factory(), jid, 6, {"train_loss": 0.1}))
         written = time.monotonic()
         t.start()
         arrived, ev = reader.next(timeout=3)
         latencies.append(arrived - written)
-        assert ev["event"] == "metrics" and ev["data"] == {"step": 6, "loss": 0.1}
+        assert ev["event"] == "metrics" and ev["data"] == {"step": 6, "train_loss": 0.1}
         assert max(latencies) < 1.0, latencies
     finally:
         reader.close()

@@ -253,14 +253,14 @@ def test_discard_after_drops_rows_past_the_checkpoint(factory, settings):
     st = Storage(settings.resolved_data_dir)
     with factory() as s:
         for step in (10, 20, 30):
-            reporting.add_metrics(s, jid, step, {"loss": step / 100})
+            reporting.add_metrics(s, jid, step, {"train_loss": step / 100})
             reporting.add_sample(s, st, jid, 0, [4, 4], None, f"runs/{jid}/samples/s{step}.png", step=step)
         dropped = reporting.discard_after(s, jid, 20)
         assert dropped == [f"runs/{jid}/samples/s30.png"]
         from backend.models import Metric, Sample
         assert [m.step for m in s.query(Metric).filter_by(job_id=jid)] == [10, 20]
         assert [x.step for x in s.query(Sample).filter_by(job_id=jid)] == [10, 20]
-        assert jobs.get_job(s, jid).last_metrics == {"step": 20, "loss": 0.2}
+        assert jobs.get_job(s, jid).last_metrics == {"step": 20, "train_loss": 0.2}
 
 
 def test_progress_events_are_pruned_to_the_newest(factory):
@@ -269,7 +269,7 @@ def test_progress_events_are_pruned_to_the_newest(factory):
 
     jid = new_job(factory)
     with factory() as s:
-        reporting.add_metrics(s, jid, 0, {"loss": 1.0})
+        reporting.add_metrics(s, jid, 0, {"train_loss": 1.0})
         for step in range(reporting.KEEP_PROGRESS_EVENTS + 3 * reporting.PRUNE_EVERY):
             reporting.report_progress(s, jid, step, 10_000)
         steps = [e.data["step"] for e in s.query(Event).filter_by(job_id=jid, type="progress").order_by(Event.id)]

@@ -73,11 +73,11 @@ def test_claim_race_and_recovery_on_postgres(pg_settings):
         s.execute(text("UPDATE jobs SET lease_renewed_at = now() - interval '5 minutes'"))
         s.commit()
         assert requeue_stale_jobs(s, 60) == [jid]
-        reporting.add_metrics(s, jid, 1, {"loss": float("nan")})
+        reporting.add_metrics(s, jid, 1, {"train_loss": float("nan")})
         ids = [publish_event(s, jid, "progress", {"step": i}).id for i in range(3)]
         s.commit()
         assert ids == sorted(ids)
-        assert jobs.get_job(s, jid).last_metrics == {"step": 1, "loss": None}
+        assert jobs.get_job(s, jid).last_metrics == {"step": 1, "train_loss": None}
 
 
 def test_routes_on_postgres(pg_settings, redis_conn):

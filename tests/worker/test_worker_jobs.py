@@ -45,7 +45,7 @@ def test_train_2d_end_to_end_with_live_events(stack, start_worker, dataset_2d):
 
     metrics = client.get(f"/api/jobs/{job['id']}/metrics").json()
     assert [m["step"] for m in metrics] == [20, 40, 60]
-    assert all(math.isfinite(m["loss"]) and m["lr"] == 1e-3 for m in metrics)
+    assert all(math.isfinite(m["train_loss"]) and m["lr"] == 1e-3 and "loss" not in m for m in metrics)
     assert final["last_metrics"]["step"] == 60
 
     # training samples written at each metric step are samples of the job (2 per metric step)

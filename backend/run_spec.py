@@ -1,0 +1,118 @@
+"""The run spec: everything the engine child needs to run one job, typed and frozen.
+
+The worker builds it once from the job row (``build_run_spec``): the config is validated there,
+every path is derived from DATA_DIR there, and the device is decided there (through
+``backend.dispatch.resolve_device``, the same decision the API used to pick the queue). The
+child receives the object itself (pickled by multiprocessing spawn, not validated again) and
+reads its fields; it never opens the database.
+
+The server-side paths of a train config (``dataset.path``, ``experiment_path``) are filled once,
+when the job is created (``with_server_paths``); the stored config is what the job runs.
+
+Importable without torch, FastAPI or Celery (the API, the worker and the child import it).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Optional, Protocol, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from backend.dispatch import resolve_device, runs_on_gpu
+from backend.jobs import JobKind
+from backend.storage import Storage
+from ddpm.config import DEFAULT_SAMPLER, Sampler, TrainConfig
+
+GPU_DEVICE = "cuda:0"  # a worker's GPU is the first one it sees (CUDA_VISIBLE_DEVICES)
+CPU_DEVICE = "cpu"
+
+
+class SampleParams(BaseModel):
+    """What a sample job draws (the stored config of a sample job)."""
+
+    model_config = ConfigDict(frozen=True)
+    num_samples: int = Field(4, ge=1, le=256)
+    sampler: Sampler = DEFAULT_SAMPLER
+    steps: int = Field(50, ge=1, le=10000, description="denoising steps")
+    seed: int = Field(0, ge=0)
+
+
+class RunPaths(BaseModel):
+    """Where one job's files live under DATA_DIR (``backend.storage`` layout)."""
+
+    model_config = ConfigDict(frozen=True)
+    data_dir: Path = Field(..., description="cut from messages shown to users")
+    run_dir: Path
+    log_path: Path
+    export_path: Path = Field(..., description="train: the weights GET /api/jobs/{id}/checkpoint serves")
+    samples_dir: Path
+
+    @classmethod
+    def of(cls, storage: Storage, job_id: int) -> "RunPaths":
+        return cls(data_dir=storage.root, run_dir=storage.run_dir(job_id), log_path=storage.job_log_path(job_id),
+                   export_path=storage.export_path(job_id), samples_dir=storage.samples_dir(job_id))
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    job_id: int
+    device: Literal["cuda:0", "cpu"]
+    paths: RunPaths
+
+
+class TrainRunSpec(_Spec):
+    kind: Literal[JobKind.train] = JobKind.train
+    config: TrainConfig = Field(..., description="as stored, with ``gpu`` set to the decided device")
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.model.iterations
+
+
+class SampleRunSpec(_Spec):
+    kind: Literal[JobKind.sample] = JobKind.sample
+    source_run_dir: Path = Field(..., description="the run dir of the train job whose weights it samples")
+    params: SampleParams
+
+    @property
+    def total_steps(self) -> int:
+        return 0  # the child reports its own total with each progress report
+
+
+RunSpec = Annotated[Union[TrainRunSpec, SampleRunSpec], Field(discriminator="kind")]
+
+
+class JobFields(Protocol):
+    """What ``build_run_spec`` reads of a job (a row, or the worker's plain copy of one)."""
+
+    id: int
+    kind: str
+    device: str
+    config: dict
+    source_job_id: Optional[int]
+
+
+def with_server_paths(config: TrainConfig, storage: Storage, dataset_id: int) -> TrainConfig:
+    """The config with the dataset's files as ``dataset.path`` and DATA_DIR/runs as
+    ``experiment_path``: the one place a job's data paths are filled in (at creation)."""
+    dataset = config.dataset.model_copy(update={"path": str(storage.dataset_files_dir(dataset_id))})
+    return config.model_copy(update={"experiment_path": str(storage.runs_dir), "dataset": dataset})
+
+
+def build_run_spec(job: JobFields, storage: Storage, worker_has_gpu: bool) -> Union[TrainRunSpec, SampleRunSpec]:
+    """The run spec of ``job`` on this worker (raises ``ValueError`` for a sample job whose train
+    job was deleted)."""
+    paths = RunPaths.of(storage, job.id)
+    if job.kind == JobKind.train:
+        config = TrainConfig.model_validate(job.config)
+        gpu = runs_on_gpu(resolve_device(job.device, config.gpu), worker_has_gpu)
+        # the engine reads ``gpu``: 0 = this worker's GPU, -1 = the CPU
+        config = config.model_copy(update={"gpu": 0 if gpu else -1})
+        return TrainRunSpec(job_id=job.id, device=GPU_DEVICE if gpu else CPU_DEVICE, paths=paths, config=config)
+    if job.source_job_id is None:
+        raise ValueError("the train job this sample job reads was deleted")
+    gpu = runs_on_gpu(resolve_device(job.device), worker_has_gpu)
+    return SampleRunSpec(job_id=job.id, device=GPU_DEVICE if gpu else CPU_DEVICE, paths=paths,
+                         source_run_dir=storage.run_dir(job.source_job_id),
+                         params=SampleParams.model_validate(job.config))
+
