@@ -1,9 +1,8 @@
 """tcmalloc for the processes that train and sample.
 
 Why: glibc malloc returns every freed block above its mmap threshold (at most 32 MB) to the
-kernel, so CPU training page-faults its big activations back in on every step. With tcmalloc
-preloaded our U-Net's bf16 CPU training ran 1.34x faster at 3D 64^3 and 1.12x at 2D 64^2
-(bench/RESULTS.md "unet", tcmalloc run). An allocator must be loaded before the process
+kernel, so CPU training page-faults its big activations back in on every step; tcmalloc keeps
+them (the speed-up: bench/RESULTS.md "unet", tcmalloc run). An allocator must be loaded before the process
 starts, so: the worker sets ``LD_PRELOAD`` for the engine children it spawns (worker/main.py),
 and ``ddpm train`` / ``ddpm sample`` re-execute themselves once with it (``reexec_with_tcmalloc``).
 """

@@ -19,8 +19,8 @@ from ddpm.config import DEFAULT_SAMPLER, Sampler  # torch-free: --help stays fas
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
-# OpenMP threads that spin while they wait make CPU training up to 10x slower when other processes
-# share the cores (configs/tiny_3d.json on a busy 2-core machine: 0.63 it/s spinning, 4.7 passive).
+# OpenMP threads that spin while they wait steal the cores from each other when other processes
+# share them, which makes CPU training several times slower (bench/RESULTS.md "engine").
 # Set before torch loads OpenMP (torch is imported lazily below); a user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

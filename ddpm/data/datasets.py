@@ -192,8 +192,8 @@ class _DiffusionDataset(Dataset):
             axes = tuple(d + 1 for d in range(self.dims) if torch.rand(()) < 0.5)
             if axes:
                 arr, owned = np.flip(arr, axes), False  # a view: the map below copies it
-        # numpy, not torch, for this elementwise map: torch's thread pool costs ~10 ms here on a
-        # busy machine, more than the whole cached load
+        # numpy, not torch, for this elementwise map: waking torch's thread pool costs more on a
+        # busy machine than the whole cached load (bench/RESULTS.md "engine")
         if owned:
             arr *= 2.0
             arr -= 1.0

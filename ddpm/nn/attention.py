@@ -44,8 +44,8 @@ class _TokenAttention(nn.Module):
 class Attention(_TokenAttention):
     """Full multi-head softmax attention through scaled_dot_product_attention (flash / memory
     efficient kernels where the device has them); on CPU in bf16/fp16 through
-    ``cpu_attention.chunked_attention``, which is 1.3-2x faster there at every map size
-    (see that module). ``CPU_CHUNKED = False`` sends those cases to SDPA too."""
+    ``cpu_attention.chunked_attention``, which is faster there at every map size (see that
+    module). ``CPU_CHUNKED = False`` sends those cases to SDPA too."""
 
     CPU_CHUNKED = True
 

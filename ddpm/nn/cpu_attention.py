@@ -1,10 +1,8 @@
 """Softmax attention for bf16/fp16 on CPU, in query chunks with a recomputing backward.
 
-Why not ``scaled_dot_product_attention``: with 32 channels per head its CPU flash kernel reaches
-~17% of this machine's bf16 GEMM peak. Plain batched matmuls and softmax over query chunks are
-faster at every size a U-Net uses (2 cores, torch 2.13, forward + backward, 4 heads of 32:
-4096 tokens x batch 2: 231 ms against 299 ms; 1024 x 2: 12.7 against 19.3 ms; 256 x 8: 3.8
-against 8.2 ms). Like flash attention it keeps only q, k and v for the backward pass and
+Why not ``scaled_dot_product_attention``: with 32 channels per head its CPU flash kernel uses a
+small fraction of the CPU's bf16 GEMM speed, and plain batched matmuls and softmax over query
+chunks are faster at every size a U-Net uses (bench/RESULTS.md "engine"). Like flash attention it keeps only q, k and v for the backward pass and
 recomputes each chunk's probabilities there, so memory stays linear in the number of tokens;
 the score buffers are kept between calls (``_scratch``), because a fresh large tensor costs
 more in page faults than the matmuls themselves. Softmax and its backward run in place in the
@@ -35,8 +33,8 @@ def _native_softmax(dtype: torch.dtype) -> bool:
 
 
 def _softmax(s: torch.Tensor, spare: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last dim of the scores s: in place by the native kernel (bf16/fp32,
-    1.6x faster than torch's on bf16), else into ``spare``. Returns the probabilities."""
+    """Softmax over the last dim of the scores s: in place by the native kernel (bf16/fp32; it
+    reads each row once), else into ``spare``. Returns the probabilities."""
     if _native_softmax(s.dtype):
         return kernels.ops().softmax_(s)
     return _aten._softmax.out(s, -1, False, out=spare)  # accumulates in fp32 internally
@@ -56,7 +54,7 @@ def _scratch(slot: str, count: int, numel: int, like: torch.Tensor) -> list[torc
     """``count`` flat score buffers of ``numel`` elements, kept per thread between calls.
 
     A fresh buffer per call is returned to the OS by glibc's malloc when freed (it is mmapped)
-    and page-faulted back in by the next call: 10-15% of a 2D 64^2 attention's time. At most
+    and page-faulted back in by the next call, a visible share of the attention's time. At most
     ``count`` x SCORE_BUDGET elements stay allocated (24 MB in bf16 with the native softmax).
     """
     key = (slot, like.dtype, like.device)

@@ -3,12 +3,11 @@ same math in place for CPU inference). Channels-last fp32/bf16 maps go to the C+
 ``kernels/csrc/norm_act.cpp`` when they are built (``kernels.norm_act``); the PyTorch-op node below takes
 everything else (contiguous layout, fp64, fp16, or no compiler).
 
-Why: on CPU every elementwise pass over a 3D activation is memory-bound (a 2 x 32 x 64^3 bf16
-map takes ~10 ms per pass on the 2-core machine), and PyTorch's native GroupNorm backward is
-~15x slower on channels-last tensors than on contiguous ones (192 ms against 12 ms at that
-size, torch 2.13), so a channels-last model used to pay two layout copies per norm. Channels-last
-is where oneDNN's convolutions are fastest (1.5x at 32 channels, 64^3), so this node makes that
-layout cheap: its backward works in whatever layout it is given, with per-channel sums and two
+Why: on CPU every elementwise pass over a 3D activation is memory-bound, and PyTorch's native
+GroupNorm backward is many times slower on channels-last tensors than on contiguous ones, so a
+channels-last model used to pay two layout copies per norm. Channels-last is where oneDNN's
+convolutions are fastest, so this node makes that layout cheap (numbers: bench/RESULTS.md
+"engine"): its backward works in whatever layout it is given, with per-channel sums and two
 fused multiply-adds, and it saves two activations where the unfused chain saved three.
 
 Math, per sample b and channel c in group g (N positions, Cg channels per group):
@@ -50,8 +49,7 @@ def _channel_sums(dz: torch.Tensor, y: torch.Tensor, channels_last: bool) -> tup
 
     For big maps with few channels the second is the diagonal of one batched matmul
     (B, C, N) @ (B, N, C): C times the FLOPs of the dot products, but one read of each tensor
-    at GEMM speed and no full-size temporary (3 ms against 12 ms for a 2 x 32 x 64^3 bf16 map).
-    Elsewhere a product and a sum is faster (measured on the 2-core CPU, torch 2.13).
+    at GEMM speed and no full-size temporary. Elsewhere a product and a sum is faster.
     """
     dv, yv = _channel_view(dz, channels_last), _channel_view(y, channels_last)
     dim = 1 if channels_last else 2
@@ -88,9 +86,9 @@ def _affine_parts(weight, bias, scale, b: int, c: int, like: torch.Tensor):
 def _normalise(x: torch.Tensor, groups: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(x - mean) * rstd per group, in x's layout, and rstd (B, groups) in fp32.
 
-    The native channels-last kernel is slow on small maps (0.76 ms against 0.04 ms contiguous
-    for 8 x 128 x 16^2 bf16), so maps of fewer than 1024 positions go through a contiguous
-    copy, which costs microseconds at that size.
+    PyTorch's channels-last group norm is slow on small maps (an order of magnitude behind the
+    contiguous one), so maps of fewer than 1024 positions go through a contiguous copy, which
+    costs microseconds at that size.
     """
     b, c = x.shape[:2]
     n = x.numel() // max(b * c, 1)

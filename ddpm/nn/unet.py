@@ -168,11 +168,11 @@ class UNet(nn.Module):
     def channels_last(self) -> "UNet":
         """Put the conv weights in channels-last layout; forward then keeps activations in it
         (faster convolutions with cuDNN / oneDNN, and no layout copies around the attention).
-        The default since the norms got a layout-agnostic CPU backward (``norm_act.py``): on the
-        2-core CPU a 3D 64^3 bf16 training step ran 1.2x faster than in the contiguous layout and
-        2D 64^2 1.25x. On an H100 it was 1.17x faster in bf16 but 0.91x in fp32, so the trainer
-        switches to ``contiguous_format()`` for fp32 on CUDA. Checkpoints keep the strides and
-        load into either layout; ``ddpm export`` writes contiguous tensors."""
+        The default, because the norms have a layout-agnostic CPU backward (``norm_act.py``), so
+        training steps are faster in it on CPU and in bf16 on CUDA; in fp32 on CUDA the contiguous
+        layout is faster, so the trainer switches to ``contiguous_format()`` there (numbers:
+        bench/RESULTS.md "engine"). Checkpoints keep the strides and load into either layout;
+        ``ddpm export`` writes contiguous tensors."""
         fmt = torch.channels_last_3d if self.dims == 3 else torch.channels_last
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Conv3d)):

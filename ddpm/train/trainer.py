@@ -137,8 +137,8 @@ class Trainer:
         self.model = self.build_model(self.device)
         unet = getattr(self.model, "unet", None)
         if self.device.type == "cuda" and cfg.model.precision == "fp32" and hasattr(unet, "contiguous_format"):
-            # channels-last (the UNet's default) is faster on CPU and in bf16 on CUDA, but on an
-            # H100 in fp32 the contiguous layout was: 31.1 against 28.3 samples/s at 3D 64^3
+            # channels-last (the UNet's default) is faster on CPU and in bf16 on CUDA, but in fp32
+            # on CUDA the contiguous layout is (bench/RESULTS.md "engine")
             unet.contiguous_format()
         self.model.train()
         self.ema = EMA(self.model, cfg.model.ema_decay) if cfg.model.use_ema else None

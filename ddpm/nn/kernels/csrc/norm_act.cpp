@@ -3,8 +3,8 @@
 // sums, then dx). Built on first use by ddpm/nn/kernels/loader.py; ddpm/nn/kernels/norm_act.py holds
 // the autograd node, ddpm/nn/norm_act.py the same math in PyTorch ops for what this file does not take.
 //
-// Why a kernel: the same node in eager PyTorch ops is ~60 small ops per call, 8 memory passes,
-// and a quarter of a 2D 64^2 training step on the 2-core CPU (bench/RESULTS.md "unet").
+// Why a kernel: the same node in eager PyTorch ops is ~60 small ops per call and 8 memory passes
+// (its share of a training step: bench/RESULTS.md "engine").
 //
 // Layout: x is (B, C, *S) with channels-last strides, seen here as rows of C values: row r =
 // b * N + n for the N spatial positions. Math per sample b, channel c in group g:

@@ -1,9 +1,9 @@
 // Softmax over the last dimension, in place, and its backward, for the score matrices of the
-// chunked CPU attention (ddpm/nn/cpu_attention.py). Math in fp32 whatever the storage type.
+// chunked CPU attention (ddpm/nn/cpu_attention.py; glue in ddpm/nn/kernels). Math in fp32 whatever the storage type.
 //
-// Why a kernel: torch 2.13's CPU softmax on bf16 (32 x 256 x 256 scores) takes ~0.6 ms on the
-// 2-core machine, a third of the attention's time in a 2D 64^2 training step; this one reads
-// the row once into an fp32 scratch row that stays in L1 and uses a vectorised exp.
+// Why a kernel: torch's CPU softmax on bf16 scores took a third of the attention's time in a
+// training step (bench/RESULTS.md "engine"); this one reads the row once into an fp32 scratch
+// row that stays in L1 and uses a vectorised exp.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
