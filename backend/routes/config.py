@@ -1,0 +1,54 @@
+"""The config schema, the presets and a live check, served from ddpm.config (torch-free): the
+New-job form renders from these, so a key added to the schema appears there with no other edit."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from backend.deps import require_token
+from ddpm.config import CONFIG_KINDS, UI_GROUPS, UiGroup
+from ddpm.config_check import ConfigCheck, check_config
+from ddpm.config_fields import ConfigField, config_fields
+from ddpm.presets import Preset, list_presets
+
+router = APIRouter(prefix="/config", tags=["config"], dependencies=[Depends(require_token)])
+
+
+class ConfigKindSchema(BaseModel):
+    json_schema: dict[str, Any] = Field(..., description="JSON Schema of the config, with each "
+                                                         "field's UI metadata under 'ui'")
+    fields: list[ConfigField] = Field(..., description="every key, flattened, in form order")
+
+
+class ConfigSchema(BaseModel):
+    groups: list[UiGroup]
+    kinds: dict[str, ConfigKindSchema] = Field(..., description="by config kind, e.g. 'train'")
+
+
+class ConfigCheckRequest(BaseModel):
+    kind: str = Field("train", description="config kind, a key of kinds in GET /api/config/schema")
+    config: dict[str, Any]
+
+
+@router.get("/schema", response_model=ConfigSchema)
+def schema() -> ConfigSchema:
+    """Every config kind's JSON Schema and flattened fields, and the form's groups."""
+    return ConfigSchema(groups=list(UI_GROUPS), kinds={
+        kind: ConfigKindSchema(json_schema=model.model_json_schema(), fields=config_fields(kind))
+        for kind, model in CONFIG_KINDS.items()})
+
+
+@router.get("/presets", response_model=list[Preset])
+def presets() -> list[Preset]:
+    """The ready-made configs (configs/presets/), complete, in picker order."""
+    return list_presets()
+
+
+@router.post("/check", response_model=ConfigCheck)
+def check(body: ConfigCheckRequest) -> ConfigCheck:
+    """Validate without running: 200 with ok=false and the errors (loc = config.<key path>, as in
+    the 422 of job creation) when the config cannot be used; with ok=true the normalised config,
+    the exact parameter count and a training-memory estimate."""
+    return check_config(body.kind, body.config)
