@@ -117,8 +117,9 @@ _EMA_BYTES = 4
 # gradients of activations and the convolution workspaces of the backward pass, allocator
 # slack. A round factor, chosen so the estimate lands within about 10% of the peak CUDA memory
 # of whole training runs (bench/RESULTS.md, "gpu engine": 32³ and 64³, fp32 and bf16, with and
-# without checkpointing, batch 2 and 8); tests/engine/test_model_size.py checks the activation
-# part against the bytes autograd really keeps.
+# without checkpointing, batch 2 and 8) and of the CPU peak RSS of the "unet" section there
+# less the process's own ~0.3 GB; tests/engine/test_model_size.py checks the activation part
+# against the bytes autograd really keeps.
 _OVERHEAD = 1.5
 
 
