@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -27,8 +27,8 @@ from ddpm.config_errors import ConfigError, ErrorItem, describe_errors
 from ddpm.config_rules import attention_sides, feature_sides, unet_shape_problems, valid_sizes_near
 
 __all__ = ["CONFIG_KINDS", "ConfigError", "DEFAULT_SAMPLER", "ErrorItem", "Sampler", "TrainConfig",
-           "UI_GROUPS", "UiGroup", "WIDGETS", "attention_sides", "config_to_dict", "describe_errors",
-           "feature_sides", "load_config", "unet_shape_problems", "valid_sizes_near"]
+           "UI_GROUPS", "UiGroup", "WIDGETS", "Widget", "attention_sides", "config_to_dict",
+           "describe_errors", "feature_sides", "load_config", "unet_shape_problems", "valid_sizes_near"]
 
 Schedule = Literal["linear", "cosine", "sigmoid", "quadratic"]
 
@@ -63,8 +63,9 @@ UI_GROUPS: tuple[UiGroup, ...] = (
 # How the form edits a value: "sides" = list of feature-map sides (null = the lowest level,
 # [] = none); "pair" = two numbers or null; "optional_*" = a number or null (off / the parent
 # object absent).
-WIDGETS = ("int", "float", "bool", "enum", "string", "int_list", "sides", "optional_int",
-           "optional_float", "pair")
+Widget = Literal["int", "float", "bool", "enum", "string", "int_list", "sides", "optional_int",
+                 "optional_float", "pair"]
+WIDGETS: tuple[str, ...] = get_args(Widget)
 
 
 def _f(default: Any = ..., *, label: str, group: str, widget: str, description: str,

@@ -13,7 +13,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, Field
 from pydantic.fields import FieldInfo
 
-from ddpm.config import CONFIG_KINDS, UI_GROUPS, WIDGETS
+from ddpm.config import CONFIG_KINDS, UI_GROUPS, WIDGETS, Widget
 
 
 class ConfigField(BaseModel):
@@ -22,7 +22,8 @@ class ConfigField(BaseModel):
     path: str = Field(..., description="dotted key path, e.g. model.unet.num_head_channels")
     label: str
     group: str = Field(..., description="id of a UI group (see groups of GET /api/config/schema)")
-    widget: str = Field(..., description=f"how the value is edited: one of {', '.join(WIDGETS)}")
+    widget: Widget = Field(..., description="how the form edits the value: sides = feature-map sides "
+                                            "(null = the lowest level, [] = none), pair = two numbers")
     unit: Optional[str] = None
     advanced: bool = False
     description: str
