@@ -84,7 +84,9 @@ class TimeEmbedding(nn.Module):
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         if t.dim() == 0:
             t = t[None]
-        return F.silu(self.mlp(sinusoidal_embedding(t, self.dim)))
+        # the features in the MLP's dtype: a model cast to bf16 gets bf16, under autocast a no-op
+        features = sinusoidal_embedding(t, self.dim).to(self.mlp[0].weight.dtype)
+        return F.silu(self.mlp(features))
 
 
 class ResBlock(nn.Module):

@@ -63,7 +63,11 @@ def _scratch(slot: str, count: int, numel: int, like: torch.Tensor) -> list[torc
         kept = _kept.buffers = {}
     bufs = kept.get(key)
     if bufs is None or len(bufs) < count or bufs[0].numel() < numel:
-        bufs = kept[key] = [like.new_empty(numel) for _ in range(count)]
+        # normal tensors even when the first call runs under torch.inference_mode(): an inference
+        # tensor could never be written again outside it (a later training step would raise)
+        with torch.inference_mode(False):
+            bufs = kept[key] = [torch.empty(numel, dtype=like.dtype, device=like.device)
+                                for _ in range(count)]
     return [b[:numel] for b in bufs[:count]]
 
 

@@ -186,3 +186,43 @@ def test_runs_on_the_meta_device():
         model = UNet(dims=3, image_size=8, dim=8, channel_mults=(1, 2), num_head_channels=4)
         y = model(torch.randn(1, 1, 8, 8, 8), torch.tensor([3]))
     assert y.shape == (1, 1, 8, 8, 8) and y.device.type == "meta"
+
+
+@pytest.mark.parametrize("first", ["inference_mode", "no_grad", "train"])
+@pytest.mark.parametrize("weights", ["autocast", "bf16"])
+def test_bf16_on_cpu_runs_in_any_grad_mode_in_any_order(first, weights):
+    """Buffers kept between calls (the CPU attention's score scratch, kept per thread) must not
+    be inference tensors: a later training step could never write them again."""
+    import itertools
+    import threading
+
+    model = UNet(dims=2, image_size=16, dim=16, channel_mults=(1, 2), attn_res=[16, 8], num_head_channels=8)
+    if weights == "bf16":
+        model = model.to(torch.bfloat16)
+    x = torch.randn(2, 1, 16, 16, dtype=torch.bfloat16 if weights == "bf16" else torch.float32)
+    t = torch.tensor([3, 500])
+    errors = []
+
+    def call(mode: str) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=weights == "autocast"):
+            if mode == "inference_mode":
+                with torch.inference_mode():
+                    model(x, t)
+            elif mode == "no_grad":
+                with torch.no_grad():
+                    model(x, t)
+            else:
+                model(x, t).float().square().mean().backward()
+
+    def body() -> None:  # a fresh thread: no score buffers kept from earlier tests
+        try:
+            for rest in itertools.permutations([m for m in ("inference_mode", "no_grad", "train") if m != first]):
+                for mode in (first, *rest, first):
+                    call(mode)
+        except Exception as exc:  # noqa: BLE001 - reported by the assert below
+            errors.append(exc)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert not errors, errors[0]
