@@ -203,10 +203,10 @@ class ModelConfig(_Strict):
     ema_decay: float = _train(0.999, "EMA decay", "float", "EMA decay, reached after a warm-up "
                               "(min(decay, (1+n)/(10+n)))", gt=0.0, lt=1.0, advanced=True)
     iterations: int = _train(10000, "Iterations", "int", "optimizer steps", ge=1, unit="steps")
-    freq_metrics: int = _train(1000, "Metrics every", "int", "steps between held-out metrics and "
-                               "samples", ge=1, unit="steps")
-    freq_checkpoint: int = _train(2000, "Checkpoint every", "int", "steps between checkpoints",
-                                  ge=1, unit="steps")
+    freq_metrics: int = _train(1000, "Metrics every (steps)", "int", "steps between held-out "
+                               "metrics and samples", ge=1)
+    freq_checkpoint: int = _train(2000, "Checkpoint every (steps)", "int", "steps between checkpoints",
+                                  ge=1)
     keep_checkpoints: int = _train(3, "Checkpoints kept", "int", "periodic checkpoints kept besides "
                                    "the final one", ge=1, advanced=True)
     warmup_steps: int = _train(0, "Warm-up steps", "int", "linear learning-rate warm-up steps",
