@@ -1,9 +1,9 @@
-"""Print the config reference (every key, its default and meaning) as a Markdown table, from the
-schema itself (``ddpm.config_fields``), so the README cannot drift from ddpm/config.py
-(tests/test_readme.py checks it).
+"""Print the config reference (every key, its default and meaning) as one Markdown table per
+config kind, from the schema itself (``ddpm.config_fields``), so the README cannot drift from the
+schema (tests/test_readme.py checks it).
 
-    python scripts/config_reference.py                  # print it
-    python scripts/config_reference.py --update-readme  # rewrite the README's table
+    python scripts/config_reference.py                  # print every kind's table
+    python scripts/config_reference.py --update-readme  # rewrite the README's tables
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ddpm.config import CONFIG_KINDS  # noqa: E402
 from ddpm.config_fields import ConfigField, config_fields  # noqa: E402
 
 
@@ -32,14 +33,20 @@ def markdown(kind: str = "train") -> str:
     return "\n".join(lines)
 
 
-START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+def markers(kind: str) -> tuple[str, str]:
+    """The README comments around the table of ``kind`` (train's kept their first spelling)."""
+    name = "config-reference" if kind == "train" else f"config-reference-{kind}"
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
 def with_reference(readme: str) -> str:
-    """The README text with the table between the markers replaced by the current one."""
-    head, rest = readme.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{markdown()}\n{END}{tail}"
+    """The README text with every kind's table between its markers replaced by the current one."""
+    for kind in CONFIG_KINDS:
+        start, end = markers(kind)
+        head, rest = readme.split(start, 1)
+        _, tail = rest.split(end, 1)
+        readme = f"{head}{start}\n{markdown(kind)}\n{end}{tail}"
+    return readme
 
 
 if __name__ == "__main__":
@@ -47,4 +54,4 @@ if __name__ == "__main__":
         path = Path(__file__).resolve().parents[1] / "README.md"
         path.write_text(with_reference(path.read_text()))
     else:
-        print(markdown())
+        print("\n\n".join(f"{kind}:\n\n{markdown(kind)}" for kind in CONFIG_KINDS))
