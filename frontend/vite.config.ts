@@ -11,10 +11,11 @@ export default defineConfig({
     chunkSizeWarningLimit: 2000,
   },
   server: {
-    proxy: { "/api": { target: process.env.API_URL ?? "http://127.0.0.1:8000", changeOrigin: false } },
+    // /openapi.json: the sample form reads the API's request defaults from it
+    proxy: Object.fromEntries(["/api", "/openapi.json"].map((p) => [p, { target: process.env.API_URL ?? "http://127.0.0.1:8000", changeOrigin: false }])),
   },
   test: {
     environment: "node",
-    include: ["src/**/*.test.ts"],
+    include: ["src/**/*.test.{ts,tsx}"],
   },
 });

@@ -23,8 +23,10 @@ FRONTEND = REPO / "frontend"
 SCHEMA_TS = FRONTEND / "src" / "api" / "schema.gen.ts"
 GENERATOR = FRONTEND / "node_modules" / ".bin" / "openapi-typescript"
 # --root-types: `components["schemas"]["JobOut"]` is also exported as `JobOut`;
-# --enum-values: every enum also as a runtime array (the sampler and status choices).
-GENERATOR_FLAGS = ["--root-types", "--root-types-no-schema-prefix", "--enum-values", "--alphabetize"]
+# --enum-values: every enum also as a runtime array (the sampler and status choices);
+# --default-non-nullable=false: a request field with a server default may be left out.
+GENERATOR_FLAGS = ["--root-types", "--root-types-no-schema-prefix", "--enum-values", "--alphabetize",
+                   "--default-non-nullable=false"]
 
 sys.path.insert(0, str(REPO))
 

@@ -22,12 +22,12 @@ const NAV = [
 function route(path: string) {
   let m;
   if (path === "/" || path === "/datasets") return <DatasetsPage />;
-  if ((m = matchPath("/datasets/:id", path))) return <DatasetDetailPage key={m.id} id={m.id} />;
+  if ((m = matchPath("/datasets/:id", path))) return <DatasetDetailPage key={m.id} id={Number(m.id)} />;
   if (path === "/jobs/new") return <NewJobPage />;
   if (path === "/jobs") return <JobsPage />;
-  if ((m = matchPath("/jobs/:id", path))) return <JobDetailPage key={m.id} id={m.id} />;
+  if ((m = matchPath("/jobs/:id", path))) return <JobDetailPage key={m.id} id={Number(m.id)} />;
   if (path === "/samples") return <SamplesPage />;
-  if ((m = matchPath("/samples/:id", path))) return <SampleJobPage key={m.id} id={m.id} />;
+  if ((m = matchPath("/samples/:id", path))) return <SampleJobPage key={m.id} id={Number(m.id)} />;
   return (
     <div className="page">
       <h1>Not found</h1>
@@ -43,9 +43,9 @@ function HealthBadge() {
   if (h.error) return <span className="health bad">API unreachable</span>;
   if (!h.data) return <span className="health">…</span>;
   const ok = h.data.status === "ok";
-  const workers = h.data.workers ?? 0;
+  const workers = h.data.workers;
   return (
-    <span className={`health ${ok ? "ok" : "bad"}`} title={`database ${h.data.database ?? "?"}, broker ${h.data.broker ?? "?"}`}>
+    <span className={`health ${ok ? "ok" : "bad"}`} title={`database ${h.data.database}, broker ${h.data.broker}`}>
       {ok ? "online" : h.data.status} · {workers} worker{workers === 1 ? "" : "s"}
     </span>
   );

@@ -46,7 +46,7 @@ def _newest_mtime(paths: list[Path]) -> float:
             newest = max(newest, p.stat().st_mtime)
         elif p.is_dir():
             for f in p.rglob("*"):
-                if f.is_file() and not f.name.endswith(".test.ts"):  # unit tests are not built
+                if f.is_file() and not f.name.endswith((".test.ts", ".test.tsx")):  # unit tests are not built
                     newest = max(newest, f.stat().st_mtime)
     return newest
 

@@ -1,63 +1,82 @@
-// fetch() wrapper: JSON in and out, the bearer token when one is set, errors as ApiError
-// carrying the server's `detail`, and a 401 anywhere opens the login prompt.
+// The typed REST client: openapi-fetch over `paths`, which scripts/api_client.py generates from
+// the API's OpenAPI description (schema.gen.ts). It sends the bearer token, a 401 anywhere opens
+// the sign-in prompt, and a failure is thrown as ApiError with the server's `detail`.
+import createClient, { type Middleware } from "openapi-fetch";
 import { authHeaders, requireAuth } from "./auth";
+import type { ErrorResponse, paths } from "./schema.gen";
 import { detailText } from "../lib/errors";
+
+export type Detail = ErrorResponse["detail"];
 
 export class ApiError extends Error {
   constructor(
     public status: number,
-    public detail: unknown,
+    public detail: Detail,
   ) {
-    super(detailText(detail) || `HTTP ${status}`);
+    super(detailText(detail));
     this.name = "ApiError";
   }
 }
 
-async function readDetail(res: Response): Promise<unknown> {
-  const text = await res.text();
-  if (!text) return `${res.status} ${res.statusText}`;
-  try {
-    const body = JSON.parse(text);
-    return body && typeof body === "object" && "detail" in body ? body.detail : body;
-  } catch {
-    return text.slice(0, 500);
-  }
+/** The API answers every error as ErrorResponse; anything else came from something in between
+ * (a proxy while the API restarts), and then the status line is all there is to say. */
+function detailOf(res: Response, body: unknown): Detail {
+  if (body && typeof body === "object" && "detail" in body) return (body as ErrorResponse).detail;
+  return `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}`;
 }
 
-export async function apiFetch(path: string, init: RequestInit = {}): Promise<Response> {
-  const headers = new Headers(init.headers);
-  for (const [k, v] of Object.entries(authHeaders())) headers.set(k, v);
-  const res = await fetch(path, { ...init, headers });
-  if (res.status === 401) requireAuth();
-  if (!res.ok) throw new ApiError(res.status, await readDetail(res));
-  return res;
+const auth: Middleware = {
+  onRequest({ request }) {
+    for (const [k, v] of Object.entries(authHeaders())) request.headers.set(k, v);
+    return request;
+  },
+  onResponse({ response }) {
+    if (response.status === 401) requireAuth();
+    return response;
+  },
+};
+
+export const rest = createClient<paths>();
+rest.use(auth);
+
+/** The data of an openapi-fetch call, or ApiError. */
+export async function must<D>(call: Promise<{ data?: D; error?: unknown; response: Response }>): Promise<D> {
+  const { data, error, response } = await call;
+  if (!response.ok) throw new ApiError(response.status, detailOf(response, error));
+  return data as D;
 }
 
-export async function apiJson<T>(path: string, init: RequestInit = {}): Promise<T> {
-  const res = await apiFetch(path, init);
-  if (res.status === 204) return undefined as T;
-  const text = await res.text();
-  return (text ? JSON.parse(text) : undefined) as T;
-}
-
-export function get<T>(path: string): Promise<T> {
-  return apiJson<T>(path);
-}
-
-export function post<T>(path: string, body?: unknown): Promise<T> {
-  return apiJson<T>(path, {
-    method: "POST",
-    headers: body === undefined ? {} : { "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
+/** A route's URL from its OpenAPI path template, for what is not JSON (files, logs, events):
+ * the template is checked against the generated `paths`, so a renamed route fails to compile.
+ * Each value is encoded segment by segment (a file's path keeps its folders). */
+export function routeUrl<P extends keyof paths>(template: P, params: Record<string, string | number>): string {
+  return String(template).replace(/\{(\w+)\}/g, (_m, k: string) => {
+    if (!(k in params)) throw new Error(`routeUrl: ${String(template)} needs ${k}`);
+    return String(params[k]).split("/").map(encodeURIComponent).join("/");
   });
 }
 
-export function del(path: string): Promise<void> {
-  return apiJson<void>(path, { method: "DELETE" });
+/** fetch() for the non-JSON routes, with the same token and error handling. */
+export async function apiFetch(url: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  for (const [k, v] of Object.entries(authHeaders())) headers.set(k, v);
+  const res = await fetch(url, { ...init, headers });
+  if (res.status === 401) requireAuth();
+  if (!res.ok) {
+    const text = await res.text();
+    let body: unknown = null;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = null;
+    }
+    throw new ApiError(res.status, detailOf(res, body));
+  }
+  return res;
 }
 
 /** Fetch a file as an object URL (used where a plain link cannot carry the token). */
-export async function fetchBlobUrl(path: string): Promise<string> {
-  const res = await apiFetch(path);
+export async function fetchBlobUrl(url: string): Promise<string> {
+  const res = await apiFetch(url);
   return URL.createObjectURL(await res.blob());
 }

@@ -1,46 +1,39 @@
-// One function per REST route the app uses.
-import { del, get, post } from "./client";
-import type { Dataset, Device, Health, Job, MetricRow, Sample, WorkerInfo } from "./types";
+// One function per REST route the app uses, typed by the generated `paths` (schema.gen.ts).
+import { must, rest, routeUrl } from "./client";
+import type { ConfigCheckRequest, SampleJobCreate, TrainJobCreate } from "./schema.gen";
 
-const id = (v: string | number) => encodeURIComponent(String(v));
+const jobPath = (job_id: number) => ({ params: { path: { job_id } } });
+const datasetPath = (dataset_id: number) => ({ params: { path: { dataset_id } } });
 
-/** List endpoints may answer a bare array or {items: [...]}: accept both. */
-function items<T>(v: unknown): T[] {
-  if (Array.isArray(v)) return v as T[];
-  if (v && typeof v === "object") {
-    for (const k of ["items", "results", "data", "datasets", "jobs", "samples", "workers"]) {
-      const x = (v as Record<string, unknown>)[k];
-      if (Array.isArray(x)) return x as T[];
-    }
-  }
-  return [];
-}
+export type TrainJobRequest = Omit<TrainJobCreate, "kind">;
+export type SampleJobRequest = Omit<SampleJobCreate, "kind">;
 
 export const api = {
-  health: () => get<Health>("/api/health"),
-  workers: async () => items<WorkerInfo>(await get<unknown>("/api/workers")),
+  health: () => must(rest.GET("/api/health")),
+  workers: () => must(rest.GET("/api/workers")),
 
-  datasets: async () => items<Dataset>(await get<unknown>("/api/datasets")),
-  dataset: (d: string | number) => get<Dataset>(`/api/datasets/${id(d)}`),
-  createDataset: (name: string) => post<Dataset>("/api/datasets", { name }),
-  commitDataset: (d: string | number) => post<Dataset>(`/api/datasets/${id(d)}/commit`),
-  deleteDataset: (d: string | number) => del(`/api/datasets/${id(d)}`),
-  datasetFileUrl: (d: string | number, f: string | number) => `/api/datasets/${id(d)}/files/${id(f)}`,
+  datasets: () => must(rest.GET("/api/datasets")),
+  dataset: (id: number) => must(rest.GET("/api/datasets/{dataset_id}", datasetPath(id))),
+  createDataset: (name: string) => must(rest.POST("/api/datasets", { body: { name } })),
+  commitDataset: (id: number) => must(rest.POST("/api/datasets/{dataset_id}/commit", datasetPath(id))),
+  deleteDataset: (id: number) => must(rest.DELETE("/api/datasets/{dataset_id}", datasetPath(id))),
 
-  jobs: async () => items<Job>(await get<unknown>("/api/jobs")),
-  job: (j: string | number) => get<Job>(`/api/jobs/${id(j)}`),
-  createTrainJob: (datasetId: string | number, config: unknown, device: Device) =>
-    post<Job>("/api/jobs", { kind: "train", dataset_id: datasetId, config, device }),
-  createSampleJob: (p: { source_job_id: string | number; num_samples: number; sampler: string; steps: number; seed: number; device?: Device }) =>
-    post<Job>("/api/jobs", { kind: "sample", ...p }),
-  metrics: async (j: string | number) => items<MetricRow>(await get<unknown>(`/api/jobs/${id(j)}/metrics`)),
-  samples: async (j: string | number) => items<Sample>(await get<unknown>(`/api/jobs/${id(j)}/samples`)),
-  cancelJob: (j: string | number) => post<unknown>(`/api/jobs/${id(j)}/cancel`),
-  resumeJob: (j: string | number) => post<unknown>(`/api/jobs/${id(j)}/resume`),
-  deleteJob: (j: string | number) => del(`/api/jobs/${id(j)}`),
-  jobLogUrl: (j: string | number) => `/api/jobs/${id(j)}/log`,
-  jobEventsUrl: (j: string | number) => `/api/jobs/${id(j)}/events`,
-  checkpointUrl: (j: string | number) => `/api/jobs/${id(j)}/checkpoint`,
-  sampleVolumeUrl: (s: string | number) => `/api/samples/${id(s)}/volume.nii.gz`,
-  samplePreviewUrl: (s: string | number) => `/api/samples/${id(s)}/preview.png`,
+  jobs: () => must(rest.GET("/api/jobs")),
+  job: (id: number) => must(rest.GET("/api/jobs/{job_id}", jobPath(id))),
+  createTrainJob: (req: TrainJobRequest) => must(rest.POST("/api/jobs", { body: { kind: "train", ...req } })),
+  createSampleJob: (req: SampleJobRequest) => must(rest.POST("/api/jobs", { body: { kind: "sample", ...req } })),
+  metrics: (id: number) => must(rest.GET("/api/jobs/{job_id}/metrics", jobPath(id))),
+  samples: (id: number) => must(rest.GET("/api/jobs/{job_id}/samples", jobPath(id))),
+  cancelJob: (id: number) => must(rest.POST("/api/jobs/{job_id}/cancel", jobPath(id))),
+  resumeJob: (id: number) => must(rest.POST("/api/jobs/{job_id}/resume", jobPath(id))),
+  deleteJob: (id: number) => must(rest.DELETE("/api/jobs/{job_id}", jobPath(id))),
+
+  configSchema: () => must(rest.GET("/api/config/schema")),
+  configPresets: () => must(rest.GET("/api/config/presets")),
+  checkConfig: (kind: string, config: unknown, signal?: AbortSignal) =>
+    must(rest.POST("/api/config/check", { body: { kind, config } as ConfigCheckRequest, signal })),
+
+  jobLogUrl: (id: number) => routeUrl("/api/jobs/{job_id}/log", { job_id: id }),
+  jobEventsUrl: (id: number) => routeUrl("/api/jobs/{job_id}/events", { job_id: id }),
+  checkpointUrl: (id: number) => routeUrl("/api/jobs/{job_id}/checkpoint", { job_id: id }),
 };

@@ -4,6 +4,68 @@
  */
 
 export interface paths {
+    "/api/config/check": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Check
+         * @description Validate without running: 200 with ok=false and the errors (loc = config.<key path>, as in
+         *     the 422 of job creation) when the config cannot be used; with ok=true the normalised config,
+         *     the exact parameter count and a training-memory estimate.
+         */
+        post: operations["check_api_config_check_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/config/presets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Presets
+         * @description The ready-made configs (configs/presets/), complete, in picker order.
+         */
+        get: operations["presets_api_config_presets_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/config/schema": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Schema
+         * @description Every config kind's JSON Schema and flattened fields, and the form's groups.
+         */
+        get: operations["schema_api_config_schema_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/datasets": {
         parameters: {
             query?: never;
@@ -259,7 +321,7 @@ export interface paths {
         };
         /**
          * Job Metrics
-         * @description ``[{step, loss, lr, ...}]`` in step order.
+         * @description ``[{step, train_loss, val_loss, lr, ...}]`` in step order.
          */
         get: operations["job_metrics_api_jobs__job_id__metrics_get"];
         put?: never;
@@ -365,6 +427,235 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** BetaScheduleConfig */
+        BetaScheduleConfig: {
+            /** @description optional sampling block (the seed's): only n_timestep is used */
+            test?: components["schemas"]["SamplingScheduleConfig"] | null;
+            /** @description the noise schedule the model is trained on */
+            train?: components["schemas"]["ScheduleConfig"];
+        };
+        /**
+         * ConfigCheck
+         * @description What a config would be and cost, or why it cannot be used.
+         */
+        ConfigCheck: {
+            /**
+             * Config
+             * @description the config with every default filled in; null when it has errors
+             */
+            config?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Errors
+             * @description loc = config.<key path>, as in the 422 of job creation
+             */
+            errors?: components["schemas"]["ErrorItem"][];
+            /** Ok */
+            ok: boolean;
+            /**
+             * Param Count
+             * @description exact U-Net parameter count
+             */
+            param_count?: number | null;
+            /**
+             * Train Memory Bytes
+             * @description estimated peak memory of a training step on its device (weights, optimizer state, EMA, activations of one micro-batch)
+             */
+            train_memory_bytes?: number | null;
+        };
+        /** ConfigCheckRequest */
+        ConfigCheckRequest: {
+            /** Config */
+            config: {
+                [key: string]: unknown;
+            };
+            /**
+             * Kind
+             * @description config kind, a key of kinds in GET /api/config/schema
+             * @default train
+             */
+            kind?: string;
+        };
+        /**
+         * ConfigField
+         * @description One key of a config, with what a form or a reference table needs to show it.
+         */
+        ConfigField: {
+            /**
+             * Advanced
+             * @default false
+             */
+            advanced?: boolean;
+            /**
+             * Default
+             * @description the default value (JSON); null when required or null
+             */
+            default?: unknown;
+            /** Description */
+            description: string;
+            /** Exclusive Maximum */
+            exclusive_maximum?: number | null;
+            /** Exclusive Minimum */
+            exclusive_minimum?: number | null;
+            /**
+             * Group
+             * @description id of a UI group (see groups of GET /api/config/schema)
+             */
+            group: string;
+            /** Label */
+            label: string;
+            /** Maximum */
+            maximum?: number | null;
+            /** Minimum */
+            minimum?: number | null;
+            /**
+             * Nullable
+             * @description null is an allowed value of this key
+             * @default false
+             */
+            nullable?: boolean;
+            /**
+             * Options
+             * @description allowed values of an enum
+             */
+            options?: string[] | null;
+            /**
+             * Parent Nullable
+             * @description the key lives in an object that may be null (e.g. model.beta_schedule.test): a null value in the form means no parent object; a value creates it with this key set and the others at their defaults
+             * @default false
+             */
+            parent_nullable?: boolean;
+            /**
+             * Path
+             * @description dotted key path, e.g. model.unet.num_head_channels
+             */
+            path: string;
+            /**
+             * Required
+             * @description the key has no default (inside its object)
+             * @default false
+             */
+            required?: boolean;
+            /** Unit */
+            unit?: string | null;
+            /**
+             * Widget
+             * @description how the form edits the value: sides = feature-map sides (null = the lowest level, [] = none), pair = two numbers
+             * @enum {string}
+             */
+            widget: "int" | "float" | "bool" | "enum" | "string" | "int_list" | "sides" | "optional_int" | "optional_float" | "pair";
+        };
+        /** ConfigKindSchema */
+        ConfigKindSchema: {
+            /**
+             * Fields
+             * @description every key, flattened, in form order
+             */
+            fields: components["schemas"]["ConfigField"][];
+            /**
+             * Json Schema
+             * @description JSON Schema of the config, with each field's UI metadata under 'ui'
+             */
+            json_schema: {
+                [key: string]: unknown;
+            };
+        };
+        /** ConfigSchema */
+        ConfigSchema: {
+            /** Groups */
+            groups: components["schemas"]["UiGroup"][];
+            /**
+             * Kinds
+             * @description by config kind, e.g. 'train'
+             */
+            kinds: {
+                [key: string]: components["schemas"]["ConfigKindSchema"];
+            };
+        };
+        /** DatasetConfig */
+        DatasetConfig: {
+            /**
+             * Batch Size
+             * @description samples per micro-batch
+             * @default 2
+             */
+            batch_size?: number;
+            /**
+             * Cache
+             * @description cache preprocessed volumes on disk, keyed by content+settings
+             * @default true
+             */
+            cache?: boolean;
+            /**
+             * Clip Percentiles
+             * @description clip intensities to these percentiles before scaling; null = min/max
+             */
+            clip_percentiles?: number[] | null;
+            /**
+             * Flip
+             * @description random flips along every spatial axis
+             * @default false
+             */
+            flip?: boolean;
+            /**
+             * Grad Accumulation
+             * @description micro-batches per optimizer step (averaged)
+             * @default 1
+             */
+            grad_accumulation?: number;
+            /**
+             * Image Channels
+             * @description channels (4D NIfTI last axis, or RGB)
+             * @default 1
+             */
+            image_channels?: number;
+            /**
+             * Image Size
+             * @description side of the cube/square the data is resized to (e.g. 64 = 64x64x64)
+             * @default 64
+             */
+            image_size?: number;
+            /** @description `{"window": [low, high]}` instead of percentiles */
+            intensity?: components["schemas"]["IntensityConfig"] | null;
+            /**
+             * Keep Aspect
+             * @description keep the physical aspect (pad to the cube)
+             * @default true
+             */
+            keep_aspect?: boolean;
+            /**
+             * Name
+             * @description volume3d (NIfTI/.npy volumes) or image2d (PNG/JPEG/TIFF/2D .npy); default follows is_3d
+             * @default volume3d
+             * @enum {string}
+             */
+            name?: "volume3d" | "image2d";
+            /**
+             * Num Workers
+             * @description DataLoader worker processes
+             * @default 2
+             */
+            num_workers?: number;
+            /**
+             * Path
+             * @description folder searched recursively for supported files (the seed's `<path>/<name>/volumes/` works); the app sets it to the chosen dataset
+             * @default datasets/
+             */
+            path?: string;
+            /**
+             * Pin Memory
+             * @description pinned host memory for faster copies to the GPU
+             * @default true
+             */
+            pin_memory?: boolean;
+            /**
+             * Val Fraction
+             * @description held-out share for metrics
+             * @default 0.1
+             */
+            val_fraction?: number;
+        };
         /** DatasetCreate */
         DatasetCreate: {
             /** Name */
@@ -432,7 +723,16 @@ export interface components {
             /** Total Bytes */
             total_bytes: number;
         };
-        /** ErrorItem */
+        /**
+         * DeviceChoice
+         * @description Where a job may run: ``gpu`` or ``cpu`` as asked, ``auto`` = a GPU when one is free.
+         * @enum {string}
+         */
+        DeviceChoice: "auto" | "cpu" | "gpu";
+        /**
+         * ErrorItem
+         * @description One bad input: the 422 of job creation and of /api/config/check list these.
+         */
         ErrorItem: {
             /**
              * Loc
@@ -442,7 +742,10 @@ export interface components {
             /** Msg */
             msg: string;
         };
-        /** ErrorResponse */
+        /**
+         * ErrorResponse
+         * @description Every error body: a sentence, or (422) one item per bad field.
+         */
         ErrorResponse: {
             /** Detail */
             detail: string | components["schemas"]["ErrorItem"][];
@@ -517,72 +820,221 @@ export interface components {
             workers: number;
         };
         HTTPValidationError: components["schemas"]["ErrorResponse"];
-        /** JobOut */
-        JobOut: {
-            /** Attempts */
-            attempts: number;
-            /** Cancel Requested */
-            cancel_requested: boolean;
+        /** IntensityConfig */
+        IntensityConfig: {
             /**
-             * Checkpoint Step
-             * @description step of the newest checkpoint on disk
+             * Window
+             * @description [low, high] fixed intensity window instead of percentiles (e.g. CT HU [-1000, 400]); no intensity block = clip_percentiles
              */
-            checkpoint_step: number | null;
+            window: number[];
+        };
+        /**
+         * JobKind
+         * @description What a job does: train a model on a dataset, or draw samples from a train job's weights.
+         * @enum {string}
+         */
+        JobKind: "train" | "sample";
+        /**
+         * JobOut
+         * @description A job; its ``config`` follows its ``kind``.
+         */
+        JobOut: components["schemas"]["TrainJobOut"] | components["schemas"]["SampleJobOut"];
+        /**
+         * JobStatus
+         * @description Where a job is in its life; REST, worker and database use these values.
+         * @enum {string}
+         */
+        JobStatus: "queued" | "running" | "succeeded" | "failed" | "cancelled";
+        /**
+         * MetricOut
+         * @description One metrics row of a train job, written at each metric step (``model.freq_metrics``).
+         *
+         *     Besides the fields below the engine adds others (``val_loss_t<lo>_<hi>`` per timestep bin,
+         *     sample intensity statistics, rates); all values are numbers, null where not finite.
+         */
+        MetricOut: {
+            /**
+             * Grad Norm
+             * @description mean gradient norm since the last metric step
+             */
+            grad_norm?: number | null;
+            /**
+             * Lr
+             * @description learning rate
+             */
+            lr?: number | null;
+            /** Step */
+            step: number;
+            /**
+             * Train Loss
+             * @description mean training loss since the last metric step
+             */
+            train_loss?: number | null;
+            /**
+             * Val Loss
+             * @description held-out denoising loss (EMA weights)
+             */
+            val_loss?: number | null;
+        } & {
+            [key: string]: number | null;
+        };
+        /** ModelConfig */
+        ModelConfig: {
+            /** @description noise schedules */
+            beta_schedule?: components["schemas"]["BetaScheduleConfig"];
+            /**
+             * Ema Decay
+             * @description EMA decay, reached after a warm-up (min(decay, (1+n)/(10+n)))
+             * @default 0.999
+             */
+            ema_decay?: number;
+            /**
+             * Freq Checkpoint
+             * @description steps between checkpoints
+             * @default 2000
+             */
+            freq_checkpoint?: number;
+            /**
+             * Freq Metrics
+             * @description steps between held-out metrics and samples
+             * @default 1000
+             */
+            freq_metrics?: number;
+            /**
+             * Grad Clip
+             * @description gradient-norm clip; null = off
+             * @default 1
+             */
+            grad_clip?: number | null;
+            /**
+             * Iterations
+             * @description optimizer steps
+             * @default 10000
+             */
+            iterations?: number;
+            /**
+             * Keep Checkpoints
+             * @description periodic checkpoints kept besides the final one
+             * @default 3
+             */
+            keep_checkpoints?: number;
+            /**
+             * Loss Type
+             * @description l1, l2 or huber
+             * @default l2
+             * @enum {string}
+             */
+            loss_type?: "l1" | "l2" | "huber";
+            /**
+             * Lr
+             * @description peak learning rate
+             * @default 0.0001
+             */
+            lr?: number;
+            /**
+             * Lr Schedule
+             * @description after warm-up: constant, or cosine decay to 0 at `iterations`
+             * @default constant
+             * @enum {string}
+             */
+            lr_schedule?: "constant" | "cosine";
+            /**
+             * @description sampler for the metric-step samples
+             * @default dpmpp2m
+             */
+            metric_sampler?: components["schemas"]["Sampler"];
+            /**
+             * Metric Samples
+             * @description EMA samples drawn at each metric step
+             * @default 4
+             */
+            metric_samples?: number;
+            /**
+             * Metric Steps
+             * @description sampling steps for the metric-step samples
+             * @default 20
+             */
+            metric_steps?: number;
+            /**
+             * Min Snr Gamma
+             * @description min-SNR loss weighting (e.g. 5); null = off
+             */
+            min_snr_gamma?: number | null;
+            /**
+             * Objective
+             * @description what the U-Net predicts: pred_noise, pred_x0 or pred_v
+             * @default pred_noise
+             * @enum {string}
+             */
+            objective?: "pred_noise" | "pred_x0" | "pred_v";
+            /**
+             * Optimizer
+             * @description adam or adamw
+             * @default adamw
+             * @enum {string}
+             */
+            optimizer?: "adam" | "adamw";
+            /**
+             * Precision
+             * @description fp32, bf16 autocast (CPU or CUDA), fp16 autocast + gradient scaler (CUDA only)
+             * @default fp32
+             * @enum {string}
+             */
+            precision?: "fp32" | "bf16" | "fp16";
+            /** @description the denoising U-Net */
+            unet?: components["schemas"]["UNetConfig"];
+            /**
+             * Use Ema
+             * @description keep an exponential moving average of the weights (used for samples and export)
+             * @default true
+             */
+            use_ema?: boolean;
+            /**
+             * Warmup Steps
+             * @description linear learning-rate warm-up steps
+             * @default 0
+             */
+            warmup_steps?: number;
+            /**
+             * Weight Decay
+             * @description weight decay (decoupled for adamw)
+             * @default 0
+             */
+            weight_decay?: number;
+        };
+        /**
+         * Preset
+         * @description A named, complete config to start from.
+         */
+        Preset: {
             /**
              * Config
-             * @description train: the resolved config; sample: its parameters
+             * @description the whole config, every key spelled out
              */
             config: {
                 [key: string]: unknown;
             };
             /**
-             * Created At
-             * Format: date-time
-             */
-            created_at: string;
-            /** Dataset Id */
-            dataset_id: number | null;
-            /**
-             * Device
-             * @enum {string}
-             */
-            device: "auto" | "cpu" | "gpu";
-            /** Error */
-            error: string | null;
-            /** Finished At */
-            finished_at: string | null;
-            /** Id */
-            id: number;
-            /**
              * Kind
-             * @enum {string}
+             * @description config kind (a key of ddpm.config.CONFIG_KINDS)
+             * @default train
              */
-            kind: "train" | "sample";
-            /** Last Metrics */
-            last_metrics: {
-                [key: string]: unknown;
-            } | null;
-            progress: components["schemas"]["Progress"];
-            /** Queue */
-            queue: string;
-            /** Source Job Id */
-            source_job_id: number | null;
-            /** Started At */
-            started_at: string | null;
+            kind?: string;
             /**
-             * Status
-             * @enum {string}
+             * Name
+             * @description file stem in configs/presets/, e.g. tiny_3d
              */
-            status: "queued" | "running" | "succeeded" | "failed" | "cancelled";
-            /** Worker */
-            worker: string | null;
-        };
-        /** MetricOut */
-        MetricOut: {
-            /** Step */
-            step: number;
-        } & {
-            [key: string]: unknown;
+            name: string;
+            /**
+             * Note
+             * @description one line on what the preset is for
+             */
+            note: string;
+            /**
+             * Title
+             * @description what a picker shows, e.g. '3D tiny'
+             */
+            title: string;
         };
         /** Progress */
         Progress: {
@@ -600,14 +1052,16 @@ export interface components {
             /** Total */
             total: number;
         };
+        /**
+         * Queue
+         * @description The Celery queues; a worker serves one or both (WORKER_QUEUES).
+         * @enum {string}
+         */
+        Queue: "gpu" | "cpu";
         /** SampleJobCreate */
         SampleJobCreate: {
-            /**
-             * Device
-             * @default auto
-             * @enum {string}
-             */
-            device: "auto" | "cpu" | "gpu";
+            /** @default auto */
+            device?: components["schemas"]["DeviceChoice"];
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
@@ -617,18 +1071,14 @@ export interface components {
              * Num Samples
              * @default 4
              */
-            num_samples: number;
-            /**
-             * Sampler
-             * @default ddim
-             * @enum {string}
-             */
-            sampler: "ddim" | "ddpm" | "dpmpp2m";
+            num_samples?: number;
+            /** @default dpmpp2m */
+            sampler?: components["schemas"]["Sampler"];
             /**
              * Seed
              * @default 0
              */
-            seed: number;
+            seed?: number;
             /**
              * Source Job Id
              * @description a train job with a checkpoint
@@ -636,9 +1086,54 @@ export interface components {
             source_job_id: number;
             /**
              * Steps
+             * @description denoising steps
              * @default 50
              */
-            steps: number;
+            steps?: number;
+        };
+        /** SampleJobOut */
+        SampleJobOut: {
+            /** Attempts */
+            attempts: number;
+            /** Cancel Requested */
+            cancel_requested: boolean;
+            /**
+             * Checkpoint Step
+             * @description step of the newest checkpoint on disk
+             */
+            checkpoint_step: number | null;
+            config: components["schemas"]["SampleParams"];
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Dataset Id */
+            dataset_id: number | null;
+            /** @description as asked when created */
+            device: components["schemas"]["DeviceChoice"];
+            /** Error */
+            error: string | null;
+            /** Finished At */
+            finished_at: string | null;
+            /** Id */
+            id: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "sample";
+            last_metrics: components["schemas"]["MetricOut"] | null;
+            progress: components["schemas"]["Progress"];
+            /** @description the Celery queue its task went to */
+            queue: components["schemas"]["Queue"];
+            /** Source Job Id */
+            source_job_id: number | null;
+            /** Started At */
+            started_at: string | null;
+            status: components["schemas"]["JobStatus"];
+            /** Worker */
+            worker: string | null;
         };
         /** SampleOut */
         SampleOut: {
@@ -671,28 +1166,245 @@ export interface components {
              */
             volume_url: string | null;
         };
-        /** TrainJobCreate */
-        TrainJobCreate: {
+        /**
+         * SampleParams
+         * @description What a sample job draws (the stored config of a sample job).
+         */
+        SampleParams: {
             /**
-             * Config
-             * @description a training config (ddpm.config); dataset.path and experiment_path are filled in by the server
+             * Num Samples
+             * @default 4
              */
-            config: {
-                [key: string]: unknown;
-            };
-            /** Dataset Id */
-            dataset_id: number;
+            num_samples?: number;
+            /** @default dpmpp2m */
+            sampler?: components["schemas"]["Sampler"];
             /**
-             * Device
-             * @default auto
+             * Seed
+             * @default 0
+             */
+            seed?: number;
+            /**
+             * Steps
+             * @description denoising steps
+             * @default 50
+             */
+            steps?: number;
+        };
+        /**
+         * Sampler
+         * @description The samplers the engine has; the REST API, the CLI and the UI take their names from here.
+         * @enum {string}
+         */
+        Sampler: "ddpm" | "ddim" | "dpmpp2m";
+        /**
+         * SamplingScheduleConfig
+         * @description The seed's ``beta_schedule.test`` block: only ``n_timestep`` does something.
+         */
+        SamplingScheduleConfig: {
+            /**
+             * Linear End
+             * @description must equal train's (null or omitted = train's; a model samples on the noise levels it learned)
+             */
+            linear_end?: number | null;
+            /**
+             * Linear Start
+             * @description must equal train's (null or omitted = train's; a model samples on the noise levels it learned)
+             */
+            linear_start?: number | null;
+            /**
+             * N Timestep
+             * @description default steps of the ancestral (ddpm) sampler, respaced on train's schedule; no test block = all of train's steps
+             * @default 1000
+             */
+            n_timestep?: number;
+            /**
+             * Schedule
+             * @description must equal train's (null or omitted = train's; a model samples on the noise levels it learned)
+             */
+            schedule?: ("linear" | "cosine" | "sigmoid" | "quadratic") | null;
+        };
+        /** ScheduleConfig */
+        ScheduleConfig: {
+            /**
+             * Linear End
+             * @description beta of the last timestep (linear, sigmoid and quadratic schedules)
+             * @default 0.02
+             */
+            linear_end?: number;
+            /**
+             * Linear Start
+             * @description beta of the first timestep (linear, sigmoid and quadratic schedules)
+             * @default 0.0001
+             */
+            linear_start?: number;
+            /**
+             * N Timestep
+             * @description diffusion steps T
+             * @default 1000
+             */
+            n_timestep?: number;
+            /**
+             * Schedule
+             * @description noise schedule: linear, cosine, sigmoid or quadratic
+             * @default linear
              * @enum {string}
              */
-            device: "auto" | "cpu" | "gpu";
+            schedule?: "linear" | "cosine" | "sigmoid" | "quadratic";
+        };
+        /** TrainConfig */
+        TrainConfig: {
+            /** @description data and loading */
+            dataset?: components["schemas"]["DatasetConfig"];
+            /**
+             * Experiment Path
+             * @description runs go to `<experiment_path>/<run name>/` (the app sets it to `DATA_DIR/runs`)
+             * @default experiments
+             */
+            experiment_path?: string;
+            /**
+             * Gpu
+             * @description CUDA device index; -1 or a machine without CUDA = CPU (with a warning when a GPU was asked for)
+             * @default 0
+             */
+            gpu?: number;
+            /**
+             * Is 3D
+             * @description 3D volumes (B,C,D,H,W) instead of 2D images (B,C,H,W)
+             * @default false
+             */
+            is_3d?: boolean;
+            /** @description model and training */
+            model?: components["schemas"]["ModelConfig"];
+            /**
+             * Seed
+             * @description seed of weights, data order, noise and the held-out split
+             * @default 0
+             */
+            seed?: number;
+        };
+        /** TrainJobCreate */
+        TrainJobCreate: {
+            /** @description a training config; dataset.path and experiment_path are filled in by the server */
+            config: components["schemas"]["TrainConfig"];
+            /** Dataset Id */
+            dataset_id: number;
+            /** @default auto */
+            device?: components["schemas"]["DeviceChoice"];
             /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
             kind: "train";
+        };
+        /** TrainJobOut */
+        TrainJobOut: {
+            /** Attempts */
+            attempts: number;
+            /** Cancel Requested */
+            cancel_requested: boolean;
+            /**
+             * Checkpoint Step
+             * @description step of the newest checkpoint on disk
+             */
+            checkpoint_step: number | null;
+            /** @description the resolved config (dataset.path and experiment_path filled in by the server) */
+            config: components["schemas"]["TrainConfig"];
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Dataset Id */
+            dataset_id: number | null;
+            /** @description as asked when created */
+            device: components["schemas"]["DeviceChoice"];
+            /** Error */
+            error: string | null;
+            /** Finished At */
+            finished_at: string | null;
+            /** Id */
+            id: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "train";
+            last_metrics: components["schemas"]["MetricOut"] | null;
+            progress: components["schemas"]["Progress"];
+            /** @description the Celery queue its task went to */
+            queue: components["schemas"]["Queue"];
+            /** Source Job Id */
+            source_job_id: number | null;
+            /** Started At */
+            started_at: string | null;
+            status: components["schemas"]["JobStatus"];
+            /** Worker */
+            worker: string | null;
+        };
+        /**
+         * UiGroup
+         * @description A section of the config form.
+         */
+        UiGroup: {
+            /** Id */
+            id: string;
+            /** Title */
+            title: string;
+        };
+        /** UNetConfig */
+        UNetConfig: {
+            /**
+             * Attn Res
+             * @description feature-map side(s) where full attention runs; null = the lowest level, [] = none
+             */
+            attn_res?: number[] | null;
+            /**
+             * Channel Mults
+             * @description channel multiplier per level; one level per entry (e.g. 1, 2, 4)
+             */
+            channel_mults?: number[];
+            /**
+             * Checkpointing
+             * @description recompute activations in the backward pass: about half the training memory, about 35% slower
+             * @default false
+             */
+            checkpointing?: boolean;
+            /**
+             * Dim
+             * @description channels of the first level; a multiple of 8
+             * @default 32
+             */
+            dim?: number;
+            /**
+             * Dropout
+             * @description dropout inside the residual blocks
+             * @default 0
+             */
+            dropout?: number;
+            /**
+             * Linear Attn
+             * @description linear attention at the levels without full attention
+             * @default false
+             */
+            linear_attn?: boolean;
+            /**
+             * Num Head Channels
+             * @description channels per attention head
+             * @default 32
+             */
+            num_head_channels?: number;
+            /**
+             * Res Blocks
+             * @description residual blocks per level
+             * @default 2
+             */
+            res_blocks?: number;
+            /**
+             * Self Condition
+             * @description feed the model its own x0 estimate (half the training steps; every sampling step)
+             * @default false
+             */
+            self_condition?: boolean;
         };
         /** WorkerOut */
         WorkerOut: {
@@ -712,7 +1424,7 @@ export interface components {
             /** Pid */
             pid: number | null;
             /** Queues */
-            queues: string[];
+            queues: components["schemas"]["Queue"][];
             /**
              * Started At
              * Format: date-time
@@ -726,23 +1438,119 @@ export interface components {
     headers: never;
     pathItems: never;
 }
+export type BetaScheduleConfig = components['schemas']['BetaScheduleConfig'];
+export type ConfigCheck = components['schemas']['ConfigCheck'];
+export type ConfigCheckRequest = components['schemas']['ConfigCheckRequest'];
+export type ConfigField = components['schemas']['ConfigField'];
+export type ConfigKindSchema = components['schemas']['ConfigKindSchema'];
+export type ConfigSchema = components['schemas']['ConfigSchema'];
+export type DatasetConfig = components['schemas']['DatasetConfig'];
 export type DatasetCreate = components['schemas']['DatasetCreate'];
 export type DatasetDetail = components['schemas']['DatasetDetail'];
 export type DatasetOut = components['schemas']['DatasetOut'];
+export type DeviceChoice = components['schemas']['DeviceChoice'];
 export type ErrorItem = components['schemas']['ErrorItem'];
 export type ErrorResponse = components['schemas']['ErrorResponse'];
 export type FileOut = components['schemas']['FileOut'];
 export type Health = components['schemas']['Health'];
 export type HttpValidationError = components['schemas']['HTTPValidationError'];
+export type IntensityConfig = components['schemas']['IntensityConfig'];
+export type JobKind = components['schemas']['JobKind'];
 export type JobOut = components['schemas']['JobOut'];
+export type JobStatus = components['schemas']['JobStatus'];
 export type MetricOut = components['schemas']['MetricOut'];
+export type ModelConfig = components['schemas']['ModelConfig'];
+export type Preset = components['schemas']['Preset'];
 export type Progress = components['schemas']['Progress'];
+export type Queue = components['schemas']['Queue'];
 export type SampleJobCreate = components['schemas']['SampleJobCreate'];
+export type SampleJobOut = components['schemas']['SampleJobOut'];
 export type SampleOut = components['schemas']['SampleOut'];
+export type SampleParams = components['schemas']['SampleParams'];
+export type Sampler = components['schemas']['Sampler'];
+export type SamplingScheduleConfig = components['schemas']['SamplingScheduleConfig'];
+export type ScheduleConfig = components['schemas']['ScheduleConfig'];
+export type TrainConfig = components['schemas']['TrainConfig'];
 export type TrainJobCreate = components['schemas']['TrainJobCreate'];
+export type TrainJobOut = components['schemas']['TrainJobOut'];
+export type UiGroup = components['schemas']['UiGroup'];
+export type UNetConfig = components['schemas']['UNetConfig'];
 export type WorkerOut = components['schemas']['WorkerOut'];
 export type $defs = Record<string, never>;
 export interface operations {
+    check_api_config_check_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConfigCheckRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConfigCheck"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    presets_api_config_presets_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Preset"][];
+                };
+            };
+        };
+    };
+    schema_api_config_schema_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConfigSchema"];
+                };
+            };
+        };
+    };
     list_datasets_api_datasets_get: {
         parameters: {
             query?: never;
@@ -1114,10 +1922,10 @@ export interface operations {
         parameters: {
             query?: {
                 dataset_id?: number | null;
-                kind?: ("train" | "sample") | null;
+                kind?: components["schemas"]["JobKind"] | null;
                 limit?: number;
                 offset?: number;
-                status?: ("queued" | "running" | "succeeded" | "failed" | "cancelled") | null;
+                status?: components["schemas"]["JobStatus"] | null;
             };
             header?: never;
             path?: never;
@@ -1748,19 +2556,27 @@ type ReadonlyArray<T> = [
 ] extends [
     unknown[]
 ] ? Readonly<Exclude<T, undefined>> : Readonly<Exclude<T, undefined>[]>;
-export const pathsApiJobsGetParametersQueryKindAnyOf0Values: ReadonlyArray<FlattenedDeepRequired<paths>["/api/jobs"]["get"]["parameters"]["query"]["kind"]> = ["train", "sample"];
-export const pathsApiJobsGetParametersQueryStatusAnyOf0Values: ReadonlyArray<FlattenedDeepRequired<paths>["/api/jobs"]["get"]["parameters"]["query"]["status"]> = ["queued", "running", "succeeded", "failed", "cancelled"];
+export const configFieldWidgetValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ConfigField"]["widget"]> = ["int", "float", "bool", "enum", "string", "int_list", "sides", "optional_int", "optional_float", "pair"];
+export const datasetConfigNameValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["DatasetConfig"]["name"]> = ["volume3d", "image2d"];
 export const datasetDetailKindAnyOf0Values: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["DatasetDetail"]["kind"]> = ["2d", "3d"];
 export const datasetDetailStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["DatasetDetail"]["status"]> = ["uploading", "ready"];
 export const datasetOutKindAnyOf0Values: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["DatasetOut"]["kind"]> = ["2d", "3d"];
 export const datasetOutStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["DatasetOut"]["status"]> = ["uploading", "ready"];
+export const deviceChoiceValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["DeviceChoice"]> = ["auto", "cpu", "gpu"];
 export const fileOutKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["FileOut"]["kind"]> = ["2d", "3d"];
 export const healthStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Health"]["status"]> = ["ok", "degraded"];
-export const jobOutDeviceValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["JobOut"]["device"]> = ["auto", "cpu", "gpu"];
-export const jobOutKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["JobOut"]["kind"]> = ["train", "sample"];
-export const jobOutStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["JobOut"]["status"]> = ["queued", "running", "succeeded", "failed", "cancelled"];
-export const sampleJobCreateDeviceValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SampleJobCreate"]["device"]> = ["auto", "cpu", "gpu"];
+export const jobKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["JobKind"]> = ["train", "sample"];
+export const jobStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["JobStatus"]> = ["queued", "running", "succeeded", "failed", "cancelled"];
+export const modelConfigLoss_typeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ModelConfig"]["loss_type"]> = ["l1", "l2", "huber"];
+export const modelConfigLr_scheduleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ModelConfig"]["lr_schedule"]> = ["constant", "cosine"];
+export const modelConfigObjectiveValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ModelConfig"]["objective"]> = ["pred_noise", "pred_x0", "pred_v"];
+export const modelConfigOptimizerValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ModelConfig"]["optimizer"]> = ["adam", "adamw"];
+export const modelConfigPrecisionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ModelConfig"]["precision"]> = ["fp32", "bf16", "fp16"];
+export const queueValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Queue"]> = ["gpu", "cpu"];
 export const sampleJobCreateKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SampleJobCreate"]["kind"]> = ["sample"];
-export const sampleJobCreateSamplerValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SampleJobCreate"]["sampler"]> = ["ddim", "ddpm", "dpmpp2m"];
-export const trainJobCreateDeviceValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["TrainJobCreate"]["device"]> = ["auto", "cpu", "gpu"];
+export const sampleJobOutKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SampleJobOut"]["kind"]> = ["sample"];
+export const samplerValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Sampler"]> = ["ddpm", "ddim", "dpmpp2m"];
+export const samplingScheduleConfigScheduleAnyOf0Values: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SamplingScheduleConfig"]["schedule"]> = ["linear", "cosine", "sigmoid", "quadratic"];
+export const scheduleConfigScheduleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ScheduleConfig"]["schedule"]> = ["linear", "cosine", "sigmoid", "quadratic"];
 export const trainJobCreateKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["TrainJobCreate"]["kind"]> = ["train"];
+export const trainJobOutKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["TrainJobOut"]["kind"]> = ["train"];

@@ -1,26 +1,30 @@
-// The grouped form over every config field.
-import type { TrainConfig } from "../lib/configTypes";
-import { FIELDS, GROUPS } from "../lib/configFields";
-import { getPath } from "../lib/objpath";
+// The grouped form over every field of the served config schema; advanced fields of a group
+// are folded under "More".
+import { readField, type Config, type ConfigField as Field, type FieldGroup } from "../lib/configForm";
 import { ConfigField } from "./ConfigField";
 
 interface Props {
-  config: TrainConfig;
+  groups: FieldGroup[];
+  config: Config;
   errors: Record<string, string[]>;
-  onField: (path: string, value: unknown) => void;
+  onField: (field: Field, value: unknown) => void;
 }
 
-export function ConfigForm({ config, errors, onField }: Props) {
+export function ConfigForm({ groups, config, errors, onField }: Props) {
+  const render = (f: Field) => <ConfigField key={f.path} field={f} value={readField(config, f)} errors={errors[f.path]} onChange={(v) => onField(f, v)} />;
   return (
     <div className="config-groups">
-      {GROUPS.map((g) => (
+      {groups.map((g) => (
         <fieldset key={g.id} className="card config-group">
           <legend>{g.title}</legend>
-          <div className="field-grid">
-            {FIELDS.filter((f) => f.group === g.id).map((f) => (
-              <ConfigField key={f.path} spec={f} value={getPath(config, f.path)} errors={errors[f.path]} onChange={(v) => onField(f.path, v)} />
-            ))}
-          </div>
+          <div className="field-grid">{g.fields.map(render)}</div>
+          {g.advanced.length > 0 && (
+            // open when one of its fields has an error, so the message is seen
+            <details className="advanced" open={g.advanced.some((f) => errors[f.path]) || undefined}>
+              <summary>More {g.title.toLowerCase()} settings ({g.advanced.length})</summary>
+              <div className="field-grid">{g.advanced.map(render)}</div>
+            </details>
+          )}
         </fieldset>
       ))}
     </div>

@@ -1,7 +1,7 @@
 // Cancel / resume / delete buttons and the checkpoint download for one job.
 import { useState } from "react";
 import { api } from "../api/endpoints";
-import type { Job } from "../api/types";
+import type { Job } from "../lib/job";
 import { navigate } from "../lib/router";
 import { DownloadLink } from "./AuthMedia";
 import { ErrorBox } from "./Notice";

@@ -5,7 +5,7 @@ import { api } from "../api/endpoints";
 
 const TAIL_BYTES = 200_000;
 
-export function JobLog({ jobId, live, version }: { jobId: string; live: boolean; version: string }) {
+export function JobLog({ jobId, live, version }: { jobId: number; live: boolean; version: string }) {
   const [text, setText] = useState<string>("");
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {

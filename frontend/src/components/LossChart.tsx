@@ -3,15 +3,15 @@
 import { useEffect, useRef, useState } from "react";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
-import type { MetricRow } from "../api/types";
+import type { MetricOut } from "../api/schema.gen";
 import { LOSS_SERIES, chartData, seriesPresent } from "../lib/chartData";
 
-export function LossChart({ rows, height = 260 }: { rows: MetricRow[]; height?: number }) {
+export function LossChart({ rows, height = 260 }: { rows: MetricOut[]; height?: number }) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const [logScale, setLogScale] = useState(false);
   const keys = seriesPresent(rows, LOSS_SERIES.map((s) => s.key));
-  const shown = keys.length ? keys : ["loss"];
+  const shown = keys.length ? keys : [LOSS_SERIES[0].key];
   const data = chartData(rows, shown, logScale);
   const sig = shown.join(",");
 

@@ -1,10 +1,9 @@
 // Preview images of a job's samples, grouped by the training step that made them.
-import type { Sample } from "../api/types";
-import { api } from "../api/endpoints";
+import type { SampleOut } from "../api/schema.gen";
 import { AuthImage } from "./AuthMedia";
 
-export function groupByStep(samples: Sample[]): Array<{ step: number | null; items: Sample[] }> {
-  const groups = new Map<number | null, Sample[]>();
+export function groupByStep(samples: SampleOut[]): Array<{ step: number | null; items: SampleOut[] }> {
+  const groups = new Map<number | null, SampleOut[]>();
   for (const s of samples) {
     const k = typeof s.step === "number" ? s.step : null;
     (groups.get(k) ?? groups.set(k, []).get(k)!).push(s);
@@ -14,7 +13,11 @@ export function groupByStep(samples: Sample[]): Array<{ step: number | null; ite
     .map(([step, items]) => ({ step, items: items.sort((a, b) => a.index - b.index) }));
 }
 
-export function SampleGallery({ samples, onSelect }: { samples: Sample[]; onSelect?: (s: Sample) => void }) {
+function Preview({ sample }: { sample: SampleOut }) {
+  return sample.preview_url ? <AuthImage src={sample.preview_url} alt={`sample ${sample.index}`} /> : <div className="img-missing">no preview</div>;
+}
+
+export function SampleGallery({ samples, onSelect }: { samples: SampleOut[]; onSelect?: (s: SampleOut) => void }) {
   if (samples.length === 0) return <p className="muted">No samples yet.</p>;
   return (
     <div className="gallery-groups">
@@ -26,10 +29,10 @@ export function SampleGallery({ samples, onSelect }: { samples: Sample[]; onSele
               <figure key={String(s.id)} className="thumb">
                 {onSelect ? (
                   <button type="button" className="thumb-button" aria-label={`Open sample ${s.index}${g.step != null ? ` of step ${g.step}` : ""}`} onClick={() => onSelect(s)}>
-                    <AuthImage src={s.preview_url ?? api.samplePreviewUrl(s.id)} alt={`sample ${s.index}`} />
+                    <Preview sample={s} />
                   </button>
                 ) : (
-                  <AuthImage src={s.preview_url ?? api.samplePreviewUrl(s.id)} alt={`sample ${s.index}`} />
+                  <Preview sample={s} />
                 )}
                 <figcaption>#{s.index}</figcaption>
               </figure>

@@ -3,7 +3,7 @@
 import { useEffect, useRef, useState, type DragEvent } from "react";
 import { api } from "../api/endpoints";
 import { ApiError } from "../api/client";
-import type { Dataset } from "../api/types";
+import type { DatasetOut } from "../api/schema.gen";
 import { fromDataTransfer, fromFileList, topFolder, type PickedFile } from "../lib/folderDrop";
 import { formatBytes } from "../lib/format";
 import { UploadQueue, isHiddenPath } from "../lib/uploadQueue";
@@ -39,7 +39,7 @@ export function UploadPanel({ onChanged }: { onChanged: () => void }) {
   const [name, setName] = useState("");
   const [picked, setPicked] = useState<PickedFile[]>([]);
   const [skipped, setSkipped] = useState(0);
-  const [dataset, setDataset] = useState<Dataset | null>(null);
+  const [dataset, setDataset] = useState<DatasetOut | null>(null);
   const [queue, setQueue] = useState<UploadQueue | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [commitErrors, setCommitErrors] = useState<string[]>([]);

@@ -1,17 +1,18 @@
 import { describe, expect, it } from "vitest";
+import type { MetricOut } from "../api/schema.gen";
 import { chartData, numericMetrics, seriesPresent } from "./chartData";
 
-const rows = [
-  { step: 20, loss: 0.8, val_loss: 0.7 },
-  { step: 10, loss: 0.9 },
-  { step: 30, loss: 0.5, val_loss: null as unknown as number },
+const rows: MetricOut[] = [
+  { step: 20, train_loss: 0.8, val_loss: 0.7 },
+  { step: 10, train_loss: 0.9 },
+  { step: 30, train_loss: 0.5, val_loss: null },
   { step: 20, lr: 1e-3 }, // a second row for the same step merges into it
 ];
 
 describe("chart data", () => {
   it("sorts steps and leaves gaps where a series has no value", () => {
-    expect(seriesPresent(rows, ["loss", "val_loss", "grad_norm"])).toEqual(["loss", "val_loss"]);
-    expect(chartData(rows, ["loss", "val_loss"])).toEqual([
+    expect(seriesPresent(rows, ["train_loss", "val_loss", "grad_norm"])).toEqual(["train_loss", "val_loss"]);
+    expect(chartData(rows, ["train_loss", "val_loss"])).toEqual([
       [10, 20, 30],
       [0.9, 0.8, 0.5],
       [null, 0.7, null],
@@ -19,7 +20,7 @@ describe("chart data", () => {
   });
 
   it("drops values a log axis cannot show", () => {
-    const d = chartData([{ step: 1, loss: 0 }, { step: 2, loss: 0.1 }], ["loss"], true);
+    const d = chartData([{ step: 1, train_loss: 0 }, { step: 2, train_loss: 0.1 }], ["train_loss"], true);
     expect(d[1]).toEqual([null, 0.1]);
   });
 

@@ -1,9 +1,9 @@
 // Metric rows -> uPlot's columnar data: one x column of steps and one column per series
 // (null where a row lacks the value, so uPlot leaves a gap instead of drawing zero).
-import type { MetricRow } from "../api/types";
+import type { MetricOut as MetricRow } from "../api/schema.gen";
 
 export const LOSS_SERIES = [
-  { key: "loss", label: "train loss", color: "#2563eb" },
+  { key: "train_loss", label: "train loss", color: "#2563eb" },
   { key: "val_loss", label: "held-out loss", color: "#f97316" },
 ];
 

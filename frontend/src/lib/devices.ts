@@ -1,5 +1,6 @@
 // The job's device choice (the API's "device": auto | cpu | gpu) and what the live workers offer.
-import type { Device, WorkerInfo } from "../api/types";
+import type { WorkerOut } from "../api/schema.gen";
+import type { Device } from "./job";
 
 export const DEVICE_CHOICES: Array<{ value: Device; label: string }> = [
   { value: "auto", label: "Auto (GPU when a GPU worker is up)" },
@@ -8,7 +9,7 @@ export const DEVICE_CHOICES: Array<{ value: Device; label: string }> = [
 ];
 
 /** Distinct devices of the live workers, GPUs first: ["cuda:0", "cpu"]. */
-export function liveDevices(workers: WorkerInfo[]): string[] {
+export function liveDevices(workers: Pick<WorkerOut, "device">[]): string[] {
   const set = new Set(workers.map((w) => String(w.device ?? "").toLowerCase()).filter(Boolean));
   return [...set].sort((a, b) => Number(a === "cpu") - Number(b === "cpu") || a.localeCompare(b));
 }

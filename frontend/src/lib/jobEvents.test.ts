@@ -1,8 +1,12 @@
 import { describe, expect, it } from "vitest";
-import type { Job } from "../api/types";
+import type { Job } from "../lib/job";
 import { applyEvent, initialLive, mergeMetrics, type LiveState } from "./jobEvents";
 
-const job: Job = { id: 5, kind: "train", status: "queued", progress: { step: 0, total: 40, fraction: 0, eta_s: null }, last_metrics: null, error: null };
+const job: Job = {
+  id: 5, kind: "train", status: "queued", device: "auto", queue: "cpu", dataset_id: 1, source_job_id: null, config: {},
+  progress: { step: 0, total: 40, fraction: 0, eta_s: null, it_s: null }, last_metrics: null, checkpoint_step: null, error: null,
+  cancel_requested: false, worker: null, attempts: 0, created_at: "2026-01-01T00:00:00Z", started_at: null, finished_at: null,
+};
 const start: LiveState = { ...initialLive, job };
 const ev = (event: string, data: unknown) => ({ event, data: typeof data === "string" ? data : JSON.stringify(data), id: null });
 
@@ -17,13 +21,13 @@ describe("applyEvent", () => {
   });
 
   it("metrics append to the chart series in step order without duplicates", () => {
-    let s = applyEvent(start, ev("metrics", { step: 20, loss: 0.5, lr: 1e-3 }));
-    s = applyEvent(s, ev("metrics", [{ step: 10, loss: 0.9 }, { step: 20, loss: 0.45 }]));
+    let s = applyEvent(start, ev("metrics", { step: 20, train_loss: 0.5, lr: 1e-3 }));
+    s = applyEvent(s, ev("metrics", [{ step: 10, train_loss: 0.9 }, { step: 20, train_loss: 0.45 }]));
     expect(s.metrics).toEqual([
-      { step: 10, loss: 0.9 },
-      { step: 20, loss: 0.45, lr: 1e-3 },
+      { step: 10, train_loss: 0.9 },
+      { step: 20, train_loss: 0.45, lr: 1e-3 },
     ]);
-    expect(s.job?.last_metrics).toMatchObject({ step: 20, loss: 0.45 });
+    expect(s.job?.last_metrics).toMatchObject({ step: 20, train_loss: 0.45 });
   });
 
   it("status ends the job, keeps its error and fills the bar on success", () => {
@@ -49,7 +53,7 @@ describe("applyEvent", () => {
   });
 
   it("mergeMetrics keeps old rows when given none", () => {
-    const rows = [{ step: 1, loss: 1 }];
+    const rows = [{ step: 1, train_loss: 1 }];
     expect(mergeMetrics(rows, [])).toBe(rows);
   });
 });

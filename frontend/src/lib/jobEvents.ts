@@ -1,6 +1,7 @@
 // Pure reducer from a job's Server-Sent Events to the job page's state, so the live view
 // is testable without a browser. Unknown events and unparsable data are ignored.
-import type { Job, MetricRow } from "../api/types";
+import type { MetricOut as MetricRow } from "../api/schema.gen";
+import type { Job } from "./job";
 import type { SSEEvent } from "./sse";
 
 export interface LiveState {
@@ -53,7 +54,7 @@ export function applyEvent(state: LiveState, ev: SSEEvent, now = Date.now()): Li
       const job: Job = { ...state.job, progress };
       if (state.job.status === "queued") job.status = "running";
       const lm = asObj(obj.last_metrics) ?? asObj(obj.metrics);
-      if (lm) job.last_metrics = { ...(state.job.last_metrics ?? {}), ...lm };
+      if (lm) job.last_metrics = { ...(state.job.last_metrics ?? {}), ...lm } as MetricRow;
       return { ...next, job };
     }
     case "metrics": {

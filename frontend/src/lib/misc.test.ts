@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { gpuForDevice, liveDevices } from "./devices";
 import { getPath, setPath } from "./objpath";
 import { matchPath } from "./router";
-import { jobIs3d, sampleIs3d } from "./sampleKind";
+import { sampleIs3d } from "./sampleKind";
 import { groupByStep } from "../components/SampleGallery";
 import { sampleParamsText } from "../components/ConfigSummary";
 
@@ -23,26 +23,20 @@ describe("small helpers", () => {
   });
 
   it("device choice and the config's gpu index", () => {
-    expect(liveDevices([{ name: "c", device: "cpu" }, { name: "w1", device: "cuda:1" }, { name: "w0", device: "cuda:0" }, { name: "c2", device: "cpu" }])).toEqual(["cuda:0", "cuda:1", "cpu"]);
+    expect(liveDevices([{ device: "cpu" }, { device: "cuda:1" }, { device: "cuda:0" }, { device: "cpu" }])).toEqual(["cuda:0", "cuda:1", "cpu"]);
     expect(gpuForDevice("cpu", 0)).toBe(-1);
     expect(gpuForDevice("gpu", -1)).toBe(0);
     expect(gpuForDevice("gpu", 2)).toBe(2);
     expect(gpuForDevice("auto", -1)).toBe(-1);
   });
 
-  it("decides 3D vs 2D samples from the config, else the shape", () => {
-    const s = (shape: number[]) => ({ id: 1, index: 0, shape, volume_url: null, preview_url: null });
-    expect(sampleIs3d(s([1, 32, 32]), true)).toBe(true);
-    expect(sampleIs3d(s([1, 16, 16, 16]))).toBe(true);
-    expect(sampleIs3d(s([16, 16, 16]))).toBe(true);
-    expect(sampleIs3d(s([1, 32, 32]))).toBe(false);
-    expect(sampleIs3d(s([3, 32, 32]))).toBe(false);
-    expect(jobIs3d({ id: 1, kind: "train", status: "succeeded", progress: null, last_metrics: null, error: null, config: { is_3d: true } })).toBe(true);
-    expect(jobIs3d(null)).toBeNull();
+  it("decides 3D vs 2D samples as the API documents it (a .nii.gz or only a PNG)", () => {
+    expect(sampleIs3d({ volume_url: "/api/samples/1/volume.nii.gz" })).toBe(true);
+    expect(sampleIs3d({ volume_url: null })).toBe(false);
   });
 
   it("groups metric-step samples newest step first", () => {
-    const mk = (id: number, step: number | null, index: number) => ({ id, step, index, shape: null, volume_url: null, preview_url: null });
+    const mk = (id: number, step: number | null, index: number) => ({ id, job_id: 1, step, index, shape: [16, 16], volume_url: null, preview_url: null, created_at: "" });
     const g = groupByStep([mk(1, 20, 1), mk(2, 20, 0), mk(3, 40, 0), mk(4, null, 0)]);
     expect(g.map((x) => x.step)).toEqual([40, 20, null]);
     expect(g[1].items.map((x) => x.index)).toEqual([0, 1]);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { RateEstimator, pickRate } from "./rate";
+import { RateEstimator } from "./rate";
 
 describe("RateEstimator", () => {
   it("measures it/s and ETA over a sliding window", () => {
@@ -22,12 +22,5 @@ describe("RateEstimator", () => {
     expect(r.rate()).toBeNull();
     r.add(60, 12);
     expect(r.rate()).toBeCloseTo(10);
-  });
-
-  it("reads the server's throughput under several names", () => {
-    expect(pickRate({ it_per_s: 3.5 })).toBe(3.5);
-    expect(pickRate({ throughput: 2 })).toBe(2);
-    expect(pickRate({ loss: 1 })).toBeNull();
-    expect(pickRate(null)).toBeNull();
   });
 });

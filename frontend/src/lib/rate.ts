@@ -1,5 +1,5 @@
 // Iterations per second and ETA from a stream of (step, time) progress points, used when
-// the server's own numbers are missing. Keeps a short sliding window so the rate follows
+// the server's own number (progress.it_s) is missing. Keeps a short sliding window so the rate follows
 // changes (e.g. a job resumed on a faster device) without jumping on every update.
 
 export interface RatePoint {
@@ -35,14 +35,4 @@ export class RateEstimator {
     if (!r || !last) return null;
     return Math.max(0, (total - last.step) / r);
   }
-}
-
-/** The server may name its throughput differently; accept the common spellings. */
-export function pickRate(m: Record<string, unknown> | null | undefined): number | null {
-  if (!m) return null;
-  for (const k of ["it_per_s", "its", "it_s", "iters_per_sec", "steps_per_s", "throughput"]) {
-    const v = m[k];
-    if (typeof v === "number" && Number.isFinite(v)) return v;
-  }
-  return null;
 }

@@ -1,6 +1,7 @@
 // A queue that uploads files a few at a time, tracks bytes and files for one overall
 // progress bar, keeps each failure's server message, retries failed files and cancels.
 // The transport is injected (XHR in the app, a plain function in tests).
+import { routeUrl } from "../api/client";
 
 export type UploadState = "pending" | "uploading" | "done" | "failed" | "cancelled";
 
@@ -225,7 +226,6 @@ export function isHiddenPath(path: string): boolean {
 }
 
 /** URL of the per-file PUT: each path segment encoded, the slashes kept. */
-export function fileUploadUrl(datasetId: string | number, path: string): string {
-  const enc = path.split("/").map(encodeURIComponent).join("/");
-  return `/api/datasets/${encodeURIComponent(String(datasetId))}/files/${enc}`;
+export function fileUploadUrl(datasetId: number, path: string): string {
+  return routeUrl("/api/datasets/{dataset_id}/files/{path}", { dataset_id: datasetId, path });
 }

@@ -3,10 +3,12 @@
 import { useEffect, useReducer, useRef } from "react";
 import { authHeaders, requireAuth } from "../api/auth";
 import { api } from "../api/endpoints";
-import { isTerminal, type Job, type MetricRow } from "../api/types";
+import type { MetricOut as MetricRow } from "../api/schema.gen";
+import type { Job } from "./job";
+import { isTerminal } from "./job";
 import { applyEvent, initialLive, mergeMetrics, type LiveState } from "./jobEvents";
 import { connectSSE, type SSEEvent } from "./sse";
-import { RateEstimator, pickRate } from "./rate";
+import { RateEstimator } from "./rate";
 
 type Action = { type: "event"; ev: SSEEvent } | { type: "job"; job: Job } | { type: "metrics"; rows: MetricRow[] } | { type: "connected"; on: boolean };
 
@@ -27,10 +29,10 @@ function reducer(s: State, a: Action): State {
   }
 }
 
-export function useJobLive(id: string) {
+export function useJobLive(id: number) {
   const [state, dispatch] = useReducer(reducer, { ...initialLive, connected: false });
   const rate = useRef(new RateEstimator());
-  const statusRef = useRef<string | null>(null);
+  const statusRef = useRef<Job["status"] | null>(null);
   statusRef.current = state.job?.status ?? null;
 
   useEffect(() => {
@@ -75,7 +77,7 @@ export function useJobLive(id: string) {
 
   const p = state.job?.progress;
   if (p && typeof p.step === "number") rate.current.add(p.step, Date.now() / 1000);
-  const itPerS = pickRate(state.job?.last_metrics) ?? pickRate(p as Record<string, unknown> | null) ?? rate.current.rate();
+  const itPerS = p?.it_s ?? rate.current.rate();
   const eta = p?.eta_s ?? (p ? rate.current.eta(p.total) : null);
   return { ...state, itPerS, eta, refresh: () => api.job(id).then((job) => dispatch({ type: "job", job })) };
 }

@@ -1,10 +1,11 @@
 // The upload queue's transport in the browser: XMLHttpRequest, because fetch() cannot report
 // upload progress. One PUT of raw bytes per file, as the REST contract says.
 import { authHeaders, requireAuth } from "../api/auth";
+import type { ErrorResponse } from "../api/schema.gen";
 import { detailText } from "./errors";
 import { UploadError, fileUploadUrl, type SendFn } from "./uploadQueue";
 
-export function xhrSender<R>(datasetId: string | number): SendFn<R> {
+export function xhrSender<R>(datasetId: number): SendFn<R> {
   return (item, onProgress, signal) =>
     new Promise<R>((resolve, reject) => {
       const xhr = new XMLHttpRequest();
@@ -21,8 +22,9 @@ export function xhrSender<R>(datasetId: string | number): SendFn<R> {
         }
         if (xhr.status >= 200 && xhr.status < 300) return resolve(body as R);
         if (xhr.status === 401) requireAuth();
-        const detail = body && typeof body === "object" && "detail" in body ? (body as { detail: unknown }).detail : body;
-        reject(new UploadError(detail ? detailText(detail) : `HTTP ${xhr.status}`, xhr.status));
+        // the API answers ErrorResponse; anything else came from something in between (a proxy)
+        const ours = body && typeof body === "object" && "detail" in body;
+        reject(new UploadError(ours ? detailText((body as ErrorResponse).detail) : `HTTP ${xhr.status}`, xhr.status));
       };
       xhr.onerror = () => reject(new UploadError("network error (connection lost)", null));
       xhr.onabort = () => reject(new UploadError("cancelled", null));

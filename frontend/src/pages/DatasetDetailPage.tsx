@@ -1,7 +1,7 @@
 // One dataset: its files with shape, spacing and dtype; click a file to view it.
 import { useState } from "react";
 import { api } from "../api/endpoints";
-import type { DatasetFile } from "../api/types";
+import type { FileOut } from "../api/schema.gen";
 import { AuthImage } from "../components/AuthMedia";
 import { ErrorBox, Info } from "../components/Notice";
 import { StatusBadge } from "../components/StatusBadge";
@@ -18,9 +18,9 @@ function baseName(path: string): string {
   return path.slice(path.lastIndexOf("/") + 1);
 }
 
-export function DatasetDetailPage({ id }: { id: string }) {
+export function DatasetDetailPage({ id }: { id: number }) {
   const ds = useLoad(() => api.dataset(id), [id]);
-  const [selected, setSelected] = useState<DatasetFile | null>(null);
+  const [selected, setSelected] = useState<FileOut | null>(null);
   const [error, setError] = useState<unknown>(null);
   const d = ds.data;
   const files = d?.files ?? [];
@@ -46,7 +46,7 @@ export function DatasetDetailPage({ id }: { id: string }) {
     }
   };
 
-  const url = selected && d ? api.datasetFileUrl(d.id, selected.id) : null;
+  const url = selected ? selected.url : null;
   const volume: VolumeSource | null =
     selected && url && VOLUME_EXT.test(selected.path) ? { url, name: baseName(selected.path), title: selected.path } : null;
 
@@ -93,7 +93,7 @@ export function DatasetDetailPage({ id }: { id: string }) {
             </thead>
             <tbody>
               {files.map((f) => (
-                <tr key={String(f.id)} className={selected?.id === f.id ? "selected" : ""}>
+                <tr key={f.id} className={selected?.id === f.id ? "selected" : ""}>
                   <td>
                     <button type="button" className="linklike" aria-label={`View ${f.path}`} onClick={() => setSelected(f)}>
                       {f.path}

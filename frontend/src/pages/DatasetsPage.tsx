@@ -43,8 +43,8 @@ export function DatasetsPage() {
                   <td>
                     <StatusBadge status={d.status} />
                   </td>
-                  <td>{d.file_count ?? d.files?.length ?? "—"}</td>
-                  <td>{formatBytes(d.total_bytes as number | undefined)}</td>
+                  <td>{d.file_count}</td>
+                  <td>{formatBytes(d.total_bytes)}</td>
                   <td>{formatTime(d.created_at)}</td>
                   <td className="actions">
                     {d.status === "ready" && (

@@ -1,7 +1,8 @@
 // A training job live: progress, it/s, ETA, loss chart fed by SSE, previews at metric
 // steps, actions, the log.
 import { api } from "../api/endpoints";
-import { isTerminal, type Sample } from "../api/types";
+import type { SampleOut } from "../api/schema.gen";
+import { isTerminal } from "../lib/job";
 import { JobActions } from "../components/JobActions";
 import { ConfigSummary } from "../components/ConfigSummary";
 import { LatestMetrics } from "../components/LatestMetrics";
@@ -16,13 +17,13 @@ import { useLoad } from "../lib/hooks";
 import { Link } from "../lib/router";
 import { useJobLive } from "../lib/useJobLive";
 
-export function JobDetailPage({ id }: { id: string }) {
+export function JobDetailPage({ id }: { id: number }) {
   const live = useJobLive(id);
   const job = live.job;
-  const samples = useLoad<Sample[]>(() => api.samples(id).catch(() => []), [id, live.samplesVersion, job?.status]);
+  const samples = useLoad<SampleOut[]>(() => api.samples(id).catch(() => []), [id, live.samplesVersion, job?.status]);
   if (!job) return <div className="page muted">Loading job {id}…</div>;
   const p = job.progress;
-  const lm = job.last_metrics ?? {};
+  const lm = job.last_metrics;
   const fraction = p?.fraction ?? (job.status === "succeeded" ? 1 : 0);
   return (
     <div className="page">
@@ -57,11 +58,11 @@ export function JobDetailPage({ id }: { id: string }) {
           </div>
           <div>
             <dt>Loss</dt>
-            <dd>{formatNumber(lm.loss as number | undefined)}</dd>
+            <dd>{formatNumber(lm?.train_loss)}</dd>
           </div>
           <div>
             <dt>LR</dt>
-            <dd>{formatNumber(lm.lr as number | undefined)}</dd>
+            <dd>{formatNumber(lm?.lr)}</dd>
           </div>
           <div>
             <dt>Worker</dt>

@@ -37,10 +37,10 @@ export function JobsPage() {
             </thead>
             <tbody>
               {rows.map((j) => (
-                <tr key={String(j.id)}>
+                <tr key={j.id}>
                   <td>
                     <Link to={j.kind === "sample" ? `/samples/${j.id}` : `/jobs/${j.id}`}>
-                      {j.name || `${j.kind} #${j.id}`}
+                      {`${j.kind} #${j.id}`}
                     </Link>
                   </td>
                   <td>{j.kind}</td>
@@ -48,10 +48,10 @@ export function JobsPage() {
                     <StatusBadge status={j.status} />
                   </td>
                   <td className="cell-progress">
-                    <ProgressBar label={`Progress of job ${j.id}`} fraction={j.progress?.fraction ?? (j.status === "succeeded" ? 1 : 0)} />
+                    <ProgressBar label={`Progress of job ${j.id}`} fraction={j.progress.fraction} />
                   </td>
-                  <td>{formatNumber(j.last_metrics?.loss as number | undefined)}</td>
-                  <td>{j.status === "running" ? formatDuration(j.progress?.eta_s) : "—"}</td>
+                  <td>{formatNumber(j.last_metrics?.train_loss as number | undefined)}</td>
+                  <td>{j.status === "running" ? formatDuration(j.progress.eta_s) : "—"}</td>
                   <td>{formatTime(j.created_at)}</td>
                 </tr>
               ))}

@@ -1,63 +1,81 @@
-// New training job: dataset, preset, device, every config field (or raw JSON), the
-// parameter estimate, and the server's validation messages next to the fields.
+// New training job: dataset, device, a preset, every config field of the schema the server
+// serves (or raw JSON), checked live by the server (errors beside the fields, the exact
+// parameter count and a training-memory estimate), and the job's own 422 messages.
 import { useEffect, useMemo, useState, type FormEvent } from "react";
 import { api } from "../api/endpoints";
 import { ApiError } from "../api/client";
-import type { Dataset, Device, WorkerInfo } from "../api/types";
+import type { Preset } from "../api/schema.gen";
 import { ConfigForm } from "../components/ConfigForm";
 import { ErrorBox } from "../components/Notice";
-import { FIELD_PATHS } from "../lib/configFields";
-import type { TrainConfig } from "../lib/configTypes";
-import { mapErrorsToFields, parseDetail, type FieldError } from "../lib/errors";
-import { formatCount } from "../lib/format";
-import { useLoad } from "../lib/hooks";
-import { estimateParams } from "../lib/paramEstimate";
-import { PRESET_NOTES, PRESET_SIZES, normaliseConfig, presetConfig, setField, type Dims, type Size } from "../lib/presets";
-import { navigate, useLocation } from "../lib/router";
+import { errorPaths, groupFields, withDefaults, writeField, type Config } from "../lib/configForm";
+import { useConfigCheck } from "../lib/useConfigCheck";
 import { DEVICE_CHOICES, gpuForDevice, liveDevices } from "../lib/devices";
+import { fieldErrors, mapErrorsToFields, type FieldError } from "../lib/errors";
+import { formatBytes, formatCount } from "../lib/format";
+import { useLoad } from "../lib/hooks";
+import { deepClone, setPath } from "../lib/objpath";
+import { matchingPreset } from "../lib/presetChoice";
+import type { Device } from "../lib/job";
+import { navigate, useLocation } from "../lib/router";
+
+const KIND = "train";
 
 export function NewJobPage() {
   const { query } = useLocation();
   const datasets = useLoad(() => api.datasets(), []);
-  const workers = useLoad<WorkerInfo[]>(() => api.workers().catch(() => []), []);
+  const workers = useLoad(() => api.workers().catch(() => []), []);
+  const schema = useLoad(() => api.configSchema(), []);
+  const presetList = useLoad(() => api.configPresets(), []);
+  const presets = useMemo(() => (presetList.data ?? []).filter((p) => p.kind === KIND), [presetList.data]);
   const ready = (datasets.data ?? []).filter((d) => d.status === "ready");
   const [datasetId, setDatasetId] = useState<string>(query.get("dataset") ?? "");
-  const [preset, setPreset] = useState<{ dims: Dims; size: Size }>({ dims: "3d", size: "tiny" });
-  const [config, setConfig] = useState<TrainConfig>(() => presetConfig("3d", "tiny"));
+  const [preset, setPreset] = useState<Preset | null>(null);
+  const [config, setConfig] = useState<Config | null>(null);
   const [device, setDevice] = useState<Device>("auto");
   const [mode, setMode] = useState<"form" | "json">("form");
   const [jsonText, setJsonText] = useState("");
   const [jsonError, setJsonError] = useState<string | null>(null);
-  const [serverErrors, setServerErrors] = useState<FieldError[]>([]);
+  const [submitErrors, setSubmitErrors] = useState<FieldError[]>([]);
   const [submitError, setSubmitError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
 
-  const dataset: Dataset | undefined = ready.find((d) => String(d.id) === datasetId);
+  const dataset = ready.find((d) => String(d.id) === datasetId);
   const devices = liveDevices(workers.data ?? []);
+  const groups = useMemo(() => (schema.data ? groupFields(schema.data, KIND) : []), [schema.data]);
+  const fields = useMemo(() => groups.flatMap((g) => [...g.fields, ...g.advanced]), [groups]);
+  const check = useConfigCheck(KIND, config);
+  // a 422 of Start belongs to the config it was about; an edit makes the live check current again
+  const configText = JSON.stringify(config);
+  useEffect(() => setSubmitErrors([]), [configText]);
 
-  // Pick the first ready dataset, and follow its kind with the preset's dimensionality.
+  const applyPreset = (p: Preset) => {
+    const cfg = withDefaults(deepClone(p.config) as Config, fields);
+    cfg.gpu = gpuForDevice(device, typeof cfg.gpu === "number" ? cfg.gpu : 0);
+    setPreset(p);
+    setConfig(cfg);
+    setSubmitErrors([]);
+    if (mode === "json") setJsonText(JSON.stringify(cfg, null, 2));
+  };
+
+  // Pick the first ready dataset, and a preset that fits its kind (2D/3D).
   useEffect(() => {
     if (!datasetId && ready.length) setDatasetId(String(ready[0].id));
   }, [ready.length, datasetId]);
   useEffect(() => {
-    if (dataset?.kind && (dataset.kind === "3d") !== config.is_3d) applyPreset(dataset.kind, preset.size);
+    if (presets.length === 0) return;
+    const want = dataset?.kind ? dataset.kind === "3d" : null;
+    const next = matchingPreset(presets, preset, want);
+    if (next && next !== preset) applyPreset(next);
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [dataset?.id, dataset?.kind]);
+  }, [presets, dataset?.id, dataset?.kind]);
 
-  const applyPreset = (dims: Dims, size: Size) => {
-    const cfg = presetConfig(dims, size);
-    cfg.gpu = gpuForDevice(device, cfg.gpu);
-    setPreset({ dims, size });
-    setConfig(cfg);
-    setServerErrors([]);
-    if (mode === "json") setJsonText(JSON.stringify(cfg, null, 2));
-  };
-
-  const params = useMemo(() => estimateParams(config), [config]);
-  const mapped = mapErrorsToFields(serverErrors, FIELD_PATHS);
+  const paths = schema.data ? errorPaths(schema.data, KIND) : [];
+  // the job's own 422 (after Start) wins over the live check of the same config
+  const shown = submitErrors.length ? submitErrors : check.errors;
+  const mapped = mapErrorsToFields(shown, paths);
   const byField = mapped.byField;
   // the JSON editor hides the fields, so there every error is listed at the top
-  const global = mode === "json" ? serverErrors : mapped.global;
+  const global = mode === "json" ? shown : mapped.global;
 
   const switchMode = (m: "form" | "json") => {
     if (m === mode) return;
@@ -66,13 +84,13 @@ export function NewJobPage() {
     setMode(m);
   };
 
-  const applyJson = (): TrainConfig | null => {
+  const applyJson = (): Config | null => {
     try {
       const parsed = JSON.parse(jsonText);
       if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("the config must be a JSON object");
-      setConfig(parsed as TrainConfig);
+      setConfig(parsed as Config);
       setJsonError(null);
-      return parsed as TrainConfig;
+      return parsed as Config;
     } catch (e) {
       setJsonError(e instanceof Error ? e.message : String(e));
       return null;
@@ -89,12 +107,12 @@ export function NewJobPage() {
     }
     setBusy(true);
     setSubmitError(null);
-    setServerErrors([]);
+    setSubmitErrors([]);
     try {
-      const job = await api.createTrainJob(isNaN(Number(datasetId)) ? datasetId : Number(datasetId), normaliseConfig(cfg), device);
+      const job = await api.createTrainJob({ dataset_id: Number(datasetId), config: cfg as never, device });
       navigate(`/jobs/${job.id}`);
     } catch (err) {
-      if (err instanceof ApiError && (err.status === 422 || err.status === 400)) setServerErrors(parseDetail(err.detail));
+      if (err instanceof ApiError && err.status === 422) setSubmitErrors(fieldErrors(err.detail));
       else setSubmitError(err);
     } finally {
       setBusy(false);
@@ -105,19 +123,21 @@ export function NewJobPage() {
     <form className="page" onSubmit={submit} aria-label="New training job" noValidate>
       <header className="page-head">
         <h1>New training job</h1>
-        <div className="param-estimate" aria-live="polite" data-testid="param-estimate">
-          {params != null ? `≈ ${formatCount(params)} parameters` : "parameters: —"}
+        <div className="param-estimate" aria-live="polite" data-testid="param-estimate" data-state={check.state}>
+          {check.result?.param_count != null ? <span title={`≈ ${formatCount(check.result.param_count)}`}>{check.result.param_count.toLocaleString("en-US")} parameters</span> : "parameters: —"}
+          {check.result?.train_memory_bytes != null && <span data-testid="memory-estimate"> · ≈ {formatBytes(check.result.train_memory_bytes)} to train</span>}
         </div>
       </header>
       <ErrorBox error={datasets.error} title="Datasets" />
+      <ErrorBox error={schema.error ?? presetList.error} title="Config schema" />
       <section className="card row wrap">
         <label className="inline">
           Dataset
           <select aria-label="Dataset" value={datasetId} onChange={(e) => setDatasetId(e.target.value)}>
             {ready.length === 0 && <option value="">no ready dataset</option>}
             {ready.map((d) => (
-              <option key={String(d.id)} value={String(d.id)}>
-                {d.name} ({d.kind ?? "?"}, {d.file_count ?? d.files?.length ?? "?"} files)
+              <option key={d.id} value={String(d.id)}>
+                {d.name} ({d.kind ?? "?"}, {d.file_count} files)
               </option>
             ))}
           </select>
@@ -131,7 +151,7 @@ export function NewJobPage() {
             onChange={(e) => {
               const d = e.target.value as Device;
               setDevice(d);
-              setConfig((c) => setField(c, "gpu", gpuForDevice(d, c.gpu)));
+              setConfig((c) => c && setPath(c, "gpu", gpuForDevice(d, typeof c.gpu === "number" ? c.gpu : 0)));
             }}
           >
             {DEVICE_CHOICES.map((d) => (
@@ -157,26 +177,17 @@ export function NewJobPage() {
       </section>
       <section className="card" aria-label="Presets">
         <div className="preset-grid" role="group" aria-label="Preset">
-          {(["3d", "2d"] as Dims[]).map((dims) =>
-            PRESET_SIZES.map((size) => (
-              <button
-                type="button"
-                key={dims + size}
-                className={preset.dims === dims && preset.size === size ? "preset active" : "preset"}
-                aria-pressed={preset.dims === dims && preset.size === size}
-                title={PRESET_NOTES[size]}
-                onClick={() => applyPreset(dims, size)}
-              >
-                {dims.toUpperCase()} {size}
-              </button>
-            )),
-          )}
+          {presets.map((p) => (
+            <button type="button" key={p.name} className={preset?.name === p.name ? "preset active" : "preset"} aria-pressed={preset?.name === p.name} title={p.note} onClick={() => applyPreset(p)}>
+              {p.title}
+            </button>
+          ))}
         </div>
-        <p className="muted small">{PRESET_NOTES[preset.size]}. Every field below can be changed.</p>
+        {preset && <p className="muted small">{preset.note} Every field below can be changed.</p>}
       </section>
       {global.length > 0 && (
         <div className="notice notice-error" role="alert" aria-label="Validation errors">
-          <strong>The server refused this config:</strong>
+          <strong>{submitErrors.length ? "The server refused this config:" : "This config has problems:"}</strong>
           <ul>
             {global.map((g, i) => (
               <li key={i}>{g.path ? `${g.path}: ${g.message}` : g.message}</li>
@@ -184,7 +195,7 @@ export function NewJobPage() {
           </ul>
         </div>
       )}
-      {serverErrors.length > 0 && global.length === 0 && (
+      {submitErrors.length > 0 && global.length === 0 && (
         <div className="notice notice-error" role="alert">
           The server refused this config: see the messages next to the fields.
         </div>
@@ -198,7 +209,7 @@ export function NewJobPage() {
         </button>
       </div>
       {mode === "form" ? (
-        <ConfigForm config={config} errors={byField} onField={(p, v) => setConfig((c) => setField(c, p, v))} />
+        config && <ConfigForm groups={groups} config={config} errors={byField} onField={(f, v) => setConfig((c) => c && writeField(c, f, v, fields))} />
       ) : (
         <section className="card">
           <label htmlFor="config-json">Config JSON</label>
@@ -210,9 +221,9 @@ export function NewJobPage() {
           )}
         </section>
       )}
-      <ErrorBox error={submitError} title="Could not start the job" />
+      <ErrorBox error={submitError ?? check.failure} title={submitError ? "Could not start the job" : "Config check"} />
       <div className="row end sticky-actions">
-        <button type="submit" className="primary" disabled={busy}>
+        <button type="submit" className="primary" disabled={busy || !config}>
           {busy ? "Starting…" : "Start training"}
         </button>
       </div>

@@ -2,7 +2,8 @@
 // render), 2D images as a grid; each downloadable.
 import { useEffect, useState } from "react";
 import { api } from "../api/endpoints";
-import { isTerminal, type Job, type Sample } from "../api/types";
+import type { SampleOut as Sample } from "../api/schema.gen";
+import { isTerminal } from "../lib/job";
 import { AuthImage, DownloadLink } from "../components/AuthMedia";
 import { JobActions } from "../components/JobActions";
 import { sampleParamsText } from "../components/ConfigSummary";
@@ -13,27 +14,25 @@ import { LazyViewer } from "../components/LazyViewer";
 import type { VolumeSource } from "../components/VolumeViewer";
 import { useLoad } from "../lib/hooks";
 import { Link } from "../lib/router";
-import { jobIs3d, sampleIs3d } from "../lib/sampleKind";
+import { sampleIs3d } from "../lib/sampleKind";
 import { useJobLive } from "../lib/useJobLive";
 
-export function SampleJobPage({ id }: { id: string }) {
+export function SampleJobPage({ id }: { id: number }) {
   const live = useJobLive(id);
   const job = live.job;
-  const sourceId = job?.source_job_id ?? (job?.params as { source_job_id?: string } | undefined)?.source_job_id ?? null;
-  const source = useLoad<Job | null>(() => (sourceId != null ? api.job(sourceId).catch(() => null) : Promise.resolve(null)), [sourceId]);
+  const sourceId = job?.source_job_id ?? null;
   const samples = useLoad<Sample[]>(() => api.samples(id), [id, live.samplesVersion, job?.status]);
   const [selected, setSelected] = useState<Sample | null>(null);
   const list = [...(samples.data ?? [])].sort((a, b) => a.index - b.index);
-  const is3d = jobIs3d(source.data) ?? jobIs3d(job);
-  const volumes = list.filter((s) => sampleIs3d(s, is3d));
-  const images = list.filter((s) => !sampleIs3d(s, is3d));
+  const volumes = list.filter((s) => sampleIs3d(s));
+  const images = list.filter((s) => !sampleIs3d(s));
 
   useEffect(() => {
     if (!selected && volumes.length) setSelected(volumes[0]);
   }, [volumes.length, selected]);
 
   if (!job) return <div className="page muted">Loading sample job {id}…</div>;
-  const volUrl = (s: Sample) => s.volume_url ?? api.sampleVolumeUrl(s.id);
+  const volUrl = (s: Sample) => s.volume_url ?? "";
   const fileName = (s: Sample) => `job-${id}-sample-${s.index}.nii.gz`;
   const viewerSource: VolumeSource | null = selected ? { url: volUrl(selected), name: fileName(selected), title: `sample ${selected.index}` } : null;
 
@@ -69,7 +68,7 @@ export function SampleJobPage({ id }: { id: string }) {
             <h2>Volumes</h2>
             <ul className="sample-list" aria-label="Sample volumes">
               {volumes.map((s) => (
-                <li key={String(s.id)} className={selected?.id === s.id ? "selected" : ""}>
+                <li key={s.id} className={selected?.id === s.id ? "selected" : ""}>
                   <button type="button" className="linklike" aria-label={`View sample ${s.index}`} onClick={() => setSelected(s)}>
                     Sample {s.index}
                   </button>
@@ -89,8 +88,8 @@ export function SampleJobPage({ id }: { id: string }) {
           <h2>Images</h2>
           <div className="gallery" aria-label="Sample images">
             {images.map((s) => (
-              <figure key={String(s.id)} className="thumb">
-                <AuthImage src={s.preview_url ?? api.samplePreviewUrl(s.id)} alt={`sample ${s.index}`} />
+              <figure key={s.id} className="thumb">
+                <AuthImage src={s.preview_url ?? ""} alt={`sample ${s.index}`} />
                 <figcaption>
                   #{s.index}{" "}
                   {(s.volume_url || s.preview_url) && (

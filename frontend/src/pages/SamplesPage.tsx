@@ -1,13 +1,12 @@
 // Launch a sample job from a trained model, and list the sample jobs.
 import { useEffect, useState, type FormEvent } from "react";
-import { api } from "../api/endpoints";
+import { api, type SampleJobRequest } from "../api/endpoints";
 import { ErrorBox } from "../components/Notice";
 import { StatusBadge } from "../components/StatusBadge";
 import { formatTime } from "../lib/format";
 import { useLoad } from "../lib/hooks";
+import { requestDefaults, servedOpenApi } from "../lib/requestDefaults";
 import { Link, navigate, useLocation } from "../lib/router";
-
-const SAMPLERS = ["ddim", "dpmpp2m", "ddpm"];
 
 export function SamplesPage() {
   const { query } = useLocation();
@@ -17,16 +16,28 @@ export function SamplesPage() {
   const models = all.filter((j) => j.kind === "train" && (j.status === "succeeded" || (j.status !== "running" && j.status !== "queued" && j.checkpoint_step != null)));
   const sampleJobs = all.filter((j) => j.kind === "sample").sort((a, b) => Number(b.id) - Number(a.id));
   const [source, setSource] = useState(query.get("source") ?? "");
-  const [count, setCount] = useState("4");
-  const [sampler, setSampler] = useState("ddim");
-  const [steps, setSteps] = useState("50");
-  const [seed, setSeed] = useState("0");
+  // the form starts from the defaults and sampler names the API serves (SampleJobCreate)
+  const served = useLoad(() => servedOpenApi().then((doc) => requestDefaults(doc, "SampleJobCreate")), []);
+  const samplers = served.data?.sampler?.options ?? [];
+  const [count, setCount] = useState("");
+  const [sampler, setSampler] = useState("");
+  const [steps, setSteps] = useState("");
+  const [seed, setSeed] = useState("");
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
 
   useEffect(() => {
     if (!source && models.length) setSource(String(models[0].id));
   }, [models.length, source]);
+  useEffect(() => {
+    const d = served.data;
+    if (!d) return;
+    const text = (v: unknown) => (v === undefined || v === null ? "" : String(v));
+    setCount((c) => c || text(d.num_samples?.default));
+    setSampler((s) => s || text(d.sampler?.default));
+    setSteps((s) => s || text(d.steps?.default));
+    setSeed((s) => s || text(d.seed?.default));
+  }, [served.data]);
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
@@ -38,7 +49,7 @@ export function SamplesPage() {
     if (!Number.isInteger(sd) || sd < 0) return setError(new Error("Seed must be a whole number ≥ 0."));
     setBusy(true);
     try {
-      const job = await api.createSampleJob({ source_job_id: isNaN(Number(source)) ? source : Number(source), num_samples: n, sampler, steps: st, seed: sd });
+      const job = await api.createSampleJob({ source_job_id: Number(source), num_samples: n, sampler: sampler as SampleJobRequest["sampler"], steps: st, seed: sd, device: "auto" });
       navigate(`/samples/${job.id}`);
     } catch (err) {
       setError(err);
@@ -60,8 +71,8 @@ export function SamplesPage() {
             <select aria-label="Model" value={source} onChange={(e) => setSource(e.target.value)}>
               {models.length === 0 && <option value="">no finished training job</option>}
               {models.map((m) => (
-                <option key={String(m.id)} value={String(m.id)}>
-                  {m.name || `train #${m.id}`}
+                <option key={m.id} value={String(m.id)}>
+                  {`train #${m.id}`}
                   {m.status !== "succeeded" ? ` (${m.status}, step ${m.checkpoint_step})` : ""}
                 </option>
               ))}
@@ -74,7 +85,7 @@ export function SamplesPage() {
           <label className="inline">
             Sampler
             <select aria-label="Sampler" value={sampler} onChange={(e) => setSampler(e.target.value)}>
-              {SAMPLERS.map((s) => (
+              {samplers.map((s) => (
                 <option key={s}>{s}</option>
               ))}
             </select>
@@ -92,6 +103,7 @@ export function SamplesPage() {
           </button>
         </div>
         <ErrorBox error={error} />
+        <ErrorBox error={served.error} title="API description" />
       </form>
       <section className="card">
         <h2>Sample jobs</h2>
@@ -110,7 +122,7 @@ export function SamplesPage() {
             </thead>
             <tbody>
               {sampleJobs.map((j) => (
-                <tr key={String(j.id)}>
+                <tr key={j.id}>
                   <td>
                     <Link to={`/samples/${j.id}`}>sample #{j.id}</Link>
                   </td>
