@@ -14,7 +14,7 @@ Importable without torch, FastAPI or Celery (the API, the worker and the child i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Optional, Protocol, Union
+from typing import Literal, Optional, Protocol, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -79,7 +79,7 @@ class SampleRunSpec(_Spec):
         return 0  # the child reports its own total with each progress report
 
 
-RunSpec = Annotated[Union[TrainRunSpec, SampleRunSpec], Field(discriminator="kind")]
+RunSpec = Union[TrainRunSpec, SampleRunSpec]
 
 
 class JobFields(Protocol):
@@ -99,7 +99,7 @@ def with_server_paths(config: TrainConfig, storage: Storage, dataset_id: int) ->
     return config.model_copy(update={"experiment_path": str(storage.runs_dir), "dataset": dataset})
 
 
-def build_run_spec(job: JobFields, storage: Storage, worker_has_gpu: bool) -> Union[TrainRunSpec, SampleRunSpec]:
+def build_run_spec(job: JobFields, storage: Storage, worker_has_gpu: bool) -> RunSpec:
     """The run spec of ``job`` on this worker (raises ``ValueError`` for a sample job whose train
     job was deleted)."""
     paths = RunPaths.of(storage, job.id)

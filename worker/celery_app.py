@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from celery import Celery
 
+from backend.dispatch import Queue
 from backend.settings import get_settings
-
-TRAIN_TASK = "ddpm.train"
-SAMPLE_TASK = "ddpm.sample"
 
 # A message not acked within this time is handed to another worker by Redis. Training runs for
 # hours, so a redelivery of a running job is normal: the task sees the job is not claimable and
@@ -33,7 +31,7 @@ def make_app(broker_url: str | None = None) -> Celery:
         worker_pool="threads",
         task_ignore_result=True,
         result_backend=None,
-        task_default_queue="cpu",
+        task_default_queue=Queue.cpu.value,
         task_track_started=False,
         task_time_limit=None,
         broker_connection_retry_on_startup=True,

@@ -1,14 +1,7 @@
-"""Start one worker: ``python -m worker`` (one per GPU; see worker/settings.py for the env).
+"""Start one worker: ``python -m worker`` (one per GPU).
 
-Environment (besides the backend's DATA_DIR / DATABASE_URL / REDIS_URL):
-  WORKER_NAME                 unique name (default <hostname>-<pid>)
-  CUDA_VISIBLE_DEVICES        the worker's GPU is the first visible one; ""/-1 = CPU-only worker
-  WORKER_DEVICE               cpu to force CPU
-  WORKER_QUEUES               comma list of gpu,cpu (default: see settings.default_queues)
-  WORKER_HEARTBEAT_TIMEOUT_S  silence after which a worker's running job is re-queued (60)
-  WORKER_HEARTBEAT_INTERVAL_S heartbeat period (min(5, timeout/4))
-  WORKER_CANCEL_GRACE_S       seconds a cancelled/stopping job gets before it is killed (30)
-  WORKER_LOGLEVEL             Celery log level (INFO)
+Its environment is described in ``worker/worker_settings.py`` (besides the backend's DATA_DIR,
+DATABASE_URL, REDIS_URL and WORKER_HEARTBEAT_TIMEOUT_S).
 """
 from __future__ import annotations
 
@@ -18,7 +11,7 @@ import sys
 
 from worker import runtime
 from ddpm.allocator import preload_tcmalloc
-from worker.settings import load_settings
+from worker.worker_settings import load_settings
 
 
 def celery_argv(name: str, queues: tuple[str, ...], loglevel: str) -> list[str]:
@@ -43,9 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     runtime.configure(settings)
     from worker.celery_app import app  # after configure: importing the app reads backend settings
 
-    loglevel = os.environ.get("WORKER_LOGLEVEL", "INFO")
     print(f"worker {settings.name}: device {settings.device.label}, queues {','.join(settings.queues)}, "
           f"heartbeat every {settings.heartbeat_interval_s:g}s (timeout {settings.heartbeat_timeout_s:g}s), "
           f"engine allocator {preload or 'system malloc'}",
           file=sys.stderr, flush=True)
-    app.worker_main(celery_argv(settings.name, settings.queues, loglevel) + list(argv or sys.argv[1:]))
+    app.worker_main(celery_argv(settings.name, settings.queues, settings.loglevel) + list(argv or sys.argv[1:]))

@@ -8,7 +8,7 @@ a one-way pipe to the supervising task thread as ``(kind, payload)`` tuples:
     ("start", {"step": int, "total": int, "resumed_from": str | None})
     ("samples", {"step": int | None, "files": [{index, volume_path, preview_path, shape}, ...]})
     ("checkpoint", {"step": int, "path": str})
-    ("result", {"status": "succeeded" | "stopped", ...})                  last message on success
+    ("result", {"stopped": bool, ...})  last message of a run that ended or stopped on request
     ("failed", {"reason": str})                                          last message on error
 
 It stops when ``stop_event`` is set (the trainer's ``should_stop`` reads it every step and writes
@@ -26,7 +26,9 @@ import time
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
+
+from backend.run_spec import RunSpec, SampleRunSpec, TrainRunSpec
 
 log = logging.getLogger("worker.runner")
 
@@ -140,7 +142,7 @@ def _watch_parent(parent_pid: int) -> None:
         time.sleep(PARENT_POLL_S)
 
 
-def _log_to_file(log_path: str) -> None:
+def _log_to_file(log_path: Union[str, Path]) -> None:
     """Send this process's stdout/stderr (Python and native) and logging to the job log."""
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -155,36 +157,33 @@ def _log_to_file(log_path: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _export(spec: dict, use_ema: bool) -> str:
+def _export(spec: TrainRunSpec) -> str:
     """The (EMA) weights where GET /api/jobs/{id}/checkpoint serves them (backend.storage)."""
     from ddpm.export import export_run
 
-    export = Path(spec["export_path"])
+    export = spec.paths.export_path
     export.parent.mkdir(parents=True, exist_ok=True)
-    export_run(Path(spec["run_dir"]), export, use_ema=use_ema)
+    export_run(spec.paths.run_dir, export, use_ema=spec.config.model.use_ema)
     return str(export)
 
 
-def _run_train(spec: dict, cb: PipeCallbacks) -> dict:
-    from ddpm.config import load_config
+def _run_train(spec: TrainRunSpec, cb: PipeCallbacks) -> dict:
     from ddpm.train import run_training
 
-    cfg = load_config(spec["config"])
-    result = run_training(cfg, Path(spec["run_dir"]), cb, resume=True)
+    result = run_training(spec.config, spec.paths.run_dir, cb, resume=True)
     if result.status == "stopped":
-        out = {"status": "stopped", "step": result.step}
+        out = {"stopped": True, "step": result.step}
         try:  # a cancelled run's weights are downloadable too; never fail the cancel over it
-            out["export_path"] = _export(spec, cfg.model.use_ema)
+            out["export_path"] = _export(spec)
         except Exception:  # noqa: BLE001
             log.exception("export after stop failed")
         return out
-    return {"status": "succeeded", "step": result.step, "export_path": _export(spec, cfg.model.use_ema)}
+    return {"stopped": False, "step": result.step, "export_path": _export(spec)}
 
 
-def _run_sample(spec: dict, cb: PipeCallbacks) -> dict:
+def _run_sample(spec: SampleRunSpec, cb: PipeCallbacks) -> dict:
     from ddpm.sample import sample_run
 
-    total = int(spec["num_samples"])
     started = time.monotonic()
 
     def progress(i: int, n: int) -> None:
@@ -192,33 +191,33 @@ def _run_sample(spec: dict, cb: PipeCallbacks) -> dict:
         frac = i / n if n else 1.0
         cb.on_progress({"step": i, "total": n, "eta_s": elapsed / frac - elapsed if frac > 0 else None})
 
-    files = sample_run(Path(spec["source_run_dir"]), num=total, sampler=spec["sampler"],
-                       steps=spec.get("steps"), seed=int(spec.get("seed") or 0),
-                       out_dir=Path(spec["out_dir"]), progress=progress, device=spec["device"])
+    p = spec.params
+    files = sample_run(spec.source_run_dir, num=p.num_samples, sampler=p.sampler, steps=p.steps, seed=p.seed,
+                       out_dir=spec.paths.samples_dir, progress=progress, device=spec.device)
     cb.flush_progress()
     cb.on_samples(None, files)
-    return {"status": "succeeded", "num_samples": total}
+    return {"stopped": False, "num_samples": p.num_samples}
 
 
-def child_main(spec: dict, conn: Connection, stop_event, parent_pid: int) -> None:
+def child_main(spec: RunSpec, conn: Connection, stop_event, parent_pid: int) -> None:
     """Entry point of the spawned child. Exit code 0 after a result message, 1 after failure."""
     _die_with_parent(parent_pid)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="watch-parent").start()
-    _log_to_file(spec["log_path"])
+    _log_to_file(spec.paths.log_path)
     cb = _make_callbacks(conn, stop_event)
-    log.info("job %s: %s starting in pid %s", spec["job_id"], spec["kind"], os.getpid())
+    log.info("job %s: %s starting in pid %s", spec.job_id, spec.kind, os.getpid())
     try:
-        result = _run_train(spec, cb) if spec["kind"] == "train" else _run_sample(spec, cb)
+        result = _run_train(spec, cb) if isinstance(spec, TrainRunSpec) else _run_sample(spec, cb)
         cb.flush_progress()
         cb.send("result", result)
-        log.info("job %s: %s", spec["job_id"], result["status"])
+        log.info("job %s: %s", spec.job_id, "stopped on request" if result["stopped"] else "done")
         code = 0
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the job row
         from worker.failures import reason_for
 
         traceback.print_exc()
-        reason = reason_for(exc, spec.get("data_dir", ""))
-        log.error("job %s failed: %s", spec["job_id"], reason)
+        reason = reason_for(exc, str(spec.paths.data_dir))
+        log.error("job %s failed: %s", spec.job_id, reason)
         try:
             cb.send("failed", {"reason": reason})
         except (BrokenPipeError, OSError):

@@ -14,7 +14,7 @@ from typing import Optional
 from celery import signals
 
 from worker.heartbeat import Heartbeat
-from worker.settings import WorkerSettings, load_settings
+from worker.worker_settings import WorkerSettings, load_settings
 
 log = logging.getLogger("worker.runtime")
 

@@ -1,7 +1,7 @@
 """Run one claimed job: spawn the engine child, relay its reports, watch cancel and the lease.
 
 The task thread owns the job while the child runs. It polls the child's pipe (reports become
-rows + events through worker.reporting), the job's cancel flag (~every poll_interval_s), the
+rows + events through worker.report_relay), the job's cancel flag (~every poll_interval_s), the
 worker's shutdown flag and the lease. Outcomes:
 
 - child reports a result            -> succeeded, or cancelled when it stopped on request
@@ -18,8 +18,10 @@ import multiprocessing as mp
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
+from backend.jobs import JobStatus
+from backend.run_spec import RunSpec
 from worker import runner
 from worker.failures import reason_for_exit
 from worker.joblog import append_log
@@ -35,9 +37,16 @@ class Stop(enum.Enum):
     SHUTDOWN = "shutdown"  # the worker is stopping (job goes back to the queue)
 
 
+class Handover(enum.StrEnum):
+    """Endings that are not a job status of their own."""
+
+    REQUEUE = "requeue"  # the worker is stopping: the job goes back to the queue
+    ABANDONED = "abandoned"  # the lease is gone: another worker owns the job now
+
+
 @dataclass
 class Outcome:
-    status: str  # succeeded | failed | cancelled | requeue | abandoned
+    status: Union[JobStatus, Handover]
     error: Optional[str] = None
     result: dict = field(default_factory=dict)
 
@@ -45,13 +54,13 @@ class Outcome:
 class Supervisor:
     """Supervise one child for one job. ``ctx`` is the worker's runtime (store, settings, flags)."""
 
-    def __init__(self, ctx: Any, job_id: int, spec: dict, reporter: Any) -> None:
+    def __init__(self, ctx: Any, spec: RunSpec, reporter: Any) -> None:
         self.ctx = ctx
-        self.job_id = job_id
+        self.job_id = spec.job_id
         self.spec = spec
         self.reporter = reporter
         self.settings = ctx.settings
-        self.log_path = spec["log_path"]
+        self.log_path = spec.paths.log_path
 
     def _note(self, msg: str) -> None:
         log.info("job %s: %s", self.job_id, msg)
@@ -64,7 +73,7 @@ class Supervisor:
                                args=(self.spec, send, stop_event, os.getpid()), daemon=False)
         child.start()
         send.close()  # only the child writes; EOF on recv then means the child is gone
-        self._note(f"started {self.spec['kind']} in child pid {child.pid} on {self.spec['device']}")
+        self._note(f"started {self.spec.kind} in child pid {child.pid} on {self.spec.device}")
         try:
             return self._watch(child, recv, stop_event)
         finally:
@@ -115,7 +124,7 @@ class Supervisor:
                            "another worker resumes from the last checkpoint")
                 child.kill()
                 child.join(10)
-                return Outcome("abandoned")
+                return Outcome(Handover.ABANDONED)
             self.reporter.tick()
             # 3. cancel / shutdown requests
             if stop is Stop.NONE and now >= next_poll:
@@ -141,13 +150,14 @@ class Supervisor:
         return self._outcome(child, final, stop, killed)
 
     def _outcome(self, child, final, stop: Stop, killed: bool) -> Outcome:
+        stopped = Handover.REQUEUE if stop is Stop.SHUTDOWN else JobStatus.cancelled
         if final is not None and final[0] == "result":
             result = final[1]
-            if result.get("status") == "succeeded":
-                return Outcome("succeeded", result=result)
-            return Outcome("requeue" if stop is Stop.SHUTDOWN else "cancelled", result=result)
+            if not result.get("stopped"):
+                return Outcome(JobStatus.succeeded, result=result)
+            return Outcome(stopped, result=result)
         if final is not None and final[0] == "failed":
-            return Outcome("failed", error=final[1].get("reason") or "failed (see the job log)")
+            return Outcome(JobStatus.failed, error=final[1].get("reason") or "failed (see the job log)")
         if killed or stop is not Stop.NONE:
-            return Outcome("requeue" if stop is Stop.SHUTDOWN else "cancelled")
-        return Outcome("failed", error=reason_for_exit(child.exitcode))
+            return Outcome(stopped)
+        return Outcome(JobStatus.failed, error=reason_for_exit(child.exitcode))

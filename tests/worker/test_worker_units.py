@@ -61,7 +61,7 @@ def env(monkeypatch):
     from backend.settings import get_settings
 
     for k in ("WORKER_QUEUES", "WORKER_NAME", "WORKER_DEVICE", "WORKER_HEARTBEAT_INTERVAL_S",
-              "WORKER_HEARTBEAT_TIMEOUT_S"):
+              "WORKER_HEARTBEAT_TIMEOUT_S", "WORKER_CANCEL_GRACE_S", "WORKER_LOGLEVEL"):
         monkeypatch.delenv(k, raising=False)
     get_settings.cache_clear()
     yield monkeypatch
@@ -69,18 +69,18 @@ def env(monkeypatch):
 
 
 def test_cpu_worker_serves_the_cpu_queue_with_a_unique_name(env):
-    from worker.settings import load_settings
+    from worker.worker_settings import load_settings
 
     env.setenv("CUDA_VISIBLE_DEVICES", "")
     s = load_settings()
-    assert s.device.kind == "cpu" and s.device.gpu_index == -1
+    assert s.device.kind == "cpu" and not s.device.has_gpu
     assert s.queues == ("cpu",)
     assert s.name == f"{socket.gethostname()}-{os.getpid()}"
     assert s.heartbeat_timeout_s == 60.0 and s.heartbeat_interval_s == 5.0 and s.cancel_grace_s == 30.0
 
 
 def test_worker_settings_from_the_environment(env):
-    from worker.settings import default_queues, Device, load_settings
+    from worker.worker_settings import default_queues, Device, load_settings
 
     env.setenv("CUDA_VISIBLE_DEVICES", "-1")
     env.setenv("WORKER_QUEUES", "gpu, cpu")
@@ -90,8 +90,15 @@ def test_worker_settings_from_the_environment(env):
     assert (s.queues, s.name, s.heartbeat_timeout_s, s.heartbeat_interval_s) == (("gpu", "cpu"), "box-7", 3.0, 0.75)
     assert default_queues(Device("cuda", "cuda:0 (GPU 2)")) == ("gpu", "cpu")
     env.setenv("WORKER_QUEUES", "gpu,fast")
-    with pytest.raises(SystemExit, match="fast"):
+    with pytest.raises(SystemExit, match="WORKER_QUEUES: .*'fast'"):
         load_settings()
+    env.setenv("WORKER_QUEUES", "cpu")
+    env.setenv("WORKER_CANCEL_GRACE_S", "soon")
+    with pytest.raises(SystemExit, match="WORKER_CANCEL_GRACE_S"):
+        load_settings()
+    env.setenv("WORKER_CANCEL_GRACE_S", "7")
+    env.setenv("WORKER_LOGLEVEL", "DEBUG")
+    assert (load_settings().cancel_grace_s, load_settings().loglevel) == (7.0, "DEBUG")
     env.setenv("WORKER_QUEUES", "cpu")
     env.setenv("WORKER_HEARTBEAT_INTERVAL_S", "2")
     with pytest.raises(SystemExit, match="at most half"):
@@ -110,3 +117,31 @@ def test_celery_settings_for_long_jobs():
     argv = celery_argv("box-7", ("gpu", "cpu"), "INFO")
     for flag in ("--pool=threads", "--concurrency=1", "--queues=gpu,cpu", "--without-mingle", "--without-gossip"):
         assert flag in argv
+
+
+@pytest.mark.parametrize("requested, config_gpu, live, queue, on_gpu_worker", [
+    ("auto", 0, {"cpu"}, "cpu", "cuda:0"),  # no GPU worker alive: the CPU queue, but a GPU if it lands on one
+    ("auto", 0, {"gpu", "cpu"}, "gpu", "cuda:0"),
+    ("auto", -1, {"gpu", "cpu"}, "cpu", "cpu"),  # config.gpu = -1 under auto: the CPU, on any worker
+    ("gpu", -1, {"cpu"}, "gpu", "cuda:0"),  # an explicit request wins over the config
+    ("cpu", 0, {"gpu", "cpu"}, "cpu", "cpu"),
+])
+def test_one_device_decision_for_queue_and_child(tmp_path, requested, config_gpu, live, queue, on_gpu_worker):
+    """The API's queue and the worker's child device come from the same resolve_device."""
+    from backend.dispatch import queue_for, resolve_device
+    from backend.run_spec import build_run_spec
+    from backend.storage import Storage
+    from worker.store import JobView
+
+    assert queue_for(resolve_device(requested, config_gpu), live) == queue
+    cfg = {**load_config({"model": {"iterations": 5}, "dataset": {"image_size": 16}}).model_dump(mode="json"),
+           "gpu": config_gpu}
+    job = JobView(id=3, kind="train", status="running", device=requested, queue=queue, config=cfg, dataset_id=1,
+                  source_job_id=None, attempts=1, cancel_requested=False)
+    storage = Storage(tmp_path)
+    on_gpu, on_cpu = build_run_spec(job, storage, True), build_run_spec(job, storage, False)
+    assert on_gpu.device == on_gpu_worker and on_cpu.device == "cpu"
+    assert on_gpu.config.gpu == (0 if on_gpu_worker == "cuda:0" else -1) and on_cpu.config.gpu == -1
+    assert on_cpu.paths.log_path == storage.job_log_path(3) and on_cpu.paths.export_path == storage.export_path(3)
+    with pytest.raises(ValueError, match="frozen"):  # what the child gets is what was built
+        on_cpu.job_id = 4

@@ -1,4 +1,5 @@
-"""Turns the child's reports into job rows and SSE events (through worker.store / backend).
+"""Relays the engine child's reports to the job's rows and SSE events (``worker.store`` ->
+``backend.reporting``), and notes starts and resumes in the job log.
 
 Progress is coalesced: the newest report is written when ``interval_s`` has passed since the
 last write (the child sends ~5 per second, the UI wants about one), and always before metrics,
@@ -12,10 +13,10 @@ from typing import Any, Optional
 
 from worker.joblog import append_log
 
-log = logging.getLogger("worker.reporting")
+log = logging.getLogger("worker.report_relay")
 
 
-class Reporter:
+class ReportRelay:
     def __init__(self, store: Any, job_id: int, log_path: str, interval_s: float = 0.5,
                  default_total: int = 0) -> None:
         self.store = store
