@@ -11,9 +11,10 @@ import sqlalchemy as sa
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "worker"))
+sys.path.insert(0, str(HERE.parent / "backend"))  # servers.py; this file also runs on its own
 
 import worker_helpers as helpers  # noqa: E402
-from servers import postgres_server  # noqa: E402  (tests/backend, put on the path by worker_servers)
+from servers import postgres_server  # noqa: E402
 from worker_servers import ApiServer, WorkerProcess, base_env, redis_server  # noqa: E402
 
 
