@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from backend.dispatch import Queue
 from backend.events import publish_event
 from backend.jobs import JobStatus, get_job, status_payload, transition
 from backend.models import Job, utcnow
@@ -56,7 +57,7 @@ def renew_lease(session: Session, job_id: int, worker_name: str) -> LeaseState:
     return LeaseState(held=held, cancel_requested=cancel)
 
 
-def heartbeat(session: Session, worker_name: str, *, queues: Sequence[str] = ("cpu",),
+def heartbeat(session: Session, worker_name: str, *, queues: Sequence[str] = (Queue.cpu,),
               device: str = "cpu", current_job_id: Optional[int] = None,
               hostname: Optional[str] = None, pid: Optional[int] = None) -> Optional[LeaseState]:
     """Record that ``worker_name`` is alive (upsert its row); renew its current job's lease.

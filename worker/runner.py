@@ -9,7 +9,7 @@ a one-way pipe to the supervising task thread as ``(kind, payload)`` tuples:
     ("samples", {"step": int | None, "files": [{index, volume_path, preview_path, shape}, ...]})
     ("checkpoint", {"step": int, "path": str})
     ("result", {"stopped": bool, ...})  last message of a run that ended or stopped on request
-    ("failed", {"reason": str})                                          last message on error
+    ("error", {"reason": str})                                           last message of a failed run
 
 It stops when ``stop_event`` is set (the trainer's ``should_stop`` reads it every step and writes
 a checkpoint first), and it exits on its own when its parent (the worker) disappears, so a
@@ -219,7 +219,7 @@ def child_main(spec: RunSpec, conn: Connection, stop_event, parent_pid: int) -> 
         reason = reason_for(exc, str(spec.paths.data_dir))
         log.error("job %s failed: %s", spec.job_id, reason)
         try:
-            cb.send("failed", {"reason": reason})
+            cb.send("error", {"reason": reason})
         except (BrokenPipeError, OSError):
             pass
         code = 1

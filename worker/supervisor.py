@@ -99,7 +99,7 @@ class Supervisor:
                     while budget and recv.poll(0):
                         budget -= 1
                         kind, payload = recv.recv()
-                        if kind in ("result", "failed"):
+                        if kind in ("result", "error"):
                             final = (kind, payload)
                             if payload.get("step") is not None:
                                 self.reporter.advance(int(payload["step"]))
@@ -156,7 +156,7 @@ class Supervisor:
             if not result.get("stopped"):
                 return Outcome(JobStatus.succeeded, result=result)
             return Outcome(stopped, result=result)
-        if final is not None and final[0] == "failed":
+        if final is not None and final[0] == "error":
             return Outcome(JobStatus.failed, error=final[1].get("reason") or "failed (see the job log)")
         if killed or stop is not Stop.NONE:
             return Outcome(stopped)
