@@ -27,9 +27,9 @@ def celery_argv(name: str, queues: tuple[str, ...], loglevel: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    # The engine children inherit this. OpenMP threads that spin while they wait make CPU training
-    # up to 10x slower when other processes share the cores (API, Redis, this worker); it must be
-    # set before torch loads OpenMP. See ddpm/cli.py.
+    # The engine children inherit this. OpenMP threads that spin while they wait steal the cores
+    # from the other processes sharing them (API, Redis, this worker); it must be set before torch
+    # loads OpenMP. Measured in bench/RESULTS.md (the ddpm/cli.py row).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     preload = preload_tcmalloc()  # for the engine children; see ddpm/allocator.py
     settings = load_settings()
