@@ -13,10 +13,3 @@ export function liveDevices(workers: Pick<WorkerOut, "device">[]): string[] {
   const set = new Set(workers.map((w) => String(w.device ?? "").toLowerCase()).filter(Boolean));
   return [...set].sort((a, b) => Number(a === "cpu") - Number(b === "cpu") || a.localeCompare(b));
 }
-
-/** The config's gpu index that goes with a device choice (CPU forces -1). */
-export function gpuForDevice(device: Device, gpu: number): number {
-  if (device === "cpu") return -1;
-  if (device === "gpu" && gpu < 0) return 0;
-  return gpu;
-}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { gpuForDevice, liveDevices } from "./devices";
+import { liveDevices } from "./devices";
 import { getPath, setPath } from "./objpath";
 import { matchPath } from "./router";
 import { sampleIs3d } from "./sampleKind";
@@ -22,12 +22,8 @@ describe("small helpers", () => {
     expect(getPath(a, "x.y")).toBeUndefined();
   });
 
-  it("device choice and the config's gpu index", () => {
+  it("lists the live workers' devices, GPUs first", () => {
     expect(liveDevices([{ device: "cpu" }, { device: "cuda:1" }, { device: "cuda:0" }, { device: "cpu" }])).toEqual(["cuda:0", "cuda:1", "cpu"]);
-    expect(gpuForDevice("cpu", 0)).toBe(-1);
-    expect(gpuForDevice("gpu", -1)).toBe(0);
-    expect(gpuForDevice("gpu", 2)).toBe(2);
-    expect(gpuForDevice("auto", -1)).toBe(-1);
   });
 
   it("decides 3D vs 2D samples as the API documents it (a .nii.gz or only a PNG)", () => {

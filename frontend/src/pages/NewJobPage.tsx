@@ -9,11 +9,11 @@ import { ConfigForm } from "../components/ConfigForm";
 import { ErrorBox } from "../components/Notice";
 import { errorPaths, groupFields, withDefaults, writeField, type Config } from "../lib/configForm";
 import { useConfigCheck } from "../lib/useConfigCheck";
-import { DEVICE_CHOICES, gpuForDevice, liveDevices } from "../lib/devices";
+import { DEVICE_CHOICES, liveDevices } from "../lib/devices";
 import { fieldErrors, mapErrorsToFields, type FieldError } from "../lib/errors";
 import { formatBytes, formatCount } from "../lib/format";
 import { useLoad } from "../lib/hooks";
-import { deepClone, setPath } from "../lib/objpath";
+import { deepClone } from "../lib/objpath";
 import { matchingPreset } from "../lib/presetChoice";
 import type { Device } from "../lib/job";
 import { navigate, useLocation } from "../lib/router";
@@ -50,7 +50,6 @@ export function NewJobPage() {
 
   const applyPreset = (p: Preset) => {
     const cfg = withDefaults(deepClone(p.config) as Config, fields);
-    cfg.gpu = gpuForDevice(device, typeof cfg.gpu === "number" ? cfg.gpu : 0);
     setPreset(p);
     setConfig(cfg);
     setSubmitErrors([]);
@@ -148,11 +147,8 @@ export function NewJobPage() {
             aria-label="Device"
             value={device}
             aria-describedby="device-hint"
-            onChange={(e) => {
-              const d = e.target.value as Device;
-              setDevice(d);
-              setConfig((c) => c && setPath(c, "gpu", gpuForDevice(d, typeof c.gpu === "number" ? c.gpu : 0)));
-            }}
+            // where the job runs is the server's decision from this choice (backend.dispatch)
+            onChange={(e) => setDevice(e.target.value as Device)}
           >
             {DEVICE_CHOICES.map((d) => (
               <option key={d.value} value={d.value}>
