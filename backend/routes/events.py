@@ -3,6 +3,11 @@
 Event ids are ``events.id``. Without ``Last-Event-ID`` (or ``?after=``) the stream starts with a
 ``status`` snapshot of the job (its id = the job's newest event id) and continues with new events;
 with one, it replays every event after that id first. ``?after=0`` replays the whole history.
+
+The stream ends once the job is finished and every event up to its terminal ``status`` event is
+sent, so ``curl -sN`` returns. A browser's EventSource then reconnects with ``Last-Event-ID``
+and gets the events after it (a resumed job's ``queued`` status and what follows), or an empty
+stream while the job stays finished.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from backend.deps import require_token_or_query
 from backend.events import events_after, last_event_id
-from backend.jobs import get_job, status_payload
+from backend.jobs import TERMINAL, get_job, status_payload
 from backend.reporting import progress_payload
 from backend.schemas import ErrorResponse
 
@@ -64,10 +69,14 @@ async def job_events(job_id: int, request: Request,
     snapshot = None
     if start is None:
         start, snapshot = await to_thread.run_sync(_snapshot, factory, job_id)
+        status = snapshot["status"]
     else:
-        await to_thread.run_sync(_snapshot, factory, job_id)  # 404 for an unknown job
+        status = (await to_thread.run_sync(_snapshot, factory, job_id))[1]["status"]  # 404 for an unknown job
+    # the job's status as of the newest event sent; status events keep it current
+    finished = status in TERMINAL
 
     async def stream() -> AsyncIterator[dict]:
+        nonlocal finished
         cursor = start
         sent: deque[int] = deque(maxlen=4 * LOOKBACK_IDS)
         sent_set: set[int] = set()
@@ -85,9 +94,13 @@ async def job_events(job_id: int, request: Request,
                     sent.append(ev_id)
                     sent_set.add(ev_id)
                     cursor = max(cursor, ev_id)
+                    if typ == "status":
+                        finished = data.get("status") in TERMINAL
                     yield {"event": typ, "id": str(ev_id), "data": json.dumps(data)}
                 if len(rows) >= 500:
                     continue  # a backlog: keep reading before waiting
+                if finished:
+                    return  # everything up to the terminal status is sent
                 with_redis = notifier.connected
                 # with Redis a wake-up comes in ms; the slower poll only catches writers without one
                 timeout = settings.sse_poll_s * (2 if with_redis else 1)

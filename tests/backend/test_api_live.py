@@ -163,6 +163,65 @@ def test_resume_with_last_event_id_and_keepalive(live):
         resumed.close()
 
 
+def _read_until_end(url: str, headers: dict, within_s: float = 10.0) -> list[dict]:
+    """Every event of a stream that must end on its own (pings keep lines coming meanwhile)."""
+    events, ev, deadline = [], {}, time.monotonic() + within_s
+    with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10.0, read=5.0)) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            assert time.monotonic() < deadline, f"the stream did not end; got {events}"
+            if line == "" and ev:
+                events.append({**ev, "data": json.loads(ev["data"])})
+                ev = {}
+            elif line and not line.startswith(":"):
+                key, _, value = line.partition(":")
+                ev[key] = value.removeprefix(" ")
+    return events
+
+
+def test_the_stream_ends_after_the_terminal_status_and_reconnects_resume(live):
+    """``curl -sN .../events`` returns when the job ends; EventSource's reconnect still works."""
+    from backend import jobs
+
+    base, settings = live
+    jid = _make_running_job(settings)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    url = f"{base}/api/jobs/{jid}/events"
+    listening = SSEReader(url, headers)
+    try:
+        listening.next()  # snapshot: running
+        factory = open_database(settings)
+        with factory() as s:
+            reporting.report_progress(s, jid, 100, 100)
+            assert jobs.finish_job(s, jid, "test-worker", "cancelled")
+        assert listening.next()[1]["event"] == "progress"
+        _, last = listening.next()
+        assert last["event"] == "status" and last["data"]["status"] == "cancelled"
+        listening._thread.join(5)
+        assert not listening._thread.is_alive(), "the stream stayed open after the job finished"
+    finally:
+        listening.close()
+    # a finished job: its snapshot, then the end
+    [snap] = _read_until_end(url, headers)
+    assert snap["data"]["status"] == "cancelled" and snap["data"]["snapshot"]
+    # the whole history replayed ends with the terminal status
+    replay = _read_until_end(f"{url}?after=0", headers)
+    assert replay[-1]["id"] == last["id"] and replay[-1]["data"]["status"] == "cancelled"
+    # a browser reconnecting from the last event it saw: nothing new, the stream ends
+    assert _read_until_end(url, {**headers, "Last-Event-ID": last["id"]}) == []
+    # the job is resumed: the same reconnect gets the new status and stays open for what follows
+    with factory() as s:
+        jobs.resume(s, jid)
+    reconnect = SSEReader(url, {**headers, "Last-Event-ID": last["id"]})
+    try:
+        _, ev = reconnect.next()
+        assert ev["event"] == "status" and ev["data"]["status"] == "queued"
+        time.sleep(1.0)
+        assert reconnect._thread.is_alive()
+    finally:
+        reconnect.close()
+
+
 def test_events_need_the_token_and_an_existing_job(live):
     base, settings = live
     jid = _make_running_job(settings)
