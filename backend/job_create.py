@@ -72,10 +72,12 @@ def create_sample_job(session: Session, settings: Settings, storage: Storage, bo
     if not has_checkpoint(src, storage):
         raise _err("source_job_id", f"job {src.id} is {src.status} and has no checkpoint yet")
     params = SampleParams(**body.model_dump(include=set(SampleParams.model_fields)))
-    if params.sampler == "ddpm":
-        n_train = int(src.config.get("model", {}).get("beta_schedule", {}).get("train", {}).get("n_timestep", 0))
-        if n_train and params.steps > n_train:
-            raise _err("steps", f"ddpm sampling takes at most the {n_train} training timesteps")
+    # every sampler walks a subset of the timesteps the model was trained on
+    n_train = TrainConfig.model_validate(src.config).model.beta_schedule.train.n_timestep
+    if params.steps > n_train:
+        raise _err("steps", f"at most {n_train}: job {src.id}'s model was trained with {n_train} timesteps "
+                            f"(model.beta_schedule.train.n_timestep), and {params.sampler} sampling "
+                            "takes at most one step per timestep")
     queue = queue_for(resolve_device(body.device), _live_queues(session, settings))
     job = Job(kind=JobKind.sample, status=JobStatus.queued, device=body.device, queue=queue, dataset_id=None,
               source_job_id=src.id, config=params.model_dump(mode="json"), total=params.num_samples)

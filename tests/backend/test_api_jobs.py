@@ -12,6 +12,7 @@ from upload_files import nifti_bytes, png_bytes
 from backend import jobs as jobstate
 from backend import leases, reporting
 from backend.models import Job
+from ddpm.config import Sampler
 
 CFG_3D = {"is_3d": True, "model": {"iterations": 20, "unet": {"dim": 8, "channel_mults": [1, 2],
                                                               "num_head_channels": 8}},
@@ -145,6 +146,12 @@ def test_sample_job_needs_a_train_job_with_weights(client, app, redis_conn, ds3d
     assert r.status_code == 422 and "train job" in r.json()["detail"][0]["msg"]
     r = client.post("/api/jobs", json={**body, "sampler": "ddpm", "steps": 5000})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == "steps"
+    for sampler in Sampler:  # no sampler takes more steps than the model has timesteps (1000 here)
+        r = client.post("/api/jobs", json={**body, "sampler": sampler, "steps": 1001})
+        assert r.status_code == 422, (sampler, r.text)
+        [item] = r.json()["detail"]
+        assert item["loc"] == "steps" and "at most 1000" in item["msg"] and "n_timestep" in item["msg"]
+        assert client.post("/api/jobs", json={**body, "sampler": sampler, "steps": 1000}).status_code == 201
     defaults = client.post("/api/jobs", json={"kind": "sample", "source_job_id": src}).json()
     assert defaults["config"]["sampler"] == "dpmpp2m"  # DEFAULT_SAMPLER, as in the CLI and the UI
 
