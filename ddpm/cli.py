@@ -1,4 +1,4 @@
-"""``ddpm train | sample | inspect | export``.
+"""``ddpm train | sample | inspect | export`` (and ``finetune | evaluate | predict``, ddpm.finetune.cli).
 
 Exit codes: 0 done; 1 training failed (e.g. repeated non-finite losses); 2 a bad config, flag,
 file or run folder (one line on stderr naming it and why, no traceback); 130 interrupted by
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ddpm.config import DEFAULT_SAMPLER, Sampler  # torch-free: --help stays fast
+from ddpm.finetune import cli as finetune_cli  # torch-free too
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--encoder-only", action="store_true", help="only the down path and middle block")
     e.add_argument("--checkpoint", help="a checkpoint file (default: the run's newest)")
     e.add_argument("--no-ema", action="store_true")
+    finetune_cli.add_parsers(sub)  # finetune, evaluate, predict
     return p
 
 
@@ -237,7 +239,7 @@ def cmd_kernels(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "inspect": cmd_inspect, "export": cmd_export,
-            "kernels": cmd_kernels}
+            "kernels": cmd_kernels, **finetune_cli.COMMANDS}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,0 +1,106 @@
+"""``ddpm finetune | evaluate | predict``: the subcommands of fine-tuning, registered by
+``ddpm.cli`` (``add_parsers`` and ``COMMANDS``). Torch-free at import, so ``ddpm --help`` stays
+fast. Bad input raises the engine's errors (ConfigError, RunError, DataError), which ``ddpm.cli``
+prints as one line with exit code 2, as for ``ddpm train``.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any, Callable
+
+from ddpm.run.errors import RunError
+
+# the shell's code for a process ended by Ctrl-C, as `ddpm train` exits after its checkpoint
+EXIT_INTERRUPTED = 128 + int(signal.SIGINT)
+
+
+def add_parsers(sub: Any) -> None:
+    """Add the three subcommands to ``ddpm``'s subparsers."""
+    f = sub.add_parser("finetune", help="fine-tune a pretrained run (or train from scratch) as a "
+                                        "segmenter on a labelled folder")
+    f.add_argument("--config", required=True, help="fine-tune config JSON file")
+    f.add_argument("--name", help="run folder name under experiment_path (default: the config file's stem)")
+    f.add_argument("--gpu", type=int, help="override the config's gpu (-1 = CPU)")
+    f.add_argument("--threads", type=int, help="CPU threads for torch")
+
+    for name, text in (("evaluate", "Dice of a fine-tuned run's predictions on a labelled folder"),
+                       ("predict", "write a fine-tuned run's label map of every image in a folder")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--run", required=True, help="fine-tune run folder")
+        p.add_argument("--data", required=True, help="labelled folder" if name == "evaluate"
+                       else "folder of images (or a labelled folder: its images)")
+        p.add_argument("--out", required=True, help="evaluation JSON file" if name == "evaluate"
+                       else "output folder for the label maps")
+        p.add_argument("--checkpoint", help="a checkpoint file (default: the run's newest)")
+        p.add_argument("--gpu", type=int, default=-1, help="CUDA index (default -1 = CPU)")
+        p.add_argument("--threads", type=int, help="CPU threads for torch")
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from ddpm.config import load_finetune_config
+    from ddpm.finetune.trainer import run_finetune
+    from ddpm.run.run_dir import run_dir_for
+    from ddpm.train.console import ConsoleCallbacks
+
+    cfg = load_finetune_config(args.config)
+    if args.gpu is not None:
+        cfg = load_finetune_config({**cfg.model_dump(mode="json", exclude_unset=True), "gpu": args.gpu})
+    try:
+        run_dir = run_dir_for(cfg.experiment_path, args.config, args.name)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    callbacks = ConsoleCallbacks(run_dir)
+    previous = signal.getsignal(signal.SIGINT)
+
+    def _on_sigint(signum: int, frame: Any) -> None:
+        if callbacks.stop_requested:
+            raise KeyboardInterrupt  # second Ctrl-C: leave now, without a checkpoint
+        callbacks.request_stop()
+
+    signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        result = run_finetune(cfg, run_dir, callbacks, resume=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        callbacks.close()
+    if result.status == "stopped":
+        sys.stderr.write(f"interrupted at step {result.step}: checkpoint {result.final_checkpoint}; "
+                         f"run the same command to resume\n")
+        return EXIT_INTERRUPTED
+    print(f"done: {result.step} steps, final checkpoint {result.final_checkpoint}")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from ddpm.device import resolve_device
+    from ddpm.finetune.inference import load_finetuned
+
+    return load_finetuned(args.run, args.checkpoint, resolve_device(args.gpu))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ddpm.finetune.inference import evaluate_folder, format_evaluation, write_evaluation
+
+    result = evaluate_folder(_load(args), args.data)
+    print(format_evaluation(result))
+    print(f"wrote {write_evaluation(result, args.out)}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ddpm.finetune.inference import predict_folder
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out}: is a file; give a folder")
+    files = predict_folder(_load(args), args.data, out)
+    print(f"wrote {len(files)} label maps to {out}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "finetune": cmd_finetune, "evaluate": cmd_evaluate, "predict": cmd_predict}
