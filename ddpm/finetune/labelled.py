@@ -15,12 +15,14 @@ from typing import Optional
 
 import numpy as np
 
-from ddpm.data.io import NIFTI_EXTS, SUPPORTED_EXTS, DataError, Header, file_ext, read_header, read_image_file
+from ddpm.data.io import SUPPORTED_EXTS, DataError, Header, file_ext, read_header, read_image_file
 
 # affines whose entries differ by less than this (mm) describe the same grid; scanners and
 # converters round the header's floats differently
 AFFINE_TOLERANCE_MM = 1e-3
 LAYOUTS = (("images", "labels", ""), ("imagesTr", "labelsTr", "_0000"))
+# 2D (PIL) modes of one number per pixel; "P" (palette) pixels are indices, i.e. the classes
+_PIL_LABEL_MODES = ("1", "L", "P", "I", "I;16", "I;16B", "I;16L", "F")
 
 
 @dataclass(frozen=True)
@@ -83,17 +85,19 @@ def read_label(path: Path | str, header: Optional[Header] = None) -> np.ndarray:
     DataError naming the file when its values are not whole numbers >= 0 or it has channels."""
     path = Path(path)
     header = header or read_header(path)
-    if header.channels != 1:
-        raise DataError(f"{path}: a label map has one channel; this file has {header.channels} "
-                        f"({header.extra.get('mode', header.dtype)})", path)
-    if file_ext(path) in NIFTI_EXTS or header.fmt == "npy":
-        arr, _, _ = read_image_file(path, header)
-    else:  # a palette PNG's indices are its classes: read them, not the colours they show
-        from PIL import Image
+    mode = header.extra.get("mode")
+    if mode is not None and mode in _PIL_LABEL_MODES:
+        # a palette PNG's indices are its classes: read them, not the colours they show
+        from PIL import Image, ImageSequence
 
         with Image.open(path) as im:
-            arr = np.asarray(im, dtype=np.float64)
-    arr = np.asarray(arr)
+            arr = np.stack([np.asarray(f, dtype=np.float64) for f in ImageSequence.Iterator(im)])
+        arr = arr if header.dims == 3 else arr[0]
+    elif header.channels != 1:
+        raise DataError(f"{path}: a label map has one channel; this file has {header.channels} "
+                        f"({mode or header.dtype})", path)
+    else:
+        arr, _, _ = read_image_file(path, header)
     if not np.all(np.isfinite(arr)):
         raise DataError(f"{path}: label has NaN or Inf values; a label map holds class numbers", path)
     whole = np.round(arr)

@@ -211,3 +211,29 @@ def test_bad_input_exits_2_with_one_line_naming_it(pretrained, tmp_path, capsys)
         assert message in err and err.count("\n") == 1, err
     assert main(["evaluate", "--run", str(run), "--data", str(data), "--out", str(tmp_path / "e.json")]) == 2
     assert "is a training run" in capsys.readouterr().err
+
+
+def test_2d_png_masks_from_scratch(tmp_path):
+    from PIL import Image
+
+    for sub in ("images", "labels"):
+        (tmp_path / "lab" / sub).mkdir(parents=True)
+    for i in range(3):
+        label = np.zeros((20, 24), np.uint8)
+        label[4:12, 3 + i:12 + i] = 1
+        mask = Image.fromarray(label, "L")
+        if i == 0:  # a palette mask: its indices are the classes, whatever colours they show
+            mask = mask.convert("P")
+            mask.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+        mask.save(tmp_path / "lab" / "labels" / f"c{i}.png")
+        Image.fromarray((label * 200 + 20).astype(np.uint8)).save(tmp_path / "lab" / "images" / f"c{i}.png")
+    cfg = ft_dict(tmp_path / "lab", tmp_path / "runs", None, is_3d=False,
+                  task={"num_classes": 2}, dataset={"image_size": 16},
+                  model={"iterations": 2, "freq_metrics": 2,
+                         "unet": {"dim": 8, "channel_mults": [1, 2], "num_head_channels": 8}})
+    assert main(["finetune", "--config", str(write_json(tmp_path / "ft2d.json", cfg))]) == 0
+    assert main(["predict", "--run", str(tmp_path / "runs" / "ft2d"), "--data", str(tmp_path / "lab"),
+                 "--out", str(tmp_path / "pred")]) == 0
+    for i in range(3):
+        pred = np.asarray(Image.open(tmp_path / "pred" / f"c{i}.png"))
+        assert pred.shape == (20, 24) and pred.dtype == np.uint8 and set(np.unique(pred)) <= {0, 1}
