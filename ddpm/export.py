@@ -4,8 +4,10 @@ File layout (``ddpm export --run RUN --out model.safetensors``):
 
 * Tensors: the U-Net's ``state_dict()`` keys exactly as ``ddpm.nn.UNet`` names them (no
   ``unet.`` prefix), float32, EMA weights unless exported with ``--no-ema``.
-* Metadata (all strings): ``format`` = ``ddpm-studio-unet``, ``layout`` = ``full`` or
-  ``encoder``, ``config`` = the training config JSON (``load_config`` reads it), ``weights`` =
+* Metadata (all strings): ``format`` = ``ddpm-studio-unet``, ``layout`` = ``full``,
+  ``encoder`` or ``segmenter`` (a ``ddpm finetune`` run: ``out_conv`` is its K-class 1x1 head
+  and ``config`` its fine-tune config; ``ddpm.finetune.segmenter.load_segmenter`` reads it),
+  ``config`` = the training config JSON (``load_config`` reads it), ``weights`` =
   ``ema`` or ``model``, ``step``, ``output_spacing`` (JSON list or ``null``), ``encoder_prefixes``
   (JSON list).
 
@@ -61,7 +63,8 @@ def export_run(run_dir: Union[str, Path], out: Union[str, Path], encoder_only: b
     tensors = _unet_state(ckpt, use_ema)
     if encoder_only:
         tensors = {k: tensors[k] for k in encoder_keys(tensors)}
-    meta = {"format": FORMAT, "layout": "encoder" if encoder_only else "full",
+    finetuned = "task" in ckpt["config"]  # a `ddpm finetune` run: the segmenter, head included
+    meta = {"format": FORMAT, "layout": "encoder" if encoder_only else "segmenter" if finetuned else "full",
             "config": json.dumps(ckpt["config"]), "weights": "ema" if use_ema else "model",
             "step": str(ckpt["step"]), "output_spacing": json.dumps(ckpt.get("output_spacing")),
             "encoder_prefixes": json.dumps(list(ENCODER_PREFIXES))}
@@ -95,6 +98,8 @@ def load_pretrained(path: Union[str, Path], map_location: Union[str, torch.devic
     from ddpm.nn import UNet
 
     tensors, meta = read_exported(path)
+    if meta.get("layout") == "segmenter":
+        raise RunError(f"{path} holds a fine-tuned segmenter; load it with ddpm.finetune.segmenter.load_segmenter")
     if meta.get("layout") != "full":
         raise RunError(f"{path} holds only the encoder; build a UNet and use load_encoder(unet, path)")
     unet = UNet.from_config(load_config(json.loads(meta["config"])))

@@ -79,10 +79,24 @@ def read_pretrained(path: Union[str, Path]) -> PretrainedSource:
     if path.suffix == ".safetensors":
         tensors, meta = read_exported(path)
         if meta.get("layout") != "full":
-            raise RunError(f"pretrained: {path} holds only the encoder (--encoder-only); fine-tuning "
-                           "loads every weight: export the full U-Net")
+            raise RunError(f"pretrained: {path} holds the {meta.get('layout')!r} layout; fine-tuning "
+                           "loads every weight of a pretrained U-Net: export a training run in full")
         return PretrainedSource(str(path), load_config(json.loads(meta["config"])), tensors)
     raise RunError(f"pretrained: {path} is neither a training run folder nor a .safetensors export")
+
+
+def load_segmenter(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu"
+                   ) -> tuple[Segmenter, Any]:
+    """(segmenter in eval mode, its FinetuneConfig) of ``ddpm export`` of a fine-tune run."""
+    from ddpm.config import load_finetune_config
+
+    tensors, meta = read_exported(path)
+    if meta.get("layout") != "segmenter":
+        raise RunError(f"{path} holds the {meta.get('layout')!r} layout, not a fine-tuned segmenter")
+    cfg = load_finetune_config(json.loads(meta["config"]))
+    seg = Segmenter.from_config(cfg)
+    seg.unet.load_state_dict(tensors, strict=True)
+    return seg.to(map_location).eval(), cfg
 
 
 @dataclass(frozen=True)

@@ -237,3 +237,22 @@ def test_2d_png_masks_from_scratch(tmp_path):
     for i in range(3):
         pred = np.asarray(Image.open(tmp_path / "pred" / f"c{i}.png"))
         assert pred.shape == (20, 24) and pred.dtype == np.uint8 and set(np.unique(pred)) <= {0, 1}
+
+
+def test_export_of_a_finetuned_run_is_the_segmenter(pretrained, tmp_path):
+    from ddpm.finetune.inference import load_finetuned
+    from ddpm.finetune.segmenter import load_segmenter
+    from ddpm.run.errors import RunError
+
+    data, run, tmp = pretrained
+    config = write_json(tmp_path / "exp.json", ft_dict(data, tmp_path, run, model={"iterations": 1}))
+    assert main(["finetune", "--config", str(config)]) == 0
+    out = tmp_path / "seg.safetensors"
+    assert main(["export", "--run", str(tmp_path / "exp"), "--out", str(out), "--no-ema"]) == 0
+    seg, cfg = load_segmenter(out)
+    assert cfg.task.num_classes == 3 and seg.unet.out_conv.out_channels == 3
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(seg(x), load_finetuned(tmp_path / "exp").model(x))
+    with pytest.raises(RunError, match="'segmenter' layout"):  # not a pretrained U-Net
+        resolve(load_finetune_config(ft_dict(data, tmp_path, out)))
