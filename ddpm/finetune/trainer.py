@@ -8,6 +8,7 @@ clipping and the skipping of non-finite steps.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from ddpm.config import FinetuneConfig
+from ddpm.config import ConfigError, FinetuneConfig
+from ddpm.run.checkpoint import latest_checkpoint
 from ddpm.train.callbacks import TrainCallbacks
 from ddpm.train.metrics import format_metrics_line, json_safe
 from ddpm.train.trainer import Trainer, TrainResult
@@ -68,6 +70,18 @@ class FinetuneTrainer(Trainer):
                  source: Optional[PretrainedSource]) -> None:
         super().__init__(cfg, run_dir, callbacks)  # type: ignore[arg-type]
         self.source = source
+
+    def _setup(self, resume: bool) -> Optional[Path]:
+        # the trainer checks the keys that shape the U-Net; these shape the head and what trains
+        if latest_checkpoint(self.paths.checkpoints) is not None and self.paths.config.is_file():
+            old, new = json.loads(self.paths.config.read_text()), self.cfg.model_dump(mode="json")
+            diffs = [(key, old.get(key[0], {}).get(key[1]), new[key[0]][key[1]])
+                     for key in (("task", "num_classes"), ("model", "freeze"))
+                     if old.get(key[0], {}).get(key[1]) != new[key[0]][key[1]]]
+            if diffs:
+                raise ConfigError([(".".join(k), f"{v!r} differs from the run's ({o!r}); a run can only "
+                                                 "resume with the same model") for k, o, v in diffs])
+        return super()._setup(resume)
 
     def build_datasets(self) -> tuple[Any, Any]:
         return build_labelled_datasets(self.cfg)

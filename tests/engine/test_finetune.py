@@ -13,7 +13,7 @@ from finetune_helpers import AFFINE, SHAPE, ft_dict, phantom, pretrain, write_js
 from train_helpers import Recorder
 
 from ddpm.cli import main
-from ddpm.config import load_finetune_config
+from ddpm.config import ConfigError, load_finetune_config
 from ddpm.data.io import DataError, read_header
 from ddpm.export import export_run
 from ddpm.finetune.grid import label_on_model_grid, probabilities_to_file_grid, settings_for
@@ -180,6 +180,9 @@ def test_a_stopped_and_resumed_finetune_gives_the_same_losses(pretrained):
     resumed, second = _losses(cfg, tmp / "resume" / "b", source)
     assert resumed.status == "completed"
     assert {**first, **second} == pytest.approx(straight, rel=1e-6, abs=1e-7)
+    other = cfg.model_copy(update={"task": cfg.task.model_copy(update={"num_classes": 4})})
+    with pytest.raises(ConfigError, match=r"task.num_classes: 4 differs from the run's \(3\)"):
+        _losses(other, tmp / "resume" / "b", source)
 
 
 def test_scratch_trains_the_same_architecture_without_pretrained_weights(pretrained, tmp_path):
