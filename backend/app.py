@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from backend import errors
+from backend.api_docs import mount_api_docs
 from backend.celery_client import recover_stale_jobs, resend_queued_jobs
 from backend.db import make_engine, make_session_factory, migrate
 from backend.notifier import Notifier
@@ -96,7 +97,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         engine.dispose()
 
     app = FastAPI(title="DDPM Studio API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.settings = settings
     app.state.storage = storage
     app.state.engine = engine
@@ -113,6 +114,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     api.include_router(samples.router)
     api.include_router(config.router)
     app.include_router(api)
+    mount_api_docs(app, app.openapi_url)  # before the web app, which answers every other path
     mount_frontend(app, settings.resolved_frontend_dir)
 
     # level 1: most of the size win for JSON at a third of the CPU (it runs on the event loop)
