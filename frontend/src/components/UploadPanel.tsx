@@ -112,7 +112,6 @@ export function UploadPanel({ onChanged }: { onChanged: () => void }) {
   const s = queue?.summary();
   const failed = queue?.items.filter((i) => i.state === "failed") ?? [];
   const active = queue?.items.filter((i) => i.state === "uploading") ?? [];
-  const cancelled = queue?.items.some((i) => i.state === "cancelled");
   const totalPicked = picked.reduce((a, f) => a + f.file.size, 0);
   const dirAttrs = { webkitdirectory: "", directory: "" } as Record<string, string>;
 
@@ -194,7 +193,7 @@ export function UploadPanel({ onChanged }: { onChanged: () => void }) {
                 Cancel upload
               </button>
             )}
-            {s.finished && (failed.length > 0 || cancelled) && (
+            {s.finished && queue.canRetry() && (
               <button type="button" onClick={() => void queue.retryFailed().then(onChanged)}>
                 Retry failed
               </button>

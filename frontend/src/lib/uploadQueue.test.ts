@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { UploadError, UploadQueue, fileUploadUrl, isHiddenPath, type SendFn } from "./uploadQueue";
+import { UploadError, UploadQueue, fileUploadUrl, isHiddenPath, mayPassNextTime, type SendFn } from "./uploadQueue";
 
 const blob = (n: number) => new Blob([new Uint8Array(n)]);
 
@@ -73,7 +73,7 @@ describe("UploadQueue", () => {
     expect(q.summary()).toMatchObject({ bytesDone: 1000, filesDone: 3, finished: true });
   });
 
-  it("keeps each failure's server message and status, and retries only failed files", async () => {
+  it("keeps each failure's server message and status, and retries only the files that may pass now", async () => {
     const attempts: Record<string, number> = {};
     let healed = false;
     const send: SendFn<null> = async (item) => {
@@ -91,9 +91,12 @@ describe("UploadQueue", () => {
       ["flaky.nii.gz", "network error (connection lost)", null],
     ]);
     expect(q.summary()).toMatchObject({ filesDone: 2, filesFailed: 2, finished: true });
+    expect(q.canRetry()).toBe(true); // the network failure
     healed = true;
     await q.retryFailed();
-    expect(attempts).toEqual({ "ok1.nii.gz": 1, "bad.nii.gz": 2, "flaky.nii.gz": 2, "ok2.nii.gz": 1 });
+    // the refused file is not sent again: the server's verdict on its content would not change
+    expect(attempts).toEqual({ "ok1.nii.gz": 1, "bad.nii.gz": 1, "flaky.nii.gz": 2, "ok2.nii.gz": 1 });
+    expect(q.canRetry()).toBe(false);
     expect(q.items.find((i) => i.path === "flaky.nii.gz")?.state).toBe("done");
     expect(q.items.find((i) => i.path === "bad.nii.gz")?.state).toBe("failed");
   });
@@ -141,6 +144,11 @@ describe("UploadQueue", () => {
 });
 
 describe("upload helpers", () => {
+  it("tells refusals of the file from failures on the way", () => {
+    for (const s of [413, 415, 422, 400, 409]) expect(mayPassNextTime(s), String(s)).toBe(false);
+    for (const s of [null, 401, 408, 429, 500, 502, 503]) expect(mayPassNextTime(s), String(s)).toBe(true);
+  });
+
   it("skips hidden and OS junk files", () => {
     expect(isHiddenPath("scans/.DS_Store")).toBe(true);
     expect(isHiddenPath("scans/._a.nii.gz")).toBe(true);

@@ -97,10 +97,16 @@ export class UploadQueue<R = unknown> {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** Put failed and cancelled files back in the queue and start again. */
+  /** Whether "retry" can change anything: a file was cancelled or failed on the way. */
+  canRetry(): boolean {
+    return this.items.some((i) => i.state === "cancelled" || (i.state === "failed" && mayPassNextTime(i.status)));
+  }
+
+  /** Put cancelled files and those that failed on the way back in the queue and start again;
+   * a file the server refused (bad content, too large) would be refused again and stays failed. */
   retryFailed(): Promise<void> {
     for (const i of this.items) {
-      if (i.state === "failed" || i.state === "cancelled") {
+      if (i.state === "cancelled" || (i.state === "failed" && mayPassNextTime(i.status))) {
         i.state = "pending";
         i.error = null;
         i.status = null;
@@ -218,6 +224,12 @@ export class UploadQueue<R = unknown> {
   private emit(): void {
     this.listeners.forEach((l) => l());
   }
+}
+
+/** A failure that says nothing about the file: no answer (network), sign-in needed, the server
+ * busy or broken. Any other 4xx is the server's verdict on the file itself (413, 415, 422). */
+export function mayPassNextTime(status: number | null): boolean {
+  return status === null || status === 401 || status === 408 || status === 429 || status >= 500;
 }
 
 /** Files a user would not mean to upload (".DS_Store", "._x", anything in ".git/"). */
