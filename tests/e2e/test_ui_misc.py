@@ -155,3 +155,35 @@ def test_viewer_and_images_carry_the_token(secured_page, secured_stack):  # noqa
     page.get_by_role("button", name="View p/a.png").click()
     page.wait_for_function("() => document.querySelector('.image-preview img')?.naturalWidth === 8")
     assert page.get_by_role("dialog", name="Sign in").count() == 0
+
+
+def test_a_deleted_datasets_page_says_so_instead_of_showing_empty_controls(page, stack):  # noqa: ANN001
+    ds = ready_3d_dataset(stack.client, "gone")
+    assert stack.client.delete(f"/api/datasets/{ds}").status_code in (200, 204)
+    page.goto(f"/datasets/{ds}")
+    expect(page.get_by_text(f"There is no dataset {ds}: it was deleted, or never existed.")).to_be_visible()
+    expect(page.get_by_role("table", name="Files")).to_have_count(0)
+    for name in ("Delete dataset", "Commit dataset"):
+        expect(page.get_by_role("button", name=name)).to_have_count(0)
+    page.get_by_role("link", name="See all datasets").click()
+    expect(page.get_by_role("heading", name="Datasets", level=1)).to_be_visible()
+
+
+def test_the_file_table_fits_1280_pixels(page, stack):  # noqa: ANN001
+    """Long nested paths must not push the shape/spacing/dtype/size columns out of view."""
+    # a 4D series with scanner spacing and the long unbroken names real exports have
+    img = nib.Nifti1Image(np.zeros((128, 128, 12, 3), np.int16), np.diag([0.9765625, 0.9765625, 2.5, 1.0]))
+    ds = stack.client.post("/api/datasets", json={"name": "bids"}).json()["id"]
+    path = "ds000001_download_20240101/sub01_sesbaseline_acqmprage_run01_T1w_defaced_biascorrected_resampled.nii"
+    assert stack.client.put(f"/api/datasets/{ds}/files/{path}", content=img.to_bytes()).status_code == 201
+    assert stack.client.post(f"/api/datasets/{ds}/commit").status_code == 200
+    page.goto(f"/datasets/{ds}")
+    table = page.get_by_role("table", name="Files")
+    table.wait_for()
+    card = table.locator("xpath=ancestor::section[1]")
+    card_box = card.bounding_box()
+    for header in ("File", "Shape", "Spacing", "dtype", "Size"):
+        box = table.get_by_role("columnheader", name=header, exact=True).bounding_box()
+        assert box["x"] + box["width"] <= card_box["x"] + card_box["width"] + 1, (header, box, card_box)
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    shot(page, "misc-03-dataset-files-1280")

@@ -1,5 +1,6 @@
 // One dataset: its files with shape, spacing and dtype; click a file to view it.
 import { useState } from "react";
+import { ApiError } from "../api/client";
 import { api } from "../api/endpoints";
 import type { FileOut } from "../api/schema.gen";
 import { AuthImage } from "../components/AuthMedia";
@@ -50,6 +51,16 @@ export function DatasetDetailPage({ id }: { id: number }) {
   const volume: VolumeSource | null =
     selected && url && VOLUME_EXT.test(selected.path) ? { url, name: baseName(selected.path), title: selected.path } : null;
 
+  if (ds.error instanceof ApiError && ds.error.status === 404)
+    return (
+      <div className="page">
+        <h1>Dataset {id}</h1>
+        <Info>
+          There is no dataset {id}: it was deleted, or never existed. <Link to="/datasets">See all datasets</Link>.
+        </Info>
+      </div>
+    );
+
   return (
     <div className="page">
       <header className="page-head">
@@ -94,13 +105,13 @@ export function DatasetDetailPage({ id }: { id: number }) {
             <tbody>
               {files.map((f) => (
                 <tr key={f.id} className={selected?.id === f.id ? "selected" : ""}>
-                  <td>
+                  <td className="path">
                     <button type="button" className="linklike" aria-label={`View ${f.path}`} onClick={() => setSelected(f)}>
                       {f.path}
                     </button>
                   </td>
                   <td className="nowrap">{formatShape(f.shape)}</td>
-                  <td className="nowrap">{formatSpacing(f.spacing)}</td>
+                  <td>{formatSpacing(f.spacing)}</td>
                   <td>{f.dtype ?? "—"}</td>
                   <td className="nowrap">{formatBytes(f.size_bytes)}</td>
                 </tr>
