@@ -80,3 +80,24 @@ export async function fetchBlobUrl(url: string): Promise<string> {
   const res = await apiFetch(url);
   return URL.createObjectURL(await res.blob());
 }
+
+/** The file name a Content-Disposition header gives (RFC 6266: filename* wins over filename). */
+export function attachmentName(header: string | null): string | null {
+  if (!header) return null;
+  const star = /filename\*\s*=\s*[^']*'[^']*'([^;]+)/i.exec(header);
+  if (star) {
+    try {
+      return decodeURIComponent(star[1].trim());
+    } catch {
+      /* a malformed encoding: fall back to the plain name */
+    }
+  }
+  const plain = /filename\s*=\s*("([^"]*)"|[^;]+)/i.exec(header);
+  return plain ? (plain[2] ?? plain[1]).trim() : null;
+}
+
+/** A download with the token: the bytes as an object URL and the name the server gives them. */
+export async function fetchDownload(url: string): Promise<{ url: string; filename: string | null }> {
+  const res = await apiFetch(url);
+  return { url: URL.createObjectURL(await res.blob()), filename: attachmentName(res.headers.get("Content-Disposition")) };
+}

@@ -2,7 +2,7 @@
 // no token is set, fetched into an object URL when one is.
 import { useEffect, useState, type MouseEvent } from "react";
 import { getToken } from "../api/auth";
-import { fetchBlobUrl } from "../api/client";
+import { fetchBlobUrl, fetchDownload } from "../api/client";
 
 export function AuthImage(props: { src: string; alt: string; className?: string }) {
   const token = getToken();
@@ -31,21 +31,22 @@ export function AuthImage(props: { src: string; alt: string; className?: string 
   return url ? <img src={url} alt={props.alt} className={props.className} onError={() => setFailed(true)} /> : <div className="img-loading" />;
 }
 
-export function DownloadLink(props: { href: string; filename: string; label: string; className?: string }) {
+/** A download named as the server names the file (its Content-Disposition), with or without a token. */
+export function DownloadLink(props: { href: string; label: string; className?: string }) {
   const click = async (e: MouseEvent<HTMLAnchorElement>) => {
-    if (!getToken()) return; // the browser downloads the plain link
+    if (!getToken()) return; // the browser downloads the plain link, named by the server
     e.preventDefault();
-    const url = await fetchBlobUrl(props.href);
+    const { url, filename } = await fetchDownload(props.href);
     const a = document.createElement("a");
     a.href = url;
-    a.download = props.filename;
+    a.download = filename ?? "";
     document.body.appendChild(a);
     a.click();
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
   };
   return (
-    <a href={props.href} download={props.filename} onClick={click} className={props.className ?? "button"}>
+    <a href={props.href} download="" onClick={click} className={props.className ?? "button"}>
       {props.label}
     </a>
   );

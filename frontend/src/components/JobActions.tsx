@@ -36,7 +36,7 @@ export function JobActions({ job, onChange }: { job: Job; onChange: () => void }
           </button>
         )}
         {job.kind === "train" && (s === "succeeded" || s === "cancelled") && (
-          <DownloadLink href={api.checkpointUrl(job.id)} filename={`job-${job.id}-ema.safetensors`} label="Download checkpoint" />
+          <DownloadLink href={api.checkpointUrl(job.id)} label="Download checkpoint" />
         )}
         {job.kind === "train" && (s === "succeeded" || (s === "cancelled" && job.checkpoint_step != null)) && (
           <button type="button" className="primary" onClick={() => navigate(`/samples?source=${job.id}`)}>

@@ -33,8 +33,8 @@ export function SampleJobPage({ id }: { id: number }) {
 
   if (!job) return <div className="page muted">Loading sample job {id}…</div>;
   const volUrl = (s: Sample) => s.volume_url ?? "";
-  const fileName = (s: Sample) => `job-${id}-sample-${s.index}.nii.gz`;
-  const viewerSource: VolumeSource | null = selected ? { url: volUrl(selected), name: fileName(selected), title: `sample ${selected.index}` } : null;
+  // NiiVue reads the format from the name's extension; the user never sees this name
+  const viewerSource: VolumeSource | null = selected ? { url: volUrl(selected), name: `sample-${selected.index}.nii.gz`, title: `sample ${selected.index}` } : null;
 
   return (
     <div className="page">
@@ -73,7 +73,7 @@ export function SampleJobPage({ id }: { id: number }) {
                     Sample {s.index}
                   </button>
                   <span className="muted small">{s.shape?.join("×")}</span>
-                  <DownloadLink className="button small" href={volUrl(s)} filename={fileName(s)} label={`Download sample ${s.index}`} />
+                  <DownloadLink className="button small" href={volUrl(s)} label={`Download sample ${s.index}`} />
                 </li>
               ))}
             </ul>
@@ -93,7 +93,7 @@ export function SampleJobPage({ id }: { id: number }) {
                 <figcaption>
                   #{s.index}{" "}
                   {(s.volume_url || s.preview_url) && (
-                    <DownloadLink className="small" href={s.volume_url ?? (s.preview_url as string)} filename={s.volume_url ? fileName(s) : `job-${id}-sample-${s.index}.png`} label={`Download sample ${s.index}`} />
+                    <DownloadLink className="small" href={s.volume_url ?? (s.preview_url as string)} label={`Download sample ${s.index}`} />
                   )}
                 </figcaption>
               </figure>
