@@ -9,21 +9,23 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ddpm.config import DEFAULT_SAMPLER, Sampler  # torch-free: --help stays fast
+from ddpm.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from ddpm.finetune import cli as finetune_cli  # torch-free too
-
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 # OpenMP threads that spin while they wait steal the cores from each other when other processes
 # share them, which makes CPU training several times slower (bench/RESULTS.md "engine").
 # Set before torch loads OpenMP (torch is imported lazily below); a user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+# the commands whose speed depends on the allocator: they train or sample (many tensors a step)
+_TCMALLOC_COMMANDS = ("train", "sample", "finetune", "study")
 
 
 class UsageError(Exception):
@@ -136,7 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ddpm.run.checkpoint import latest_checkpoint
     from ddpm.run.run_dir import run_dir_for
     from ddpm.train import run_training
-    from ddpm.train.console import ConsoleCallbacks
+    from ddpm.train.console import ConsoleCallbacks, report_result, stop_on_ctrl_c
 
     cfg = load_config(args.config)
     if args.gpu is not None:
@@ -148,26 +150,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and latest_checkpoint(run_dir / "checkpoints") is None:
         raise UsageError(f"--resume: {run_dir} holds no checkpoint to resume from")
 
-    callbacks = ConsoleCallbacks(run_dir)
-    previous = signal.getsignal(signal.SIGINT)
-
-    def _on_sigint(signum: int, frame: Any) -> None:
-        if callbacks.stop_requested:
-            raise KeyboardInterrupt  # second Ctrl-C: leave now, without a checkpoint
-        callbacks.request_stop()
-
-    signal.signal(signal.SIGINT, _on_sigint)
-    try:
+    with stop_on_ctrl_c(ConsoleCallbacks(run_dir)) as callbacks:
         result = run_training(cfg, run_dir, callbacks, resume=True)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        callbacks.close()
-    if result.status == "stopped":
-        sys.stderr.write(f"interrupted at step {result.step}: checkpoint {result.final_checkpoint}; "
-                         f"run the same command to resume\n")
-        return EXIT_INTERRUPTED
-    print(f"done: {result.step} steps, final checkpoint {result.final_checkpoint}")
-    return 0
+    return report_result(result)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -276,10 +261,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def entry() -> None:
-    """The ``ddpm`` command (and ``python -m ddpm``): training and sampling run with tcmalloc
-    when it is installed (``ddpm.allocator``; ``DDPM_ALLOCATOR=system`` opts out)."""
+    """The ``ddpm`` command (and ``python -m ddpm``): the commands that train or sample run with
+    tcmalloc when it is installed (``ddpm.allocator``; ``DDPM_ALLOCATOR=system`` opts out)."""
     argv = sys.argv[1:]
-    if argv[:1] in (["train"], ["sample"]):
+    if argv[:1] and argv[0] in _TCMALLOC_COMMANDS:
         from ddpm.allocator import reexec_with_tcmalloc
         reexec_with_tcmalloc(argv)
     sys.exit(main(argv))

@@ -47,7 +47,9 @@ def encoder_keys(state: dict[str, Any]) -> list[str]:
     return [k for k in state if k.startswith(ENCODER_PREFIXES)]
 
 
-def _unet_state(ckpt: dict[str, Any], use_ema: bool) -> dict[str, torch.Tensor]:
+def unet_weights(ckpt: dict[str, Any], use_ema: bool) -> dict[str, torch.Tensor]:
+    """The U-Net's weights of a loaded checkpoint (EMA or raw), float32 on the CPU, keyed as
+    ``ddpm.nn.UNet`` names them (no ``unet.`` prefix): what an export file holds."""
     if use_ema and not ckpt.get("ema"):
         raise RunError("the checkpoint holds no EMA weights (use_ema was off); export with --no-ema")
     full = ckpt["ema"]["model"] if use_ema else ckpt["model"]
@@ -60,7 +62,7 @@ def export_run(run_dir: Union[str, Path], out: Union[str, Path], encoder_only: b
     """Write a run's (EMA) U-Net weights to ``out`` as safetensors; returns ``out``."""
     path = resolve_checkpoint(run_dir, checkpoint)
     ckpt = load_checkpoint(path)
-    tensors = _unet_state(ckpt, use_ema)
+    tensors = unet_weights(ckpt, use_ema)
     if encoder_only:
         tensors = {k: tensors[k] for k in encoder_keys(tensors)}
     finetuned = "task" in ckpt["config"]  # a `ddpm finetune` run: the segmenter, head included

@@ -6,14 +6,9 @@ prints as one line with exit code 2, as for ``ddpm train``.
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 from typing import Any, Callable
 
 from ddpm.run.errors import RunError
-
-# the shell's code for a process ended by Ctrl-C, as `ddpm train` exits after its checkpoint
-EXIT_INTERRUPTED = 128 + int(signal.SIGINT)
 
 
 def add_parsers(sub: Any) -> None:
@@ -42,7 +37,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from ddpm.config import load_finetune_config
     from ddpm.finetune.trainer import run_finetune
     from ddpm.run.run_dir import run_dir_for
-    from ddpm.train.console import ConsoleCallbacks
+    from ddpm.train.console import ConsoleCallbacks, report_result, stop_on_ctrl_c
 
     cfg = load_finetune_config(args.config)
     if args.gpu is not None:
@@ -51,26 +46,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         run_dir = run_dir_for(cfg.experiment_path, args.config, args.name)
     except ValueError as exc:
         raise RunError(str(exc)) from None
-    callbacks = ConsoleCallbacks(run_dir)
-    previous = signal.getsignal(signal.SIGINT)
-
-    def _on_sigint(signum: int, frame: Any) -> None:
-        if callbacks.stop_requested:
-            raise KeyboardInterrupt  # second Ctrl-C: leave now, without a checkpoint
-        callbacks.request_stop()
-
-    signal.signal(signal.SIGINT, _on_sigint)
-    try:
+    with stop_on_ctrl_c(ConsoleCallbacks(run_dir)) as callbacks:
         result = run_finetune(cfg, run_dir, callbacks, resume=True)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        callbacks.close()
-    if result.status == "stopped":
-        sys.stderr.write(f"interrupted at step {result.step}: checkpoint {result.final_checkpoint}; "
-                         f"run the same command to resume\n")
-        return EXIT_INTERRUPTED
-    print(f"done: {result.step} steps, final checkpoint {result.final_checkpoint}")
-    return 0
+    return report_result(result)
 
 
 def _load(args: argparse.Namespace) -> Any:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ddpm.config import ConfigError, TrainConfig, load_config
-from ddpm.export import ENCODER_PREFIXES, _unet_state, read_exported
+from ddpm.export import ENCODER_PREFIXES, read_exported, unet_weights
 from ddpm.nn import UNet
 from ddpm.nn.blocks import conv_nd
 from ddpm.run.checkpoint import load_checkpoint, resolve_checkpoint
@@ -75,7 +75,7 @@ def read_pretrained(path: Union[str, Path]) -> PretrainedSource:
         if "task" in ckpt["config"]:
             raise RunError(f"pretrained: {path} is a fine-tune run; give a training run or its export")
         return PretrainedSource(str(ckpt_path), load_config(ckpt["config"]),
-                                _unet_state(ckpt, use_ema=bool(ckpt.get("ema"))))
+                                unet_weights(ckpt, use_ema=bool(ckpt.get("ema"))))
     if path.suffix == ".safetensors":
         tensors, meta = read_exported(path)
         if meta.get("layout") != "full":

@@ -1,14 +1,20 @@
-"""Terminal view of a training run for the CLI: a tqdm bar and one line per metric step."""
+"""Terminal view of a training run for the CLI: a tqdm bar and one line per metric step,
+Ctrl-C as a request to stop at a checkpoint, and the closing line with its exit code."""
 from __future__ import annotations
 
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from tqdm import tqdm
 
+from ddpm.exit_codes import EXIT_INTERRUPTED
+
 from .callbacks import ProgressInfo, TrainCallbacks
 from .metrics import format_metrics_line
+from .trainer import TrainResult
 
 
 class ConsoleCallbacks(TrainCallbacks):
@@ -23,6 +29,7 @@ class ConsoleCallbacks(TrainCallbacks):
 
     def on_start(self, step: int, total: int, resumed_from: Optional[Path]) -> None:
         self.total = total
+        self.close()  # the bar of a previous run (a study trains several in a row)
         if resumed_from is not None:
             self._write(f"resuming {self.run_dir} from step {step} ({resumed_from.name})")
         else:
@@ -50,3 +57,33 @@ class ConsoleCallbacks(TrainCallbacks):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+@contextmanager
+def stop_on_ctrl_c(callbacks: ConsoleCallbacks) -> Iterator[ConsoleCallbacks]:
+    """While the block runs, a first Ctrl-C asks ``callbacks`` to stop after the current step
+    (the loop then writes a checkpoint and returns "stopped"), a second one raises
+    KeyboardInterrupt at once. The previous handler is restored and the bar closed after."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def _on_sigint(signum: int, frame: Any) -> None:
+        if callbacks.stop_requested:
+            raise KeyboardInterrupt  # second Ctrl-C: leave now, without a checkpoint
+        callbacks.request_stop()
+
+    signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield callbacks
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        callbacks.close()
+
+
+def report_result(result: TrainResult) -> int:
+    """Print how a run ended; the command's exit code (0 done, EXIT_INTERRUPTED stopped)."""
+    if result.status == "stopped":
+        sys.stderr.write(f"interrupted at step {result.step}: checkpoint {result.final_checkpoint}; "
+                         f"run the same command to resume\n")
+        return EXIT_INTERRUPTED
+    print(f"done: {result.step} steps, final checkpoint {result.final_checkpoint}")
+    return 0
