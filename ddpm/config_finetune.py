@@ -17,7 +17,7 @@ from pydantic.fields import FieldInfo
 
 from ddpm.config_errors import ConfigError
 from ddpm.config_rules import unet_shape_problems
-from ddpm.config_train import (DatasetConfig, IntensityConfig, ModelConfig, StrictModel, TrainConfig,
+from ddpm.config_train import (DatasetConfig, IntensityConfig, ModelConfig, Precision, StrictModel, TrainConfig,
                                UNetConfig, config_field)
 
 __all__ = ["FinetuneConfig", "FinetuneDatasetConfig", "FinetuneModelConfig", "TaskConfig", "INHERITED_KEYS"]
@@ -90,7 +90,7 @@ class FinetuneModelConfig(StrictModel):
     warmup_steps: int = _like(ModelConfig, "warmup_steps")
     lr_schedule: Literal["constant", "cosine"] = _like(ModelConfig, "lr_schedule")
     grad_clip: Optional[float] = _like(ModelConfig, "grad_clip")
-    precision: Literal["fp32", "bf16", "fp16"] = _like(ModelConfig, "precision")
+    precision: Precision = _like(ModelConfig, "precision")
     use_ema: bool = _like(ModelConfig, "use_ema", default=False,
                           description="keep an exponential moving average of the weights (used "
                                       "for validation, evaluation and prediction)")

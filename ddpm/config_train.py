@@ -29,10 +29,12 @@ from ddpm.config_errors import ConfigError
 from ddpm.config_rules import unet_shape_problems
 
 __all__ = ["BetaScheduleConfig", "DatasetConfig", "DEFAULT_SAMPLER", "IntensityConfig", "ModelConfig",
-           "SamplingScheduleConfig", "Sampler", "ScheduleConfig", "TrainConfig", "UI_GROUPS", "UNetConfig",
-           "StrictModel", "UiGroup", "WIDGETS", "Widget", "config_field"]
+           "Precision", "SamplingScheduleConfig", "Sampler", "ScheduleConfig", "TrainConfig", "UI_GROUPS",
+           "UNetConfig", "StrictModel", "UiGroup", "WIDGETS", "Widget", "config_field"]
 
 Schedule = Literal["linear", "cosine", "sigmoid", "quadratic"]
+# What a config may ask for; "auto" is resolved on the training device (ddpm.precision).
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
 class Sampler(StrEnum):
@@ -225,9 +227,11 @@ class ModelConfig(_Strict):
         "constant", "LR schedule", "enum", "after warm-up: constant, or cosine decay to 0 at `iterations`")
     grad_clip: Optional[float] = _train(1.0, "Gradient clip", "optional_float",
                                         "gradient-norm clip; null = off", gt=0.0, advanced=True)
-    precision: Literal["fp32", "bf16", "fp16"] = _train(
-        "fp32", "Precision", "enum",
-        "fp32, bf16 autocast (CPU or CUDA), fp16 autocast + gradient scaler (CUDA only)")
+    precision: Precision = _train(
+        "auto", "Precision", "enum",
+        "auto: bf16 where the device runs it natively (a CUDA GPU of compute capability 8.0+, a CPU "
+        "with AVX512-BF16 or AMX-BF16), fp32 elsewhere; or fp32; bf16 autocast (emulated and many "
+        "times slower on other CPUs); fp16 autocast + gradient scaler (CUDA only)")
     min_snr_gamma: Optional[float] = _f(None, gt=0.0, label="Min-SNR gamma", group="diffusion",
                                         widget="optional_float", advanced=True,
                                         description="min-SNR loss weighting (e.g. 5); null = off")

@@ -129,6 +129,7 @@ def estimate_train_memory_bytes(cfg: TrainConfig) -> int:
     An estimate: it is meant to tell 1 GB from 10 GB, not to be exact."""
     params = count_unet_parameters(cfg)
     state = params * (_STATE_BYTES + (_EMA_BYTES if cfg.model.use_ema else 0))
+    # "auto" counts as fp32: the device is not known here, and fp32 is the larger estimate
     half = cfg.model.precision in ("bf16", "fp16")
     if half:
         state += 2 * params  # autocast's half-precision copies of the weights

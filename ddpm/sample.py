@@ -8,8 +8,9 @@ from typing import Any, Callable, Optional, Union
 import torch
 from PIL import Image
 
-from ddpm.config import DEFAULT_SAMPLER, Sampler, load_config
+from ddpm.config import DEFAULT_SAMPLER, ConfigError, Sampler, load_config
 from ddpm.diffusion import DDPM
+from ddpm.precision import resolve_precision
 from ddpm.run.atomic import atomic_write_bytes
 from ddpm.run.checkpoint import load_checkpoint, resolve_checkpoint
 from ddpm.run.errors import RunError
@@ -29,11 +30,14 @@ def load_model_from_checkpoint(state: dict[str, Any], use_ema: bool = True,
 def sample_run(run_dir: Union[str, Path], num: int, sampler: str = DEFAULT_SAMPLER, steps: Optional[int] = None,
                seed: int = 0, out_dir: Optional[Union[str, Path]] = None, batch_size: Optional[int] = None,
                progress: Optional[Callable[[int, int], None]] = None, checkpoint: Optional[Union[str, Path]] = None,
-               use_ema: bool = True, device: Optional[Union[str, torch.device]] = None) -> list[SampleFile]:
+               use_ema: bool = True, device: Optional[Union[str, torch.device]] = None,
+               precision: str = "auto") -> list[SampleFile]:
     """Draw ``num`` samples from a run's newest (or the given) checkpoint into ``out_dir``.
 
     ``progress(done, total)`` counts network evaluations over all batches. The same seed,
-    batch size and device give the same samples.
+    batch size and device give the same samples. ``precision`` (auto, fp32, bf16, fp16) is
+    resolved on the sampling device by ``ddpm.precision``, not taken from the training config:
+    the machine that samples need not be the one that trained. samples.json records it and why.
     """
     if num < 1:
         raise RunError(f"--num {num}: must be at least 1")
@@ -47,6 +51,10 @@ def sample_run(run_dir: Union[str, Path], num: int, sampler: str = DEFAULT_SAMPL
     if use_ema and not state.get("ema"):
         raise RunError(f"{path} holds no EMA weights (use_ema was off); pass --no-ema")
     model = load_model_from_checkpoint(state, use_ema=use_ema, device=device)
+    try:
+        choice = resolve_precision(precision, model.device, key="precision")
+    except ConfigError as exc:
+        raise RunError(f"--precision {precision}: {exc.errors[0][1]}") from None
     if steps is not None and sampler == Sampler.ddpm and steps > model.num_timesteps:
         raise RunError(f"--steps {steps}: the ddpm sampler allows at most {model.num_timesteps}")
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "generated"
@@ -64,12 +72,14 @@ def sample_run(run_dir: Union[str, Path], num: int, sampler: str = DEFAULT_SAMPL
             progress(done[0] + i, per_batch[0] * len(batches))
 
     for n in batches:
-        x = model.sample(n, sampler=sampler, steps=steps, generator=gen, progress=_progress)
+        x = model.sample(n, sampler=sampler, steps=steps, generator=gen, progress=_progress,
+                         autocast_dtype=choice.autocast_dtype)
         files += save_samples((x + 1) / 2, out, state.get("output_spacing"), start_index=len(files), grid=False)
         done[0] += per_batch[0] if per_batch else 0
     if model.dims == 2:
         write_grid([Image.open(f.preview_path) for f in files], out / "grid.png")
     manifest = {"checkpoint": str(path), "step": state["step"], "sampler": sampler.value, "steps": steps,
-                "seed": seed, "ema": use_ema, "samples": [f.to_dict() for f in files]}
+                "seed": seed, "ema": use_ema, "precision": choice.precision, "precision_reason": choice.reason,
+                "samples": [f.to_dict() for f in files]}
     atomic_write_bytes(out / "samples.json", lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
     return files

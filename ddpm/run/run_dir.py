@@ -3,7 +3,8 @@
 <experiment_path>/<run name>/
   config.json       the TrainConfig of the latest start (load_config reads it back)
   run.json          facts the config cannot hold: output_spacing (mm per voxel of the
-                    training tensors, for sample affines), dims, run name, start times
+                    training tensors, for sample affines), dims, run name, and one entry per
+                    start (at, step, device, the precision used and why: ddpm.precision)
   train.log         human-readable log (resume notices, metric lines, warnings)
   metrics.jsonl     one JSON object per metric step
   checkpoints/      step-XXXXXXXX.pt, step-XXXXXXXX-final.pt (see checkpoint.py)

@@ -36,6 +36,12 @@ class TrainCallbacks:
     """Override what you need. ``should_stop`` is asked before every step: returning True makes
     the loop write a checkpoint and return ``TrainResult(status="stopped")``."""
 
+    def on_run_info(self, info: dict[str, Any]) -> None:
+        """Once per start, just before ``on_start``: facts of this start for a job page, the
+        same dict the run's run.json appends to ``starts`` (at, step, device, precision: what
+        runs, fp32/bf16/fp16, and precision_reason: why, e.g. "auto: the CPU (...) has no native
+        bf16 (...)")."""
+
     def on_start(self, step: int, total: int, resumed_from: Optional[Path]) -> None:
         """Before the first step of this process; ``resumed_from`` is the checkpoint or None."""
 

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from ddpm.config import ConfigError, TrainConfig, config_to_dict
 from ddpm.device import resolve_device
+from ddpm.precision import resolve_precision
 
 from ddpm.run import checkpoint as ck
 from ddpm.run.atomic import atomic_write_text
@@ -99,18 +100,12 @@ class Trainer:
 
     # ---- set-up ----------------------------------------------------------------------------
     def _precision(self) -> None:
-        p = self.cfg.model.precision
-        cuda = self.device.type == "cuda"
-        if p == "fp16" and not cuda:
-            raise ConfigError([("model.precision", "fp16 needs a CUDA GPU (it trains with a gradient "
-                                                   "scaler); on the CPU use bf16 or fp32")])
-        if p == "bf16" and cuda and not torch.cuda.is_bf16_supported():
-            raise ConfigError([("model.precision", f"this GPU ({torch.cuda.get_device_name(self.device)}) "
-                                                   "has no bf16 support; use fp16 or fp32")])
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(p)
+        # "auto" and the slow-bf16 warning are decided in ddpm.precision, the one place for them
+        self.precision = resolve_precision(self.cfg.model.precision, self.device, log)
+        dtype = self.precision.autocast_dtype
         self.autocast: Callable[[], Any] = (
             (lambda: torch.autocast(self.device.type, dtype=dtype)) if dtype else nullcontext)
-        self.fp16 = p == "fp16"
+        self.fp16 = self.precision.precision == "fp16"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.fp16)
 
     def _setup(self, resume: bool) -> Optional[Path]:
@@ -136,7 +131,7 @@ class Trainer:
 
         self.model = self.build_model(self.device)
         unet = getattr(self.model, "unet", None)
-        if self.device.type == "cuda" and cfg.model.precision == "fp32" and hasattr(unet, "contiguous_format"):
+        if self.device.type == "cuda" and self.precision.precision == "fp32" and hasattr(unet, "contiguous_format"):
             # channels-last (the UNet's default) is faster on CPU and in bf16 on CUDA, but in fp32
             # on CUDA the contiguous layout is (bench/RESULTS.md "engine")
             unet.contiguous_format()
@@ -162,7 +157,9 @@ class Trainer:
         info = self.paths.read_run_json()
         info.update({"run_name": self.paths.root.name, "dims": cfg.dims, "output_spacing": self.output_spacing})
         info.setdefault("created_at", now_iso())
-        info.setdefault("starts", []).append({"at": now_iso(), "step": self.step})
+        self.start_info = {"at": now_iso(), "step": self.step, "device": str(self.device),
+                           "precision": self.precision.precision, "precision_reason": self.precision.reason}
+        info.setdefault("starts", []).append(self.start_info)
         self.paths.write_json(self.paths.run_json, info)
 
         self.order = InfiniteOrder(len(self.train_ds), cfg.seed, start=self.consumed)
@@ -289,7 +286,7 @@ class Trainer:
                 was = eval_model.training
                 eval_model.eval()
                 x = eval_model.sample(m.metric_samples, sampler=m.metric_sampler, steps=m.metric_steps,
-                                      generator=gen)
+                                      generator=gen, autocast_dtype=self.precision.autocast_dtype)
                 eval_model.train(was)
                 x01 = (x.float() + 1) / 2
                 files = save_samples(x01, self.paths.samples_at(self.step), self.output_spacing)
@@ -315,12 +312,13 @@ class Trainer:
         resumed_from = self._setup(resume)
         total = m.iterations
         samples_per_step = cfg.dataset.batch_size * cfg.dataset.grad_accumulation
-        log.info("%s at step %d of %d on %s (%s)", "resumed" if resumed_from else "started",
-                 self.step, total, self.device, m.precision)
+        log.info("%s at step %d of %d on %s in %s (%s)", "resumed" if resumed_from else "started",
+                 self.step, total, self.device, self.precision.precision, self.precision.reason)
         if self.device.type == "cpu":
             from ddpm.nn import kernels
 
             log.info(kernels.status())  # builds them on first use; says why when they are not used
+        self.cb.on_run_info(dict(self.start_info))
         self.cb.on_start(self.step, total, resumed_from)
         if self.step >= total:
             path = self.last_ckpt if self.last_ckpt and self.last_ckpt.name.endswith("-final.pt") else self.save(final=True)

@@ -40,7 +40,7 @@ def test_every_shipped_config_loads_and_round_trips(name, tmp_path):
 
 def test_defaults_build_a_valid_config():
     cfg = load_config({})
-    assert cfg.model.unet.attn_res is None and cfg.model.precision == "fp32"
+    assert cfg.model.unet.attn_res is None and cfg.model.precision == "auto"
 
 
 def test_unknown_key_names_path_and_nearest_key():
