@@ -8,6 +8,8 @@ sampling time, so the README's memory advice is measured with our code, not gues
 A case: `<side>-<precision>[-ckpt][-b<batch>][-h<channels per head>]`, e.g. 64-fp32, 32-bf16,
 64-bf16-ckpt-b4, 64-fp32-h32 (the seed's num_head_channels is 4).
 Data: synthetic phantoms written by scripts/make_example_data.py into a temp folder.
+A case whose precision this GPU cannot run natively (bf16 before compute capability 8.0) is
+skipped with the reason (ddpm.precision).
 """
 from __future__ import annotations
 
@@ -117,6 +119,8 @@ def main() -> None:
         print(json.dumps(run_case(args.one, args.steps, args.data)))
         return
     sys.path.insert(0, str(ROOT))
+    from ddpm.precision import precision_problem
+
     print(seed_snippet(), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, str(ROOT / "scripts" / "make_example_data.py"), tmp,
@@ -124,6 +128,11 @@ def main() -> None:
         data = Path(tmp) / "phantoms3d"
         rows = []
         for case in args.cases.split(","):
+            problem = precision_problem(parse_case(case)["precision"], "cuda")
+            if problem:  # e.g. bf16 on a pre-Ampere GPU: it would time the emulation
+                rows.append({"case": case, "status": f"skipped: {problem}"})
+                print(json.dumps(rows[-1]), flush=True)
+                continue
             proc = subprocess.run([sys.executable, __file__, "--one", case, "--steps", str(args.steps),
                                    "--data", str(data)], capture_output=True, text=True, cwd=ROOT)
             if proc.returncode:

@@ -194,12 +194,16 @@ def run_case(spec: dict) -> dict:
 PRELOAD: dict[str, str] = {}  # set by --allocator; the same for every row, ours and peers
 
 
+def _repo_on_path() -> None:
+    if str(HERE.parent) not in sys.path:  # the repo root, as the row processes get it
+        sys.path.insert(0, str(HERE.parent))
+
+
 def _allocator_env(name: str) -> dict[str, str]:
     """LD_PRELOAD for --allocator (glibc's malloc when "system"), found as the engine finds it."""
     if name == "system":
         return {}
-    if str(HERE.parent) not in sys.path:  # the repo root, as the row processes get it
-        sys.path.insert(0, str(HERE.parent))
+    _repo_on_path()
     from ddpm.allocator import preload_tcmalloc  # torch-free; ddpm/__init__ imports lazily
 
     env: dict[str, str] = {}
@@ -207,6 +211,22 @@ def _allocator_env(name: str) -> dict[str, str]:
         sys.exit("--allocator tcmalloc: libtcmalloc_minimal not found "
                  "(apt-get install -y libtcmalloc-minimal4)")
     return env
+
+
+def _dtypes_worth_measuring(dtypes: list[str], device: str) -> list[str]:
+    """The dtypes that run natively on ``device``: bf16 on a CPU without AVX512-BF16/AMX-BF16 is
+    emulated (many times slower than fp32), so its rows would measure the emulation, not us."""
+    _repo_on_path()
+    from ddpm.precision import precision_problem  # the engine's own check (ddpm/precision.py)
+
+    kept = []
+    for d in dtypes:
+        problem = precision_problem(d, device)
+        if problem:
+            print(f"# skipping {d} on {device}: {problem}", file=sys.stderr, flush=True)
+        else:
+            kept.append(d)
+    return kept
 
 
 def _sub(args: list[str], timeout: float) -> dict:
@@ -229,7 +249,9 @@ def main() -> None:
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--cases", default=None, help=f"comma list of {list(CASES)} (default: all)")
     ap.add_argument("--models", default=None, help="comma list of ours, ours-ckpt, monai, monai-flash, lucidrains")
-    ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--dtypes", default="fp32,bf16",
+                    help="comma list of fp32, bf16; one the device only emulates (bf16 on a CPU without "
+                         "AVX512-BF16/AMX-BF16) is skipped with a note")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, 1 warm-up + 1 timed step")
     ap.add_argument("--channels-last", choices=["on", "off"], default="on",
                     help="layout of our UNet (on: its default, channels-last; peers run as published)")
@@ -255,7 +277,7 @@ def main() -> None:
     cases = QUICK_CASES if a.quick else CASES
     if a.cases:
         cases = {k: {**CASES, **QUICK_CASES}[k] for k in a.cases.split(",")}
-    dtypes = a.dtypes.split(",")
+    dtypes = _dtypes_worth_measuring(a.dtypes.split(","), a.device)
     def peak(d: str) -> float:
         secs = 1 if a.quick or cuda else 3
         return _sub(["--peak", f"{d},{a.device},{secs}"], 300).get("peak", float("nan"))
