@@ -12,9 +12,9 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, get_args
 
-from ddpm.config import DEFAULT_SAMPLER, Sampler  # torch-free: --help stays fast
+from ddpm.config import DEFAULT_SAMPLER, Precision, Sampler  # torch-free: --help stays fast
 from ddpm.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from ddpm.finetune import cli as finetune_cli  # torch-free too
 
@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=_positive, help="samples per batch (default: the config's batch_size)")
     s.add_argument("--gpu", type=int, help="CUDA index (default: the run's gpu; -1 = CPU)")
     s.add_argument("--threads", type=_positive, help="CPU threads for torch")
+    s.add_argument("--precision", choices=get_args(Precision), default="auto",
+                   help="default auto: bf16 where this device runs it natively, else fp32")
 
     i = sub.add_parser("inspect", help="show what the loader will do with each file under PATH")
     i.add_argument("path")
@@ -173,7 +175,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     try:
         files = sample_run(args.run, args.num, sampler=args.sampler, steps=args.steps, seed=args.seed,
                            out_dir=args.out, batch_size=args.batch_size, progress=progress,
-                           checkpoint=args.checkpoint, use_ema=not args.no_ema, device=device)
+                           checkpoint=args.checkpoint, use_ema=not args.no_ema, device=device,
+                           precision=args.precision)
     finally:
         bar.close()
     out = Path(args.out) if args.out else Path(args.run) / "generated"

@@ -17,11 +17,11 @@ from ddpm.config_errors import ConfigError, ErrorItem, describe_errors
 from ddpm.config_finetune import FinetuneConfig
 from ddpm.config_rules import attention_sides, feature_sides, unet_shape_problems, valid_sizes_near
 from ddpm.config_train import (DEFAULT_SAMPLER, UI_GROUPS, WIDGETS, BetaScheduleConfig, DatasetConfig,
-                               IntensityConfig, ModelConfig, Sampler, SamplingScheduleConfig,
+                               IntensityConfig, ModelConfig, Precision, Sampler, SamplingScheduleConfig,
                                ScheduleConfig, TrainConfig, UiGroup, UNetConfig, Widget)
 
 __all__ = ["BetaScheduleConfig", "CONFIG_KINDS", "ConfigError", "DEFAULT_SAMPLER", "DatasetConfig",
-           "ErrorItem", "FinetuneConfig", "IntensityConfig", "ModelConfig", "Sampler",
+           "ErrorItem", "FinetuneConfig", "IntensityConfig", "ModelConfig", "Precision", "Sampler",
            "SamplingScheduleConfig", "ScheduleConfig", "TrainConfig", "UI_GROUPS", "UNetConfig",
            "UiGroup", "WIDGETS", "Widget", "attention_sides", "config_to_dict", "describe_errors",
            "feature_sides", "load_config", "load_finetune_config", "unet_shape_problems",

@@ -15,13 +15,15 @@ import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 
 from ddpm.config_errors import ConfigError
 
 log = logging.getLogger("ddpm")
+
+DeviceLike = Union[str, torch.device]
 
 # CPU feature flags (as /proc/cpuinfo and torch.cpu.get_capabilities() spell them) that give
 # native bf16 matmuls and convolutions through oneDNN. ARM's BF16 extension is left out: we have
@@ -88,7 +90,7 @@ def choose_precision(requested: str, facts: DeviceFacts, key: str = "model.preci
     raise ConfigError([(key, f"{requested!r} is not a precision; allowed values: auto, fp32, bf16, fp16")])
 
 
-def resolve_precision(requested: str, device: torch.device, logger: logging.Logger = log,
+def resolve_precision(requested: str, device: DeviceLike, logger: logging.Logger = log,
                       key: str = "model.precision") -> PrecisionChoice:
     """``choose_precision`` on this machine's ``device``; the warning of a slow choice goes to
     ``logger`` (the trainer passes its own, so the warning lands in train.log)."""
@@ -98,7 +100,7 @@ def resolve_precision(requested: str, device: torch.device, logger: logging.Logg
     return choice
 
 
-def precision_problem(precision: str, device: torch.device) -> Optional[str]:
+def precision_problem(precision: str, device: DeviceLike) -> Optional[str]:
     """Why running ``precision`` on ``device`` makes no sense (it cannot run, or only emulated),
     or None. Benchmarks use it to skip such variants and say why."""
     try:
@@ -123,7 +125,8 @@ def device_facts(device: torch.device) -> DeviceFacts:
 @functools.lru_cache(maxsize=1)
 def cpu_bf16_features() -> tuple[str, ...]:
     """The native-bf16 flags of this CPU (keys of CPU_BF16_FLAGS), as torch's cpuinfo reads
-    CPUID or, where torch does not expose it, as /proc/cpuinfo lists them."""
+    CPUID or, where torch does not expose it, as /proc/cpuinfo lists them. (Not oneDNN's
+    ``_is_mkldnn_bf16_supported``: that is true on any AVX512 CPU, emulation included.)"""
     get_capabilities = getattr(torch.cpu, "get_capabilities", None)
     if get_capabilities is not None:
         caps = get_capabilities()

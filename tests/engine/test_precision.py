@@ -10,6 +10,7 @@ import torch
 from train_helpers import Recorder, tiny_cfg, write_images
 
 from ddpm import precision as prec
+from ddpm.cli import main
 from ddpm.config import ConfigError, load_config, load_finetune_config
 from ddpm.precision import DeviceFacts, choose_precision, device_facts, precision_problem, resolve_precision
 from ddpm.run.errors import RunError
@@ -91,7 +92,7 @@ def test_auto_is_the_default_and_explicit_precisions_still_load():
         assert load_config(ROOT / "configs" / "presets" / f"{name}.json").model.precision == "auto"
 
 
-def test_a_run_logs_records_and_reports_the_precision_it_used(tmp_path):
+def test_a_run_logs_records_and_reports_the_precision_it_used(tmp_path, capsys):
     data = write_images(tmp_path / "data")
     rec = Recorder()
     infos = []
@@ -111,6 +112,12 @@ def test_a_run_logs_records_and_reports_the_precision_it_used(tmp_path):
                                                                                        expected.reason)
     with pytest.raises(RunError, match=r"--precision fp16: fp16 needs a CUDA GPU"):
         sample_run(tmp_path / "run", 1, out_dir=tmp_path / "out16", precision="fp16")
+    assert main(["sample", "--run", str(tmp_path / "run"), "--num", "1", "--steps", "2", "--precision", "fp32",
+                 "--out", str(tmp_path / "out32")]) == 0
+    assert json.loads((tmp_path / "out32" / "samples.json").read_text())["precision"] == "fp32"
+    assert main(["sample", "--run", str(tmp_path / "run"), "--precision", "fp16"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "--precision fp16: fp16 needs a CUDA GPU" in err[0]
 
 
 def test_explicit_bf16_on_an_emulating_cpu_trains_and_warns_in_the_log(tmp_path, monkeypatch):
