@@ -16,12 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional, Protocol, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backend.dispatch import resolve_device, runs_on_gpu
 from backend.jobs import JobKind
 from backend.storage import Storage
-from ddpm.config import DEFAULT_SAMPLER, Sampler, TrainConfig
+from ddpm.config import DEFAULT_SAMPLER, Sampler, TrainConfig, describe_errors
 
 GPU_DEVICE = "cuda:0"  # a worker's GPU is the first one it sees (CUDA_VISIBLE_DEVICES)
 CPU_DEVICE = "cpu"
@@ -82,6 +82,11 @@ class SampleRunSpec(_Spec):
 RunSpec = Union[TrainRunSpec, SampleRunSpec]
 
 
+class RunSpecError(ValueError):
+    """The job cannot run as stored (its source train job was deleted, its config no longer
+    validates); the message is the job's one-line error."""
+
+
 class JobFields(Protocol):
     """What ``build_run_spec`` reads of a job (a row, or the worker's plain copy of one)."""
 
@@ -100,17 +105,20 @@ def with_server_paths(config: TrainConfig, storage: Storage, dataset_id: int) ->
 
 
 def build_run_spec(job: JobFields, storage: Storage, worker_has_gpu: bool) -> RunSpec:
-    """The run spec of ``job`` on this worker (raises ``ValueError`` for a sample job whose train
-    job was deleted)."""
+    """The run spec of ``job`` on this worker; ``RunSpecError`` when it cannot run as stored."""
     paths = RunPaths.of(storage, job.id)
     if job.kind == JobKind.train:
-        config = TrainConfig.model_validate(job.config)
+        try:
+            config = TrainConfig.model_validate(job.config)
+        except ValidationError as exc:  # stored under an older schema
+            reasons = "; ".join(f"{loc}: {msg}" for loc, msg in describe_errors(TrainConfig, exc.errors()))
+            raise RunSpecError(f"the job's stored config is not valid any more: {reasons}") from None
         gpu = runs_on_gpu(resolve_device(job.device, config.gpu), worker_has_gpu)
         # the engine reads ``gpu``: 0 = this worker's GPU, -1 = the CPU
         config = config.model_copy(update={"gpu": 0 if gpu else -1})
         return TrainRunSpec(job_id=job.id, device=GPU_DEVICE if gpu else CPU_DEVICE, paths=paths, config=config)
     if job.source_job_id is None:
-        raise ValueError("the train job this sample job reads was deleted")
+        raise RunSpecError("the train job this sample job reads was deleted")
     gpu = runs_on_gpu(resolve_device(job.device), worker_has_gpu)
     return SampleRunSpec(job_id=job.id, device=GPU_DEVICE if gpu else CPU_DEVICE, paths=paths,
                          source_run_dir=storage.run_dir(job.source_job_id),

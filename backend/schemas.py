@@ -152,14 +152,17 @@ class TrainJobCreate(BaseModel):
     dataset_id: int
     config: TrainConfig = Field(..., description="a training config; dataset.path and experiment_path "
                                                  "are filled in by the server")
-    device: DeviceChoice = DeviceChoice.auto
+    device: DeviceChoice = Field(DeviceChoice.auto, description=(
+        "gpu: wait for a GPU worker; cpu; auto: a GPU when a GPU worker is up, unless the config "
+        "says gpu: -1"))
 
 
 class SampleJobCreate(SampleParams):
     model_config = ConfigDict(extra="forbid")
     kind: Literal[JobKind.sample]
     source_job_id: int = Field(..., description="a train job with a checkpoint")
-    device: DeviceChoice = DeviceChoice.auto
+    device: DeviceChoice = Field(DeviceChoice.auto, description="gpu: wait for a GPU worker; cpu; "
+                                                                "auto: a GPU when a GPU worker is up")
 
 
 JobCreate = Annotated[Union[TrainJobCreate, SampleJobCreate], Field(discriminator="kind")]

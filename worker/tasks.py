@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from backend.dispatch import TASK_NAMES
 from backend.jobs import TERMINAL, JobKind, JobStatus
-from backend.run_spec import build_run_spec
+from backend.run_spec import RunSpecError, build_run_spec
 from worker import runtime
 from worker.celery_app import app
 from worker.joblog import append_log
@@ -64,7 +64,7 @@ def run_job(job_id: int, task_kind: str) -> str:
         append_log(log_path, f"[worker {name}] claimed {job.kind} job {job_id} (attempt {job.attempts})")
         try:
             spec = build_run_spec(job, ctx.store.storage, ctx.settings.device.has_gpu)
-        except ValueError as exc:  # its source train job was deleted
+        except RunSpecError as exc:
             ctx.store.finish(job_id, name, JobStatus.failed, str(exc))
             return JobStatus.failed
         relay = ReportRelay(ctx.store, job_id, log_path, ctx.settings.progress_interval_s, spec.total_steps)

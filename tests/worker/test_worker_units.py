@@ -145,3 +145,20 @@ def test_one_device_decision_for_queue_and_child(tmp_path, requested, config_gpu
     assert on_cpu.paths.log_path == storage.job_log_path(3) and on_cpu.paths.export_path == storage.export_path(3)
     with pytest.raises(ValueError, match="frozen"):  # what the child gets is what was built
         on_cpu.job_id = 4
+
+
+def test_a_job_that_cannot_run_as_stored_gets_one_line(tmp_path):
+    from backend.run_spec import RunSpecError, build_run_spec
+    from backend.storage import Storage
+    from worker.store import JobView
+
+    job = JobView(id=5, kind="train", status="running", device="auto", queue="cpu",
+                  config={"model": {"optimizer": "sgd"}}, dataset_id=1, source_job_id=None, attempts=1,
+                  cancel_requested=False)
+    with pytest.raises(RunSpecError, match=r"model.optimizer: 'sgd' is not allowed") as info:
+        build_run_spec(job, Storage(tmp_path), False)
+    assert "\n" not in str(info.value)
+    orphan = JobView(id=6, kind="sample", status="running", device="auto", queue="cpu", config={},
+                     dataset_id=None, source_job_id=None, attempts=1, cancel_requested=False)
+    with pytest.raises(RunSpecError, match="was deleted"):
+        build_run_spec(orphan, Storage(tmp_path), False)
