@@ -976,11 +976,11 @@ export interface components {
             optimizer?: "adam" | "adamw";
             /**
              * Precision
-             * @description fp32, bf16 autocast (CPU or CUDA), fp16 autocast + gradient scaler (CUDA only)
-             * @default fp32
+             * @description auto: bf16 where the device runs it natively (a CUDA GPU of compute capability 8.0+, a CPU with AVX512-BF16 or AMX-BF16), fp32 elsewhere; or fp32; bf16 autocast (emulated and many times slower on other CPUs); fp16 autocast + gradient scaler (CUDA only)
+             * @default auto
              * @enum {string}
              */
-            precision?: "fp32" | "bf16" | "fp16";
+            precision?: "auto" | "fp32" | "bf16" | "fp16";
             /** @description the denoising U-Net */
             unet?: components["schemas"]["UNetConfig"];
             /**
@@ -1060,7 +1060,10 @@ export interface components {
         Queue: "gpu" | "cpu";
         /** SampleJobCreate */
         SampleJobCreate: {
-            /** @default auto */
+            /**
+             * @description gpu: wait for a GPU worker; cpu; auto: a GPU when a GPU worker is up
+             * @default auto
+             */
             device?: components["schemas"]["DeviceChoice"];
             /**
              * @description discriminator enum property added by openapi-typescript
@@ -1288,7 +1291,10 @@ export interface components {
             config: components["schemas"]["TrainConfig"];
             /** Dataset Id */
             dataset_id: number;
-            /** @default auto */
+            /**
+             * @description gpu: wait for a GPU worker; cpu; auto: a GPU when a GPU worker is up, unless the config says gpu: -1
+             * @default auto
+             */
             device?: components["schemas"]["DeviceChoice"];
             /**
              * @description discriminator enum property added by openapi-typescript
@@ -2571,7 +2577,7 @@ export const modelConfigLoss_typeValues: ReadonlyArray<FlattenedDeepRequired<com
 export const modelConfigLr_scheduleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ModelConfig"]["lr_schedule"]> = ["constant", "cosine"];
 export const modelConfigObjectiveValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ModelConfig"]["objective"]> = ["pred_noise", "pred_x0", "pred_v"];
 export const modelConfigOptimizerValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ModelConfig"]["optimizer"]> = ["adam", "adamw"];
-export const modelConfigPrecisionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ModelConfig"]["precision"]> = ["fp32", "bf16", "fp16"];
+export const modelConfigPrecisionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ModelConfig"]["precision"]> = ["auto", "fp32", "bf16", "fp16"];
 export const queueValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Queue"]> = ["gpu", "cpu"];
 export const sampleJobCreateKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SampleJobCreate"]["kind"]> = ["sample"];
 export const sampleJobOutKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SampleJobOut"]["kind"]> = ["sample"];
