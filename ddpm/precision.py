@@ -15,11 +15,12 @@ import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union, get_args
 
 import torch
 
 from ddpm.config_errors import ConfigError
+from ddpm.config_train import Precision
 
 log = logging.getLogger("ddpm")
 
@@ -57,9 +58,6 @@ class PrecisionChoice:
         """The autocast dtype, or None for fp32 (no autocast)."""
         return _DTYPES.get(self.precision)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"requested": self.requested, "precision": self.precision, "reason": self.reason}
-
 
 def choose_precision(requested: str, facts: DeviceFacts, key: str = "model.precision") -> PrecisionChoice:
     """The precision to run for ``requested`` on a device with ``facts``. A precision the device
@@ -87,7 +85,7 @@ def choose_precision(requested: str, facts: DeviceFacts, key: str = "model.preci
             warning=f"{key} is bf16 but {facts.name} has no native bf16 ({facts.evidence}): torch emulates "
                     "it, and a training step can take 20 times as long as in fp32; set "
                     f"{key} to auto (or fp32)")
-    raise ConfigError([(key, f"{requested!r} is not a precision; allowed values: auto, fp32, bf16, fp16")])
+    raise ConfigError([(key, f"{requested!r} is not a precision; allowed values: {', '.join(get_args(Precision))}")])
 
 
 def resolve_precision(requested: str, device: DeviceLike, logger: logging.Logger = log,
