@@ -113,7 +113,9 @@ def test_celery_settings_for_long_jobs():
     c = app.conf
     assert c.task_acks_late and c.task_reject_on_worker_lost
     assert c.worker_prefetch_multiplier == 1 and c.worker_disable_prefetch and c.worker_concurrency == 1
-    assert {"ddpm.train", "ddpm.sample"} <= set(app.tasks)
+    from backend.dispatch import TASK_NAMES
+
+    assert set(TASK_NAMES.values()) <= set(app.tasks)
     argv = celery_argv("box-7", ("gpu", "cpu"), "INFO")
     for flag in ("--pool=threads", "--concurrency=1", "--queues=gpu,cpu", "--without-mingle", "--without-gossip"):
         assert flag in argv

@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+from backend.jobs import TERMINAL
 
 # 3D files: 20x20x10 voxels of 1x1x2 mm -> resized keeping the physical aspect to 16^3 voxels
 # of 1.25 mm, the spacing the sample affines must carry.
