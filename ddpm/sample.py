@@ -10,7 +10,7 @@ from PIL import Image
 
 from ddpm.config import DEFAULT_SAMPLER, ConfigError, Sampler, load_config
 from ddpm.diffusion import DDPM
-from ddpm.precision import resolve_precision
+from ddpm.precision import autocast_dtype, resolve_precision
 from ddpm.run.atomic import atomic_write_bytes
 from ddpm.run.checkpoint import load_checkpoint, resolve_checkpoint
 from ddpm.run.errors import RunError
@@ -73,7 +73,7 @@ def sample_run(run_dir: Union[str, Path], num: int, sampler: str = DEFAULT_SAMPL
 
     for n in batches:
         x = model.sample(n, sampler=sampler, steps=steps, generator=gen, progress=_progress,
-                         autocast_dtype=choice.autocast_dtype)
+                         autocast_dtype=autocast_dtype(choice))
         files += save_samples((x + 1) / 2, out, state.get("output_spacing"), start_index=len(files), grid=False)
         done[0] += per_batch[0] if per_batch else 0
     if model.dims == 2:

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from ddpm.config import ConfigError, TrainConfig, config_to_dict
 from ddpm.device import resolve_device
-from ddpm.precision import resolve_precision
+from ddpm.precision import autocast_dtype, resolve_precision
 
 from ddpm.run import checkpoint as ck
 from ddpm.run.atomic import atomic_write_text
@@ -102,7 +102,7 @@ class Trainer:
     def _precision(self) -> None:
         # "auto" and the slow-bf16 warning are decided in ddpm.precision, the one place for them
         self.precision = resolve_precision(self.cfg.model.precision, self.device, log)
-        dtype = self.precision.autocast_dtype
+        dtype = autocast_dtype(self.precision)
         self.autocast: Callable[[], Any] = (
             (lambda: torch.autocast(self.device.type, dtype=dtype)) if dtype else nullcontext)
         self.fp16 = self.precision.precision == "fp16"
@@ -286,7 +286,7 @@ class Trainer:
                 was = eval_model.training
                 eval_model.eval()
                 x = eval_model.sample(m.metric_samples, sampler=m.metric_sampler, steps=m.metric_steps,
-                                      generator=gen, autocast_dtype=self.precision.autocast_dtype)
+                                      generator=gen, autocast_dtype=autocast_dtype(self.precision))
                 eval_model.train(was)
                 x01 = (x.float() + 1) / 2
                 files = save_samples(x01, self.paths.samples_at(self.step), self.output_spacing)

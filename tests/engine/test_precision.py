@@ -3,6 +3,8 @@ warning where an explicit bf16 is emulated, and the precision used (and why) rec
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,9 @@ from train_helpers import Recorder, tiny_cfg, write_images
 from ddpm import precision as prec
 from ddpm.cli import main
 from ddpm.config import ConfigError, load_config, load_finetune_config
-from ddpm.precision import DeviceFacts, choose_precision, device_facts, precision_problem, resolve_precision
+from ddpm.precision_rules import cpu_facts
+from ddpm.precision import (DeviceFacts, autocast_dtype, choose_precision, device_facts, precision_problem,
+                            resolve_precision)
 from ddpm.run.errors import RunError
 from ddpm.sample import sample_run
 from ddpm.train import run_training
@@ -20,9 +24,8 @@ from ddpm.train import run_training
 ROOT = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
 
-AVX2_CPU = DeviceFacts("cpu", "the CPU (AVX2 box)", native_bf16=False, bf16_runs=True,
-                       evidence="no AVX512-BF16 or AMX-BF16")
-BF16_CPU = DeviceFacts("cpu", "the CPU (Sapphire Rapids)", native_bf16=True, bf16_runs=True, evidence="AMX-BF16")
+AVX2_CPU = cpu_facts({"avx", "avx2", "fma"}, "AVX2 box")
+BF16_CPU = cpu_facts({"avx2", "avx512f", "amx_tile", "amx_bf16"}, "Sapphire Rapids")
 AMPERE = DeviceFacts("cuda", "the GPU (A100)", native_bf16=True, bf16_runs=True, evidence="compute capability 8.0")
 TURING = DeviceFacts("cuda", "the GPU (T4)", native_bf16=False, bf16_runs=True, evidence="compute capability 7.5")
 KEPLER = DeviceFacts("cuda", "the GPU (K80)", native_bf16=False, bf16_runs=False, evidence="compute capability 3.7")
@@ -41,10 +44,21 @@ def test_this_cpu_is_judged_by_its_bf16_flags():
     assert facts.kind == "cpu" and facts.native_bf16 == native
     choice = resolve_precision("auto", CPU)
     assert choice.precision == ("bf16" if native else "fp32")
-    assert choice.autocast_dtype == (torch.bfloat16 if native else None)
+    assert autocast_dtype(choice) == (torch.bfloat16 if native else None)
     assert choice.reason.startswith("auto: ") and facts.evidence in choice.reason
     assert (precision_problem("bf16", CPU) is None) == native
     assert "CUDA" in precision_problem("fp16", CPU) and precision_problem("fp32", CPU) is None
+
+
+def test_cpu_facts_come_from_the_bf16_flags():
+    assert (BF16_CPU.native_bf16, BF16_CPU.evidence, BF16_CPU.name) == (True, "AMX-BF16", "the CPU (Sapphire Rapids)")
+    assert (AVX2_CPU.native_bf16, AVX2_CPU.evidence) == (False, "no AVX512-BF16 or AMX-BF16")
+    assert cpu_facts({"avx512_bf16", "amx_bf16"}, "x").evidence == "AVX512-BF16 and AMX-BF16"
+
+
+def test_the_rule_is_torch_free_so_the_api_can_apply_it():
+    code = "import sys, ddpm.precision_rules; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
 @pytest.mark.parametrize("facts, requested, expected", [
