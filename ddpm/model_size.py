@@ -8,7 +8,7 @@ forgets this module fails there.
 from __future__ import annotations
 
 from ddpm.config import TrainConfig
-from ddpm.config_rules import attention_sides, feature_sides
+from ddpm.config.rules import attention_sides, feature_sides
 
 
 def count_unet_parameters(cfg: TrainConfig) -> int:

@@ -14,7 +14,7 @@ from typing import Optional, Union
 
 import torch
 
-from ddpm.config_errors import ConfigError
+from ddpm.config.errors import ConfigError
 from ddpm.precision_rules import CPU_BF16_FLAGS, DeviceFacts, PrecisionChoice, choose_precision, cpu_facts
 
 __all__ = ["DeviceFacts", "PrecisionChoice", "autocast_dtype", "choose_precision", "cpu_bf16_features",

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Optional, get_args
 
-from ddpm.config_errors import ConfigError
-from ddpm.config_train import Precision
+from ddpm.config.errors import ConfigError
+from ddpm.config.train import Precision
 
 __all__ = ["CPU_BF16_FLAGS", "DeviceFacts", "PrecisionChoice", "choose_precision", "cpu_facts"]
 

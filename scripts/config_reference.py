@@ -1,5 +1,5 @@
 """Print the config reference (every key, its default and meaning) as one Markdown table per
-config kind, from the schema itself (``ddpm.config_fields``), so the README cannot drift from the
+config kind, from the schema itself (``ddpm.config.fields``), so the README cannot drift from the
 schema (tests/test_readme.py checks it).
 
     python scripts/config_reference.py                  # print every kind's table
@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ddpm.config import CONFIG_KINDS  # noqa: E402
-from ddpm.config_fields import ConfigField, config_fields  # noqa: E402
+from ddpm.config.fields import ConfigField, config_fields  # noqa: E402
 
 
 def _default(field: ConfigField) -> str:

@@ -9,8 +9,8 @@ from pydantic import BaseModel, Field
 
 from backend.deps import require_token
 from ddpm.config import CONFIG_KINDS, UI_GROUPS, UiGroup
-from ddpm.config_check import ConfigCheck, check_config
-from ddpm.config_fields import ConfigField, config_fields
+from ddpm.config.check import ConfigCheck, check_config
+from ddpm.config.fields import ConfigField, config_fields
 from ddpm.presets import Preset, list_presets
 
 router = APIRouter(prefix="/config", tags=["config"], dependencies=[Depends(require_token)])

@@ -13,7 +13,7 @@ from upload_files import nifti_bytes
 
 from ddpm import config as config_module
 from ddpm.config import ModelConfig, TrainConfig, UNetConfig, config_to_dict, load_config
-from ddpm.config_fields import config_fields
+from ddpm.config.fields import config_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -121,7 +121,7 @@ def test_test_block_takes_trains_schedule_when_it_gives_only_the_steps():
 
 def test_every_key_carries_a_description_and_ui_metadata():
     from ddpm.config import CONFIG_KINDS, UI_GROUPS, WIDGETS
-    from ddpm.config_fields import config_fields
+    from ddpm.config.fields import config_fields
 
     groups = [g.id for g in UI_GROUPS]
     for kind in CONFIG_KINDS:
@@ -141,7 +141,7 @@ def test_every_key_carries_a_description_and_ui_metadata():
 def test_a_key_without_ui_metadata_is_refused():
     from pydantic import BaseModel, Field
 
-    from ddpm.config_fields import SchemaError, model_fields
+    from ddpm.config.fields import SchemaError, model_fields
 
     class Bare(BaseModel):
         x: int = Field(1, description="no ui")
@@ -162,7 +162,7 @@ def test_unknown_key_suggests_the_key_of_that_meaning(data, path, meant):
 
 
 def test_presets_are_the_files_of_the_index_complete_and_paired_by_dims():
-    from ddpm.config_fields import config_fields
+    from ddpm.config.fields import config_fields
     from ddpm.presets import PRESET_DIR, list_presets
 
     presets = list_presets()

@@ -15,9 +15,9 @@ from typing import Any, Literal, Optional
 from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
-from ddpm.config_errors import ConfigError
-from ddpm.config_rules import unet_shape_problems
-from ddpm.config_train import (DatasetConfig, IntensityConfig, ModelConfig, Precision, StrictModel, TrainConfig,
+from ddpm.config.errors import ConfigError
+from ddpm.config.rules import unet_shape_problems
+from ddpm.config.train import (DatasetConfig, IntensityConfig, ModelConfig, Precision, StrictModel, TrainConfig,
                                UNetConfig, config_field)
 
 __all__ = ["FinetuneConfig", "FinetuneDatasetConfig", "FinetuneModelConfig", "TaskConfig", "INHERITED_KEYS"]

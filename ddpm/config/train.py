@@ -1,13 +1,13 @@
 """The schema of a training config (pydantic), torch-free so the API can validate jobs.
 
 ``ddpm.config`` is the front door (it re-exports these names, registers every config kind and
-loads config files); the fine-tune schema (``ddpm.config_finetune``) reuses the models and
+loads config files); the fine-tune schema (``ddpm.config.finetune``) reuses the models and
 fields defined here.
 
 Every field carries its description and its UI metadata (``json_schema_extra["ui"]``: label,
 group, widget, unit, advanced); the README's config table (scripts/config_reference.py), the
 API's ``GET /api/config/schema`` and the New-job form are generated from them
-(``ddpm.config_fields``). A key added here appears in all three with no other edit.
+(``ddpm.config.fields``). A key added here appears in all three with no other edit.
 
 The seed note's ``config_3d.json`` loads unchanged. Keys mean what the seed says they mean:
 ``attn_res`` is the feature-map side (or sides) where full attention runs, ``num_head_channels``
@@ -25,8 +25,8 @@ from typing import Any, Literal, Optional, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ddpm.config_errors import ConfigError
-from ddpm.config_rules import unet_shape_problems
+from ddpm.config.errors import ConfigError
+from ddpm.config.rules import unet_shape_problems
 
 __all__ = ["BetaScheduleConfig", "DatasetConfig", "DEFAULT_SAMPLER", "IntensityConfig", "ModelConfig",
            "Precision", "SamplingScheduleConfig", "Sampler", "ScheduleConfig", "TrainConfig", "UI_GROUPS",

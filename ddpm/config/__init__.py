@@ -1,8 +1,8 @@
 """The config schemas' front door (torch-free, so the API can validate jobs): every config kind,
 loading a config file, and the shared names everyone imports from here.
 
-The training schema lives in ``ddpm.config_train``, the fine-tune schema in
-``ddpm.config_finetune``; both are registered in ``CONFIG_KINDS``, from which the README's config
+The training schema lives in ``ddpm.config.train``, the fine-tune schema in
+``ddpm.config.finetune``; both are registered in ``CONFIG_KINDS``, from which the README's config
 tables (scripts/config_reference.py), ``GET /api/config/schema`` and the forms are generated.
 """
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any, TypeVar, Union
 
 from pydantic import BaseModel, ValidationError
 
-from ddpm.config_errors import ConfigError, ErrorItem, describe_errors
-from ddpm.config_finetune import FinetuneConfig
-from ddpm.config_rules import attention_sides, feature_sides, unet_shape_problems, valid_sizes_near
-from ddpm.config_train import (DEFAULT_SAMPLER, UI_GROUPS, WIDGETS, BetaScheduleConfig, DatasetConfig,
+from ddpm.config.errors import ConfigError, ErrorItem, describe_errors
+from ddpm.config.finetune import FinetuneConfig
+from ddpm.config.rules import attention_sides, feature_sides, unet_shape_problems, valid_sizes_near
+from ddpm.config.train import (DEFAULT_SAMPLER, UI_GROUPS, WIDGETS, BetaScheduleConfig, DatasetConfig,
                                IntensityConfig, ModelConfig, Precision, Sampler, SamplingScheduleConfig,
                                ScheduleConfig, TrainConfig, UiGroup, UNetConfig, Widget)
 
