@@ -176,7 +176,7 @@ class BetaScheduleConfig(_Strict):
     train: ScheduleConfig = Field(default_factory=ScheduleConfig,
                                   description="the noise schedule the model is trained on")
     test: Optional[SamplingScheduleConfig] = Field(
-        None, description="optional sampling block (the seed's): only n_timestep is used")
+        None, description="optional sampling block (the original note's): only n_timestep is used")
 
     @model_validator(mode="after")
     def _test_matches_train(self) -> "BetaScheduleConfig":
@@ -266,7 +266,7 @@ class DatasetConfig(_Strict):
         "volume3d", "Dataset type", "enum", "volume3d (NIfTI/.npy volumes) or image2d (PNG/JPEG/TIFF/"
         "2D .npy); default follows is_3d", advanced=True)
     path: str = _data("datasets/", "Dataset path", "string", "folder searched recursively for "
-                      "supported files (the seed's `<path>/<name>/volumes/` works); the app sets it "
+                      "supported files (the original note's `<path>/<name>/volumes/` works); the app sets it "
                       "to the chosen dataset", advanced=True)
     image_size: int = _data(64, "Image size", "int", "side of the cube/square the data is resized "
                             "to (e.g. 64 = 64x64x64)", ge=4, le=1024, unit="px")
