@@ -79,6 +79,13 @@ class DatasetFile(Base):
     channels: Mapped[int] = mapped_column(Integer, default=1)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # computed once at upload (the file never changes afterwards); null where they do not apply
+    orientation: Mapped[Optional[str]] = mapped_column(String(8), nullable=True)  # "RAS" (NIfTI volumes)
+    affine: Mapped[Optional[list]] = mapped_column(JSON, nullable=True)  # 4x4 (NIfTI)
+    # labelled layouts (ddpm.finetune.label_rules): "image" / "label", and the case both share
+    label_role: Mapped[Optional[str]] = mapped_column(String(8), nullable=True)
+    pair_case: Mapped[Optional[str]] = mapped_column(String(1024), nullable=True)  # "<root>/<case>"
+    label_classes: Mapped[Optional[dict]] = mapped_column(JSON, nullable=True)  # labels: {"0": voxels, ...}
 
     dataset: Mapped[Dataset] = relationship(back_populates="files")
 

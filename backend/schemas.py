@@ -67,6 +67,11 @@ class FileOut(BaseModel):
     size_bytes: int
     created_at: dt.datetime
     url: str = Field(..., description="the file's bytes")
+    orientation: Optional[str] = Field(None, description="axis codes of a NIfTI volume from its affine "
+                                                         "('RAS', 'LPS'...); null for 2D and other formats")
+    role: Optional[Literal["image", "label"]] = Field(
+        None, description="its place in a labelled layout (images/ + labels/, imagesTr/ + labelsTr/); "
+                          "null outside one")
 
 
 class DatasetOut(BaseModel):
@@ -79,10 +84,26 @@ class DatasetOut(BaseModel):
     total_bytes: int
     created_at: dt.datetime
     committed_at: Optional[dt.datetime]
+    labelled: bool = Field(False, description="holds label maps (a labelled dataset, for fine-tuning)")
+
+
+class LabelledPairOut(BaseModel):
+    case: str = Field(..., description="the label's file name without extension")
+    image: Optional[FileOut] = Field(..., description="null until its image is uploaded")
+    label: FileOut
+    voxels_per_class: dict[str, int] = Field(..., description="class number -> voxels (pixels in 2D)")
+
+
+class LabelledOut(BaseModel):
+    root: str = Field(..., description="the folder holding images/ and labels/ ('' = the dataset's top)")
+    pairs: list[LabelledPairOut]
+    classes: list[int] = Field(..., description="class numbers found in the labels, background 0 included")
+    voxels_per_class: dict[str, int] = Field(..., description="class number -> voxels over all labels")
 
 
 class DatasetDetail(DatasetOut):
     files: list[FileOut]
+    labelled_data: Optional[LabelledOut] = Field(None, description="pairs and classes; null when unlabelled")
 
 
 class Progress(BaseModel):

@@ -40,6 +40,10 @@ class FileInfo:
     spacing: Optional[list[float]]
     dtype: str
     channels: int
+    # NIfTI only: the voxel-to-world matrix (a label is checked against its image's) and, for
+    # volumes, its axis codes ("RAS", "LPS"...), shown in the file table
+    affine: Optional[list[list[float]]] = None
+    orientation: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -155,6 +159,7 @@ def parse_nifti_header(head: bytes, limits: Limits) -> tuple[FileInfo, int]:
         dtype = hdr.get_data_dtype()
         offset = int(hdr.get_data_offset())
         zooms = [float(z) for z in hdr.get_zooms()[:3]]
+        affine = hdr.get_best_affine()
     except Rejected:
         raise
     except Exception as exc:  # noqa: BLE001 - nibabel raises several types for bad headers
@@ -172,9 +177,21 @@ def parse_nifti_header(head: bytes, limits: Limits) -> tuple[FileInfo, int]:
         raise Rejected(413, f"image data of {end} bytes exceeds the limit {limits.max_decompressed_bytes}")
     zooms = zooms[: len(spatial)]
     spacing = zooms if all(math.isfinite(z) and z > 0 for z in zooms) else None
+    finite = bool(np.all(np.isfinite(affine)))
     info = FileInfo(kind=f"{len(spatial)}d", format="nifti", shape=_record_shape(spatial, channels),
-                    spacing=spacing, dtype=str(dtype), channels=channels)
+                    spacing=spacing, dtype=str(dtype), channels=channels,
+                    affine=[[float(x) for x in row] for row in affine] if finite else None,
+                    orientation=_axcodes(affine) if finite and len(spatial) == 3 else None)
     return info, end
+
+
+def _axcodes(affine: np.ndarray) -> Optional[str]:
+    """'RAS', 'LPS'...: the anatomical direction each voxel axis points to; None if degenerate."""
+    try:
+        codes = nib.aff2axcodes(affine)
+    except Exception:  # noqa: BLE001 - a singular affine has no orientation
+        return None
+    return "".join(codes) if all(codes) else None
 
 
 def parse_npy_header(head: bytes, file_size: int, limits: Limits) -> FileInfo:

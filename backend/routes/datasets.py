@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect
 
-from backend import dataset_store
+from backend import dataset_store, labelled_store
 from backend.deps import get_session, get_storage, require_token
 from backend.jobs import ACTIVE
 from backend.models import Dataset, DatasetFile, Job
 from backend.pathsafe import UnsafePath, sanitize_relative_path
-from backend.schemas import DatasetCreate, DatasetDetail, DatasetOut, ErrorResponse, FileOut
+from backend.schemas import DatasetCreate, DatasetDetail, DatasetOut, ErrorResponse, FileOut, LabelledOut
 from backend.settings import Settings
 from backend.sniff import Limits, Rejected, format_from_name
 from backend.storage import Storage
@@ -48,19 +48,26 @@ ERRORS = {404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}, 422: {"m
 def file_out(f: DatasetFile) -> FileOut:
     return FileOut(id=f.id, path=f.path, kind=f.kind, format=f.format, shape=f.shape, spacing=f.spacing,
                    dtype=f.dtype, channels=f.channels, size_bytes=f.size_bytes, created_at=f.created_at,
-                   url=f"/api/datasets/{f.dataset_id}/files/{f.id}")
+                   url=f"/api/datasets/{f.dataset_id}/files/{f.id}", orientation=f.orientation, role=f.label_role)
 
 
-def dataset_out(ds: Dataset, count: int, total: int) -> DatasetOut:
+def dataset_out(ds: Dataset, count: int, total: int, labelled: bool = False) -> DatasetOut:
     return DatasetOut(id=ds.id, name=ds.name, status=ds.status, kind=ds.kind, channels=ds.channels,
-                      file_count=count, total_bytes=total, created_at=ds.created_at, committed_at=ds.committed_at)
+                      file_count=count, total_bytes=total, created_at=ds.created_at, committed_at=ds.committed_at,
+                      labelled=labelled)
 
 
 def dataset_detail(session: Session, ds: Dataset) -> DatasetDetail:
     files = list(session.scalars(select(DatasetFile).where(DatasetFile.dataset_id == ds.id)
                                  .order_by(DatasetFile.path)))
-    base = dataset_out(ds, len(files), sum(f.size_bytes for f in files))
-    return DatasetDetail(**base.model_dump(), files=[file_out(f) for f in files])
+    summary = labelled_store.summary(files)
+    labelled = None
+    if summary is not None:
+        pairs = [{**p, "image": p["image"] and file_out(p["image"]), "label": file_out(p["label"])}
+                 for p in summary["pairs"]]
+        labelled = LabelledOut(**{**summary, "pairs": pairs})
+    base = dataset_out(ds, len(files), sum(f.size_bytes for f in files), labelled is not None)
+    return DatasetDetail(**base.model_dump(), files=[file_out(f) for f in files], labelled_data=labelled)
 
 
 def _get(session: Session, dataset_id: int) -> Dataset:
@@ -83,7 +90,8 @@ def create_dataset(body: DatasetCreate, session: Session = Depends(get_session))
 def list_datasets(session: Session = Depends(get_session)):
     rows = list(session.scalars(select(Dataset).order_by(Dataset.id.desc())))
     sums = dataset_store.totals(session)
-    return [dataset_out(ds, *sums.get(ds.id, (0, 0))) for ds in rows]
+    labelled = dataset_store.labelled_ids(session)
+    return [dataset_out(ds, *sums.get(ds.id, (0, 0)), ds.id in labelled) for ds in rows]
 
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetDetail, responses=ERRORS)
@@ -144,8 +152,9 @@ async def upload_file(dataset_id: int, path: str, request: Request):
 
         def store() -> FileOut:
             with factory() as s:
+                extra = labelled_store.upload_fields(s, dataset_id, rel, info, sink.path)
                 row = dataset_store.store_file(s, storage, dataset_id, rel, info, sink.path, sink.size,
-                                               settings.max_dataset_bytes)
+                                               settings.max_dataset_bytes, extra)
                 return file_out(row)
 
         return await to_thread.run_sync(store)
@@ -204,6 +213,19 @@ def get_file(dataset_id: int, file_id: int, session: Session = Depends(get_sessi
         raise HTTPException(404, f"file {file_id} is missing on disk")
     return FileResponse(target, media_type=MEDIA.get(f.format, "application/octet-stream"),
                         filename=PurePosixPath(f.path).name, content_disposition_type="inline")
+
+
+@router.delete("/datasets/{dataset_id}/files/{file_id}", status_code=204, response_class=Response,
+               responses=ERRORS)
+def delete_file(dataset_id: int, file_id: int, session: Session = Depends(get_session),
+                storage: Storage = Depends(get_storage)):
+    """204: one file removed from a dataset still uploading (a refused mix, a stray file), so
+    the rest can be committed; 409 once the dataset is committed."""
+    try:
+        dataset_store.delete_file(session, storage, dataset_id, file_id)
+    except Rejected as exc:
+        raise HTTPException(exc.status, exc.reason) from None
+    return Response(status_code=204)
 
 
 @router.delete("/datasets/{dataset_id}", status_code=204, response_class=Response, responses=ERRORS)

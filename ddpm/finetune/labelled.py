@@ -17,10 +17,11 @@ import numpy as np
 
 from ddpm.data.io import SUPPORTED_EXTS, DataError, Header, file_ext, read_header, read_image_file
 
-# affines whose entries differ by less than this (mm) describe the same grid; scanners and
-# converters round the header's floats differently
-AFFINE_TOLERANCE_MM = 1e-3
-LAYOUTS = (("images", "labels", ""), ("imagesTr", "labelsTr", "_0000"))
+from .label_rules import AFFINE_TOLERANCE_MM, LAYOUTS, grid_problem, label_value_problem
+
+__all__ = ["AFFINE_TOLERANCE_MM", "LAYOUTS", "LabelledPair", "check_pair", "find_pairs", "labelled_pairs",
+           "layout_of", "read_label"]
+
 # 2D (PIL) modes of one number per pixel; "P" (palette) pixels are indices, i.e. the classes
 _PIL_LABEL_MODES = ("1", "L", "P", "I", "I;16", "I;16B", "I;16L", "F")
 
@@ -98,29 +99,20 @@ def read_label(path: Path | str, header: Optional[Header] = None) -> np.ndarray:
                         f"({mode or header.dtype})", path)
     else:
         arr, _, _ = read_image_file(path, header)
-    if not np.all(np.isfinite(arr)):
-        raise DataError(f"{path}: label has NaN or Inf values; a label map holds class numbers", path)
-    whole = np.round(arr)
-    bad = arr != whole
-    if bad.any():
-        raise DataError(f"{path}: label has non-integer values (e.g. {float(arr[bad].flat[0]):g}); "
-                        "a label map holds class numbers 0..K-1", path)
-    if whole.min() < 0:
-        raise DataError(f"{path}: label has negative values ({int(whole.min())}); classes are 0..K-1", path)
-    return whole.astype(np.int64)
+    problem = label_value_problem(arr)
+    if problem:
+        raise DataError(f"{path}: {problem}", path)
+    return np.round(arr).astype(np.int64)
 
 
 def check_pair(pair: LabelledPair, num_classes: Optional[int] = None) -> Optional[str]:
     """Why this pair cannot be used (naming the file), or None when it can."""
     try:
         image, label = read_header(pair.image), read_header(pair.label)
-        if image.spatial_shape != label.spatial_shape:
-            return (f"{pair.label}: grid {label.spatial_shape} differs from its image's "
-                    f"{image.spatial_shape} ({pair.image.name}); a label must be on its image's grid")
-        gap = float(np.abs(image.affine - label.affine).max())
-        if gap > AFFINE_TOLERANCE_MM:
-            return (f"{pair.label}: affine differs from its image's ({pair.image.name}) by up to "
-                    f"{gap:.3g} mm; a label must be on its image's grid")
+        problem = grid_problem(label.spatial_shape, image.spatial_shape, label.affine, image.affine,
+                               pair.image.name)
+        if problem:
+            return f"{pair.label}: {problem}"
         values = read_label(pair.label, label)
     except DataError as exc:
         return str(exc)

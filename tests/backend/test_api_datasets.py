@@ -52,19 +52,77 @@ def test_commit_empty_dataset_is_422(client):
     assert client.get(f"/api/datasets/{ds}").json()["status"] == "uploading"
 
 
-def test_commit_mixed_kinds_is_422_naming_files(client, make_dataset):
-    ds = make_dataset({"a.nii.gz": nifti_bytes(), "b.nii.gz": nifti_bytes(), "odd.png": png_bytes()}, commit=False)
-    r = client.post(f"/api/datasets/{ds}/commit")
+def test_file_of_the_other_kind_is_refused_on_arrival_and_the_rest_commits(client, app, make_dataset):
+    """Issue 13 item 6: a 2D file into a 3D dataset is a 422 naming it and why; nothing is kept,
+    and the dataset does not get stuck: the 3D files commit."""
+    ds = make_dataset({"vol/a.nii.gz": nifti_bytes(), "vol/b.nii.gz": nifti_bytes()}, commit=False)
+    r = client.put(f"/api/datasets/{ds}/files/vol/odd.png", content=png_bytes())
     assert r.status_code == 422
-    locs = [d["loc"] for d in r.json()["detail"]]
-    assert "files" in locs and "files/odd.png" in locs
+    msg = r.json()["detail"]
+    assert msg.startswith("vol/odd.png: a 2D file") and "3D files (such as vol/a.nii.gz)" in msg
+    assert [f["path"] for f in client.get(f"/api/datasets/{ds}").json()["files"]] == ["vol/a.nii.gz", "vol/b.nii.gz"]
+    assert not list((app.state.storage.dataset_files_dir(ds)).rglob("odd.png"))
+    assert client.post(f"/api/datasets/{ds}/commit").json()["kind"] == "3d"
+
+
+def test_mixed_kinds_at_commit_name_each_file_in_one_sentence():
+    """Files that raced in together (the arrival check sees neither) are caught at commit; each
+    message names the file by its dataset path, as one sentence."""
+    from backend.dataset_store import commit_problems
+    from backend.models import DatasetFile
+
+    files = [DatasetFile(path=p, kind=k, channels=1) for p, k in
+             (("a.nii.gz", "3d"), ("b.nii.gz", "3d"), ("sub/odd.png", "2d"))]
+    problems = commit_problems(files)
+    assert problems[0]["loc"] == "files" and "mixes 2D and 3D" in problems[0]["msg"]
+    assert problems[1] == {"loc": "files/sub/odd.png",
+                           "msg": "sub/odd.png is a 2D file in a dataset of 3D files; remove it."}
+    assert all(p["msg"].count(". ") == 0 and p["msg"].endswith(".") for p in problems)
 
 
 def test_commit_inconsistent_channels_is_422(client, make_dataset):
     ds = make_dataset({"a.png": png_bytes(), "b.png": png_bytes(), "c.png": png_bytes(mode="RGB")}, commit=False)
     r = client.post(f"/api/datasets/{ds}/commit")
     assert r.status_code == 422
-    assert {"loc": "files/c.png", "msg": "3 channels; most files have 1"} in r.json()["detail"]
+    assert {"loc": "files/c.png", "msg": "c.png has 3 channels where most files have 1; remove it."} \
+        in r.json()["detail"]
+
+
+def test_delete_one_file_while_uploading(client, app, make_dataset):
+    ds = make_dataset({"a.png": png_bytes(), "sub/b.png": png_bytes(), "sub/c.png": png_bytes(mode="RGB")},
+                      commit=False)
+    files = {f["path"]: f["id"] for f in client.get(f"/api/datasets/{ds}").json()["files"]}
+    assert client.post(f"/api/datasets/{ds}/commit").status_code == 422
+    assert client.delete(f"/api/datasets/{ds}/files/{files['sub/c.png']}").status_code == 204
+    folder = app.state.storage.dataset_files_dir(ds)
+    assert not (folder / "sub" / "c.png").exists() and (folder / "sub" / "b.png").is_file()
+    assert not list(app.state.storage.tmp_dir.iterdir())  # nothing left aside
+    r = client.delete(f"/api/datasets/{ds}/files/{files['sub/c.png']}")
+    assert r.status_code == 404 and str(files["sub/c.png"]) in r.json()["detail"]
+    assert client.post(f"/api/datasets/{ds}/commit").status_code == 200
+    r = client.delete(f"/api/datasets/{ds}/files/{files['a.png']}")  # a committed dataset is fixed
+    assert r.status_code == 409 and "before commit" in r.json()["detail"]
+    assert client.get(f"/api/datasets/{ds}").json()["file_count"] == 2
+    other = make_dataset({"x.png": png_bytes()}, commit=False)
+    assert client.delete(f"/api/datasets/{other}/files/{files['a.png']}").status_code == 404
+
+
+def test_orientation_from_the_affine(client, make_dataset):
+    """Issue 13 item 10: the file table's orientation column, computed at upload."""
+    import gzip
+
+    import nibabel as nib
+    import numpy as np
+
+    def vol(affine) -> bytes:
+        return gzip.compress(nib.Nifti1Image(np.zeros((4, 5, 6), np.int16), affine).to_bytes())
+
+    ds = make_dataset({"ras.nii.gz": vol(np.eye(4)), "lps.nii.gz": vol(np.diag([-1.0, -1, 1, 1])),
+                       "las.nii.gz": vol(np.diag([-1.0, 1, 1, 1])), "x.npy": npy_bytes()}, commit=False)
+    got = {f["path"]: f["orientation"] for f in client.get(f"/api/datasets/{ds}").json()["files"]}
+    assert got == {"ras.nii.gz": "RAS", "lps.nii.gz": "LPS", "las.nii.gz": "LAS", "x.npy": None}
+    ds2 = make_dataset({"a.png": png_bytes()}, commit=False)
+    assert client.get(f"/api/datasets/{ds2}").json()["files"][0]["orientation"] is None
 
 
 def test_file_bytes_with_filename(client, make_dataset):

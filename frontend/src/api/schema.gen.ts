@@ -143,7 +143,12 @@ export interface paths {
         get: operations["get_file_api_datasets__dataset_id__files__file_id__get"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Delete File
+         * @description 204: one file removed from a dataset still uploading (a refused mix, a stray file), so
+         *     the rest can be committed; 409 once the dataset is committed.
+         */
+        delete: operations["delete_file_api_datasets__dataset_id__files__file_id__delete"];
         options?: never;
         head?: never;
         patch?: never;
@@ -429,7 +434,7 @@ export interface components {
     schemas: {
         /** BetaScheduleConfig */
         BetaScheduleConfig: {
-            /** @description optional sampling block (the seed's): only n_timestep is used */
+            /** @description optional sampling block (the original note's): only n_timestep is used */
             test?: components["schemas"]["SamplingScheduleConfig"] | null;
             /** @description the noise schedule the model is trained on */
             train?: components["schemas"]["ScheduleConfig"];
@@ -639,7 +644,7 @@ export interface components {
             num_workers?: number;
             /**
              * Path
-             * @description folder searched recursively for supported files (the seed's `<path>/<name>/volumes/` works); the app sets it to the chosen dataset
+             * @description folder searched recursively for supported files (the original note's `<path>/<name>/volumes/` works); the app sets it to the chosen dataset
              * @default datasets/
              */
             path?: string;
@@ -683,6 +688,14 @@ export interface components {
              * @description set when committed
              */
             kind: ("2d" | "3d") | null;
+            /**
+             * Labelled
+             * @description holds label maps (a labelled dataset, for fine-tuning)
+             * @default false
+             */
+            labelled?: boolean;
+            /** @description pairs and classes; null when unlabelled */
+            labelled_data?: components["schemas"]["LabelledOut"] | null;
             /** Name */
             name: string;
             /**
@@ -713,6 +726,12 @@ export interface components {
              * @description set when committed
              */
             kind: ("2d" | "3d") | null;
+            /**
+             * Labelled
+             * @description holds label maps (a labelled dataset, for fine-tuning)
+             * @default false
+             */
+            labelled?: boolean;
             /** Name */
             name: string;
             /**
@@ -774,10 +793,20 @@ export interface components {
              */
             kind: "2d" | "3d";
             /**
+             * Orientation
+             * @description axis codes of a NIfTI volume from its affine ('RAS', 'LPS'...); null for 2D and other formats
+             */
+            orientation?: string | null;
+            /**
              * Path
              * @description path inside the uploaded folder
              */
             path: string;
+            /**
+             * Role
+             * @description its place in a labelled layout (images/ + labels/, imagesTr/ + labelsTr/); null outside one
+             */
+            role?: ("image" | "label") | null;
             /**
              * Shape
              * @description 3D: [D, H, W] or [D, H, W, C]; 2D: [H, W] or [H, W, C]
@@ -845,6 +874,46 @@ export interface components {
          * @enum {string}
          */
         JobStatus: "queued" | "running" | "succeeded" | "failed" | "cancelled";
+        /** LabelledOut */
+        LabelledOut: {
+            /**
+             * Classes
+             * @description class numbers found in the labels, background 0 included
+             */
+            classes: number[];
+            /** Pairs */
+            pairs: components["schemas"]["LabelledPairOut"][];
+            /**
+             * Root
+             * @description the folder holding images/ and labels/ ('' = the dataset's top)
+             */
+            root: string;
+            /**
+             * Voxels Per Class
+             * @description class number -> voxels over all labels
+             */
+            voxels_per_class: {
+                [key: string]: number;
+            };
+        };
+        /** LabelledPairOut */
+        LabelledPairOut: {
+            /**
+             * Case
+             * @description the label's file name without extension
+             */
+            case: string;
+            /** @description null until its image is uploaded */
+            image: components["schemas"]["FileOut"] | null;
+            label: components["schemas"]["FileOut"];
+            /**
+             * Voxels Per Class
+             * @description class number -> voxels (pixels in 2D)
+             */
+            voxels_per_class: {
+                [key: string]: number;
+            };
+        };
         /**
          * MetricOut
          * @description One metrics row of a train job, written at each metric step (``model.freq_metrics``).
@@ -1464,6 +1533,8 @@ export type IntensityConfig = components['schemas']['IntensityConfig'];
 export type JobKind = components['schemas']['JobKind'];
 export type JobOut = components['schemas']['JobOut'];
 export type JobStatus = components['schemas']['JobStatus'];
+export type LabelledOut = components['schemas']['LabelledOut'];
+export type LabelledPairOut = components['schemas']['LabelledPairOut'];
 export type MetricOut = components['schemas']['MetricOut'];
 export type ModelConfig = components['schemas']['ModelConfig'];
 export type Preset = components['schemas']['Preset'];
@@ -1775,6 +1846,54 @@ export interface operations {
                 content: {
                     "application/octet-stream": unknown;
                 };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    delete_file_api_datasets__dataset_id__files__file_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                dataset_id: number;
+                file_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Not Found */
             404: {
@@ -2570,6 +2689,7 @@ export const datasetOutKindAnyOf0Values: ReadonlyArray<FlattenedDeepRequired<com
 export const datasetOutStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["DatasetOut"]["status"]> = ["uploading", "ready"];
 export const deviceChoiceValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["DeviceChoice"]> = ["auto", "cpu", "gpu"];
 export const fileOutKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["FileOut"]["kind"]> = ["2d", "3d"];
+export const fileOutRoleAnyOf0Values: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["FileOut"]["role"]> = ["image", "label"];
 export const healthStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Health"]["status"]> = ["ok", "degraded"];
 export const jobKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["JobKind"]> = ["train", "sample"];
 export const jobStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["JobStatus"]> = ["queued", "running", "succeeded", "failed", "cancelled"];
