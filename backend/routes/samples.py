@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
+from backend.download_names import sample_file_name
 from backend.deps import get_session, get_storage, require_token
 from backend.models import Sample
 from backend.schemas import ErrorResponse
@@ -36,7 +37,7 @@ def _file(session: Session, storage: Storage, sample_id: int, which: str) -> tup
 def sample_volume(sample_id: int, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
     s, path = _file(session, storage, sample_id, "volume")
     return FileResponse(path, media_type="application/gzip", content_disposition_type="inline",
-                        filename=f"job{s.job_id}-sample{s.index}-{s.id}.nii.gz")
+                        filename=sample_file_name(session, s, ".nii.gz"))
 
 
 @router.get("/samples/{sample_id}/preview.png", response_class=FileResponse,
@@ -44,4 +45,4 @@ def sample_volume(sample_id: int, session: Session = Depends(get_session), stora
 def sample_preview(sample_id: int, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
     s, path = _file(session, storage, sample_id, "preview")
     return FileResponse(path, media_type="image/png", content_disposition_type="inline",
-                        filename=f"job{s.job_id}-sample{s.index}-{s.id}.png")
+                        filename=sample_file_name(session, s, ".png"))
