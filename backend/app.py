@@ -15,7 +15,7 @@ from backend.api_docs import mount_api_docs
 from backend.celery_client import recover_stale_jobs, resend_queued_jobs
 from backend.db import make_engine, make_session_factory, migrate
 from backend.notifier import Notifier
-from backend.routes import config, datasets, events, jobs, samples, system
+from backend.routes import config, datasets, events, finetune, jobs, samples, system
 from backend.settings import Settings, get_settings
 from backend.storage import Storage
 from backend.web import SelectiveGZip, mount_frontend
@@ -111,6 +111,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     api.include_router(datasets.router)
     api.include_router(events.router)  # before jobs: its own token rule (?token= accepted)
     api.include_router(jobs.router)
+    api.include_router(finetune.router)
     api.include_router(samples.router)
     api.include_router(config.router)
     app.include_router(api)

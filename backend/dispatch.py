@@ -30,12 +30,13 @@ class DeviceChoice(StrEnum):
 
 
 # The task a job's message names; it carries only the job id (the job table is the truth).
-TASK_NAMES: dict[JobKind, str] = {JobKind.train: "ddpm.train", JobKind.sample: "ddpm.sample"}
+TASK_NAMES: dict[JobKind, str] = {JobKind.train: "ddpm.train", JobKind.sample: "ddpm.sample",
+                                  JobKind.finetune: "ddpm.finetune", JobKind.study: "ddpm.study"}
 
 
 def resolve_device(requested: str, config_gpu: Optional[int] = None) -> DeviceChoice:
     """The job's device: an explicit ``cpu`` / ``gpu`` request wins; under ``auto`` a train
-    config's ``gpu: -1`` means the CPU, anything else leaves the choice to the free workers."""
+    (or fine-tune) config's ``gpu: -1`` means the CPU, anything else leaves the choice to the free workers."""
     choice = DeviceChoice(requested)
     if choice is DeviceChoice.auto and config_gpu == -1:
         return DeviceChoice.cpu

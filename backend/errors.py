@@ -14,6 +14,10 @@ from ddpm.config import CONFIG_KINDS, describe_errors
 log = logging.getLogger("backend")
 
 
+# the config schema of each job kind whose body has a ``config`` (a study's is a fine-tune config)
+_CONFIG_OF_KIND = {**CONFIG_KINDS, JobKind.study: CONFIG_KINDS[JobKind.finetune]}
+
+
 def _key_path(loc: tuple | list) -> tuple[Optional[str], list]:
     """('body', 'train', 'config', 'model', 'lr') -> ('train', ['config', 'model', 'lr']): the body
     prefix is implied, and a discriminated union's tag (the job kind) is not a key of the body."""
@@ -21,7 +25,7 @@ def _key_path(loc: tuple | list) -> tuple[Optional[str], list]:
     if parts and parts[0] == "body":
         parts = parts[1:]
     tag = None
-    if parts and parts[0] in CONFIG_KINDS.keys() | set(JobKind):
+    if parts and parts[0] in _CONFIG_OF_KIND.keys() | set(JobKind):
         tag, parts = str(parts[0]), parts[1:]
     return tag, parts
 
@@ -37,7 +41,7 @@ def describe_request_errors(errors: Sequence[dict[str, Any]]) -> list[dict[str, 
     items: list[dict[str, str]] = []
     for err in errors:
         tag, parts = _key_path(err.get("loc", ()))
-        schema = CONFIG_KINDS.get(tag) if tag else None
+        schema = _CONFIG_OF_KIND.get(tag) if tag else None
         if schema is not None and parts[:1] == ["config"]:
             for path, msg in describe_errors(schema, [{**err, "loc": tuple(parts[1:])}]):
                 items.append({"loc": f"config.{path}" if path else "config", "msg": msg})

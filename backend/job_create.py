@@ -28,7 +28,7 @@ def _err(loc: str, msg: str) -> JobInputError:
     return JobInputError([{"loc": loc, "msg": msg}])
 
 
-def _live_queues(session: Session, settings: Settings) -> set[str]:
+def live_queues(session: Session, settings: Settings) -> set[str]:
     return {q for w in live_workers(session, settings.worker_heartbeat_timeout_s) for q in (w.queues or [])}
 
 
@@ -51,7 +51,7 @@ def create_train_job(session: Session, settings: Settings, storage: Storage, bod
     if problems:
         raise JobInputError(problems)
     config = with_server_paths(body.config, storage, body.dataset_id)
-    queue = queue_for(resolve_device(body.device, config.gpu), _live_queues(session, settings))
+    queue = queue_for(resolve_device(body.device, config.gpu), live_queues(session, settings))
     job = Job(kind=JobKind.train, status=JobStatus.queued, device=body.device, queue=queue,
               dataset_id=body.dataset_id, config=config_to_dict(config), total=config.model.iterations)
     session.add(job)
@@ -78,7 +78,7 @@ def create_sample_job(session: Session, settings: Settings, storage: Storage, bo
         raise _err("steps", f"at most {n_train}: job {src.id}'s model was trained with {n_train} timesteps "
                             f"(model.beta_schedule.train.n_timestep), and {params.sampler} sampling "
                             "takes at most one step per timestep")
-    queue = queue_for(resolve_device(body.device), _live_queues(session, settings))
+    queue = queue_for(resolve_device(body.device), live_queues(session, settings))
     job = Job(kind=JobKind.sample, status=JobStatus.queued, device=body.device, queue=queue, dataset_id=None,
               source_job_id=src.id, config=params.model_dump(mode="json"), total=params.num_samples)
     session.add(job)
@@ -88,5 +88,10 @@ def create_sample_job(session: Session, settings: Settings, storage: Storage, bo
 
 def requeue_target(session: Session, settings: Settings, job: Job) -> Queue:
     """A resumed job's queue, chosen again (a GPU worker may have come up since)."""
-    config_gpu = job.config.get("gpu") if job.kind == JobKind.train else None
-    return queue_for(resolve_device(job.device, config_gpu), _live_queues(session, settings))
+    if job.kind == JobKind.train:
+        config_gpu = job.config.get("gpu")
+    elif job.kind in (JobKind.finetune, JobKind.study):  # stored as backend.run_spec.FinetuneParams
+        config_gpu = (job.config.get("config") or {}).get("gpu")
+    else:
+        config_gpu = None
+    return queue_for(resolve_device(job.device, config_gpu), live_queues(session, settings))

@@ -43,10 +43,14 @@ class JobStatus(StrEnum):
 
 
 class JobKind(StrEnum):
-    """What a job does: train a model on a dataset, or draw samples from a train job's weights."""
+    """What a job does: train a model on a dataset, draw samples from a train job's weights,
+    fine-tune a segmenter on a labelled dataset (from a train job's weights or from scratch), or
+    run a label-efficiency study (pretrained against scratch over label budgets)."""
 
     train = "train"
     sample = "sample"
+    finetune = "finetune"
+    study = "study"
 
 
 ACTIVE = (JobStatus.queued, JobStatus.running)

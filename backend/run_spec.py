@@ -14,14 +14,14 @@ Importable without torch, FastAPI or Celery (the API, the worker and the child i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional, Protocol, Union
+from typing import Annotated, Any, Literal, Optional, Protocol, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backend.dispatch import resolve_device, runs_on_gpu
 from backend.jobs import JobKind
 from backend.storage import Storage
-from ddpm.config import DEFAULT_SAMPLER, Sampler, TrainConfig, describe_errors
+from ddpm.config import DEFAULT_SAMPLER, FinetuneConfig, Sampler, TrainConfig, describe_errors
 
 GPU_DEVICE = "cuda:0"  # a worker's GPU is the first one it sees (CUDA_VISIBLE_DEVICES)
 CPU_DEVICE = "cpu"
@@ -37,6 +37,34 @@ class SampleParams(BaseModel):
     seed: int = Field(0, ge=0)
 
 
+class FinetuneParams(BaseModel):
+    """What a fine-tune job stores (its ``config`` column): the fine-tune config, with the
+    server's paths filled in at creation, and where it is evaluated at the end."""
+
+    model_config = ConfigDict(frozen=True)
+    config: FinetuneConfig
+    eval_dataset_id: Optional[int] = Field(None, description=(
+        "a second labelled dataset the finished model is evaluated on (and its predictions "
+        "written); null = the held-out split of the dataset (dataset.val_fraction, drawn with seed), "
+        "cases it never trained on"))
+    eval_data: Optional[str] = Field(None, description="the eval dataset's labelled folder (server path)")
+
+
+LabelBudgets = list[Annotated[int, Field(ge=1)]]
+
+
+class StudyParams(FinetuneParams):
+    """What a study job stores: pretrained (its source job) against scratch at each label budget."""
+
+    labels: LabelBudgets = Field([1, 2, 4, 8], min_length=1, max_length=16,
+                              description="label budgets: labelled cases per fine-tune run")
+    seeds: int = Field(3, ge=1, le=10, description="runs per budget and arm: config.seed and the next ones")
+
+    @property
+    def run_count(self) -> int:
+        return 2 * len(set(self.labels)) * self.seeds
+
+
 class RunPaths(BaseModel):
     """Where one job's files live under DATA_DIR (``backend.storage`` layout)."""
 
@@ -46,11 +74,16 @@ class RunPaths(BaseModel):
     log_path: Path
     export_path: Path = Field(..., description="train: the weights GET /api/jobs/{id}/checkpoint serves")
     samples_dir: Path
+    evaluation_path: Path = Field(..., description="fine-tune: eval.json (GET /api/jobs/{id}/evaluation)")
+    predictions_dir: Path = Field(..., description="fine-tune: the label maps")
+    predictions_manifest: Path = Field(..., description="fine-tune: what GET /api/jobs/{id}/predictions lists")
 
     @classmethod
     def of(cls, storage: Storage, job_id: int) -> "RunPaths":
         return cls(data_dir=storage.root, run_dir=storage.run_dir(job_id), log_path=storage.job_log_path(job_id),
-                   export_path=storage.export_path(job_id), samples_dir=storage.samples_dir(job_id))
+                   export_path=storage.export_path(job_id), samples_dir=storage.samples_dir(job_id),
+                   evaluation_path=storage.evaluation_path(job_id), predictions_dir=storage.predictions_dir(job_id),
+                   predictions_manifest=storage.predictions_manifest(job_id))
 
 
 class _Spec(BaseModel):
@@ -79,7 +112,25 @@ class SampleRunSpec(_Spec):
         return 0  # the child reports its own total with each progress report
 
 
-RunSpec = Union[TrainRunSpec, SampleRunSpec]
+class FinetuneRunSpec(_Spec):
+    kind: Literal[JobKind.finetune] = JobKind.finetune
+    params: FinetuneParams = Field(..., description="as stored, with ``config.gpu`` set to the decided device")
+
+    @property
+    def total_steps(self) -> int:
+        return self.params.config.model.iterations
+
+
+class StudyRunSpec(_Spec):
+    kind: Literal[JobKind.study] = JobKind.study
+    params: StudyParams = Field(..., description="as stored, with ``config.gpu`` set to the decided device")
+
+    @property
+    def total_steps(self) -> int:
+        return self.params.run_count * self.params.config.model.iterations
+
+
+RunSpec = Union[TrainRunSpec, SampleRunSpec, FinetuneRunSpec, StudyRunSpec]
 
 
 class RunSpecError(ValueError):
@@ -104,9 +155,30 @@ def with_server_paths(config: TrainConfig, storage: Storage, dataset_id: int) ->
     return config.model_copy(update={"experiment_path": str(storage.runs_dir), "dataset": dataset})
 
 
+def _stored(model: type[BaseModel], job: JobFields) -> Any:
+    try:
+        return model.model_validate(job.config)
+    except ValidationError as exc:  # stored under an older schema
+        reasons = "; ".join(f"{loc}: {msg}" for loc, msg in describe_errors(model, exc.errors()))
+        raise RunSpecError(f"the job's stored config is not valid any more: {reasons}") from None
+
+
+def _finetune_spec(job: JobFields, paths: RunPaths, worker_has_gpu: bool) -> RunSpec:
+    cls, params_cls = (StudyRunSpec, StudyParams) if job.kind == JobKind.study else (FinetuneRunSpec, FinetuneParams)
+    params = _stored(params_cls, job)
+    cfg = params.config
+    if cfg.pretrained is not None and not Path(cfg.pretrained).exists():
+        raise RunSpecError("the train job whose weights this job fine-tunes was deleted")
+    gpu = runs_on_gpu(resolve_device(job.device, cfg.gpu), worker_has_gpu)
+    params = params.model_copy(update={"config": cfg.model_copy(update={"gpu": 0 if gpu else -1})})
+    return cls(job_id=job.id, device=GPU_DEVICE if gpu else CPU_DEVICE, paths=paths, params=params)
+
+
 def build_run_spec(job: JobFields, storage: Storage, worker_has_gpu: bool) -> RunSpec:
     """The run spec of ``job`` on this worker; ``RunSpecError`` when it cannot run as stored."""
     paths = RunPaths.of(storage, job.id)
+    if job.kind in (JobKind.finetune, JobKind.study):
+        return _finetune_spec(job, paths, worker_has_gpu)
     if job.kind == JobKind.train:
         try:
             config = TrainConfig.model_validate(job.config)

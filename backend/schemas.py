@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from backend.dispatch import DeviceChoice, Queue
 from backend.jobs import JobKind, JobStatus
-from backend.run_spec import SampleParams
-from ddpm.config import ErrorItem, TrainConfig
+from backend.run_spec import FinetuneParams, LabelBudgets, SampleParams, StudyParams
+from ddpm.config import ErrorItem, FinetuneConfig, TrainConfig
 
 
 class ErrorResponse(BaseModel):
@@ -163,7 +163,21 @@ class SampleJobOut(_JobOutBase):
     config: SampleParams
 
 
-class JobOut(RootModel[Annotated[Union[TrainJobOut, SampleJobOut], Field(discriminator="kind")]]):
+class FinetuneJobOut(_JobOutBase):
+    kind: Literal[JobKind.finetune]
+    config: FinetuneConfig = Field(..., description="the resolved fine-tune config (dataset.path, "
+                                                    "experiment_path and pretrained filled in by the server)")
+    eval_dataset_id: Optional[int] = FinetuneParams.model_fields["eval_dataset_id"]
+
+
+class StudyJobOut(FinetuneJobOut):
+    kind: Literal[JobKind.study]  # type: ignore[assignment]
+    labels: LabelBudgets = StudyParams.model_fields["labels"]
+    seeds: int = StudyParams.model_fields["seeds"]
+
+
+class JobOut(RootModel[Annotated[Union[TrainJobOut, SampleJobOut, FinetuneJobOut, StudyJobOut],
+                                 Field(discriminator="kind")]]):
     """A job; its ``config`` follows its ``kind``."""
 
 
@@ -186,7 +200,50 @@ class SampleJobCreate(SampleParams):
                                                                 "auto: a GPU when a GPU worker is up")
 
 
-JobCreate = Annotated[Union[TrainJobCreate, SampleJobCreate], Field(discriminator="kind")]
+class FinetuneJobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal[JobKind.finetune]
+    source_job_id: Optional[int] = Field(None, description="a finished train job whose weights are "
+                                                          "fine-tuned; null = the same kind of U-Net from "
+                                                          "scratch (config.model.unet)")
+    dataset_id: int = Field(..., description="a labelled dataset (images/ + labels/, or imagesTr/ + labelsTr/)")
+    eval_dataset_id: Optional[int] = FinetuneParams.model_fields["eval_dataset_id"]
+    config: FinetuneConfig = Field(..., description="a fine-tune config; dataset.path, experiment_path and "
+                                                    "pretrained are filled in by the server")
+    device: DeviceChoice = TrainJobCreate.model_fields["device"]
+
+
+class StudyJobCreate(FinetuneJobCreate):
+    kind: Literal[JobKind.study]  # type: ignore[assignment]
+    source_job_id: int = Field(..., description="the finished train job whose weights the pretrained arm "
+                                                "fine-tunes (the scratch arm takes its architecture)")
+    labels: LabelBudgets = StudyParams.model_fields["labels"]
+    seeds: int = StudyParams.model_fields["seeds"]
+
+
+JobCreate = Annotated[Union[TrainJobCreate, SampleJobCreate, FinetuneJobCreate, StudyJobCreate],
+                      Field(discriminator="kind")]
+
+
+class CaseDice(BaseModel):
+    file: str = Field(..., description="the image, relative to the evaluated labelled folder")
+    dice: dict[str, float] = Field(..., description="Dice per foreground class")
+
+
+class Evaluation(BaseModel):
+    """Dice of a finished fine-tune job on its evaluation cases (``ddpm evaluate``'s JSON)."""
+
+    mean_dice: float = Field(..., description="mean over foreground classes and cases")
+    per_class: dict[str, float] = Field(..., description="class -> mean Dice over cases")
+    cases: list[CaseDice]
+
+
+class PredictionOut(BaseModel):
+    """The predicted label map of one evaluation case, beside its image."""
+
+    case: str
+    label_url: str = Field(..., description="the label map (.nii.gz with the image's affine, or a 2D PNG)")
+    image_url: str = Field(..., description="the image it was predicted from")
 
 
 class SampleOut(BaseModel):
@@ -198,3 +255,34 @@ class SampleOut(BaseModel):
     volume_url: Optional[str] = Field(..., description="the .nii.gz of a 3D sample; null for 2D samples")
     preview_url: Optional[str] = Field(..., description="PNG: a mid-slice of a 3D sample, the 2D sample itself")
     created_at: dt.datetime
+
+
+class ArmSummary(BaseModel):
+    mean: Optional[float] = Field(..., description="mean Dice over seeds; null before any run finished")
+    sd: Optional[float] = Field(..., description="sample sd over seeds; null for fewer than two runs")
+    n: int
+
+
+class StudyRow(BaseModel):
+    labelled_cases: int
+    scratch: ArmSummary
+    pretrained: ArmSummary
+    gain: Optional[float] = Field(..., description="pretrained mean minus scratch mean (Dice)")
+
+
+class StudyRunResult(BaseModel):
+    arm: Literal["scratch", "pretrained"]
+    labelled_cases: int
+    seed: int
+    mean_dice: float
+
+
+class StudyOut(BaseModel):
+    """A study job's result so far (``ddpm study``'s study.json, without server paths)."""
+
+    budgets: list[int]
+    seeds: list[int]
+    iterations: int
+    complete: bool = Field(..., description="every run trained and evaluated")
+    summary: list[StudyRow]
+    runs: list[StudyRunResult]

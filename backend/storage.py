@@ -9,6 +9,9 @@ DATA_DIR/
       job.log                    the worker's log of the job (served at /api/jobs/{id}/log)
       export/model.safetensors   EMA weights with the config in the metadata (checkpoint route)
       samples/...                sample files (rows in the samples table point here)
+      eval.json                  fine-tune: Dice on the evaluation cases (evaluation route)
+      predictions/               fine-tune: label maps of the evaluation cases + predictions.json
+      study.json, study.png      study: the label-efficiency result (runs/ holds its runs)
 ```
 """
 from __future__ import annotations
@@ -75,6 +78,16 @@ class Storage:
 
     def samples_dir(self, job_id: int) -> Path:
         return self.run_dir(job_id) / "samples"
+
+    def evaluation_path(self, job_id: int) -> Path:
+        return self.run_dir(job_id) / "eval.json"
+
+    def predictions_dir(self, job_id: int) -> Path:
+        return self.run_dir(job_id) / "predictions"
+
+    def predictions_manifest(self, job_id: int) -> Path:
+        """[{"case", "label" (file name in predictions/), "image" (relative to DATA_DIR)}]"""
+        return self.predictions_dir(job_id) / "predictions.json"
 
     # mapping between DB paths (relative to root) and absolute paths ----------
     def relative(self, path: Union[str, Path]) -> str:

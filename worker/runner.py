@@ -28,7 +28,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Union
 
-from backend.run_spec import RunSpec, SampleRunSpec, TrainRunSpec
+from backend.jobs import JobKind
+from backend.run_spec import FinetuneRunSpec, RunSpec, SampleRunSpec, StudyRunSpec, TrainRunSpec
 
 log = logging.getLogger("worker.runner")
 
@@ -199,6 +200,22 @@ def _run_sample(spec: SampleRunSpec, cb: PipeCallbacks) -> dict:
     return {"stopped": False, "num_samples": p.num_samples}
 
 
+def _run_finetune(spec: FinetuneRunSpec, cb: PipeCallbacks) -> dict:
+    from worker.finetune_run import run_finetune_job
+
+    return run_finetune_job(spec, cb)
+
+
+def _run_study(spec: StudyRunSpec, cb: PipeCallbacks) -> dict:
+    from worker.finetune_run import run_study_job
+
+    return run_study_job(spec, cb)
+
+
+_RUNS = {JobKind.train: _run_train, JobKind.sample: _run_sample, JobKind.finetune: _run_finetune,
+         JobKind.study: _run_study}
+
+
 def child_main(spec: RunSpec, conn: Connection, stop_event, parent_pid: int) -> None:
     """Entry point of the spawned child. Exit code 0 after a result message, 1 after failure."""
     _die_with_parent(parent_pid)
@@ -207,7 +224,7 @@ def child_main(spec: RunSpec, conn: Connection, stop_event, parent_pid: int) -> 
     cb = _make_callbacks(conn, stop_event)
     log.info("job %s: %s starting in pid %s", spec.job_id, spec.kind, os.getpid())
     try:
-        result = _run_train(spec, cb) if isinstance(spec, TrainRunSpec) else _run_sample(spec, cb)
+        result = _RUNS[spec.kind](spec, cb)
         cb.flush_progress()
         cb.send("result", result)
         log.info("job %s: %s", spec.job_id, "stopped on request" if result["stopped"] else "done")

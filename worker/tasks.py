@@ -42,6 +42,16 @@ def sample(job_id: int) -> str:
     return run_job(int(job_id), JobKind.sample)
 
 
+@app.task(name=TASK_NAMES[JobKind.finetune], **_TASK_OPTIONS)
+def finetune(job_id: int) -> str:
+    return run_job(int(job_id), JobKind.finetune)
+
+
+@app.task(name=TASK_NAMES[JobKind.study], **_TASK_OPTIONS)
+def study(job_id: int) -> str:
+    return run_job(int(job_id), JobKind.study)
+
+
 def run_job(job_id: int, task_kind: str) -> str:
     ctx = runtime.get()
     name = ctx.settings.name

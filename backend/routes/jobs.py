@@ -12,11 +12,12 @@ from sqlalchemy.orm import Session
 
 from backend.celery_client import EnqueueError, enqueue_job
 from backend.deps import get_app_settings, get_session, get_storage, require_token
+from backend.finetune_jobs import create_finetune_job, rest_fields
 from backend.job_create import (JobInputError, create_sample_job, create_train_job, requeue_target)
 from backend.jobs import ACTIVE, JobKind, JobStatus, ensure_deletable, fail_queued, get_job, request_cancel, resume
 from backend.models import Job, Metric, Sample
 from backend.reporting import progress_payload, sample_urls
-from backend.schemas import (ErrorResponse, JobCreate, JobOut, MetricOut, SampleJobCreate,
+from backend.schemas import (ErrorResponse, FinetuneJobCreate, JobCreate, JobOut, MetricOut, SampleJobCreate,
                              SampleOut)
 from backend.settings import Settings
 from backend.storage import Storage
@@ -27,6 +28,7 @@ ERRORS = {404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}}
 
 def job_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     """The job's JSON (the JobOut shape) from a jobs-table row mapping."""
+    extra = rest_fields(row["kind"], row["config"]) if row["kind"] in (JobKind.finetune, JobKind.study) else {}
     return {"id": row["id"], "kind": row["kind"], "status": row["status"], "device": row["device"],
             "queue": row["queue"], "dataset_id": row["dataset_id"], "source_job_id": row["source_job_id"],
             "config": row["config"],
@@ -34,7 +36,7 @@ def job_dict(row: Mapping[str, Any]) -> dict[str, Any]:
             "last_metrics": row["last_metrics"], "checkpoint_step": row["checkpoint_step"],
             "error": row["error"], "cancel_requested": bool(row["cancel_requested"]), "worker": row["worker"],
             "attempts": row["attempts"], "created_at": row["created_at"], "started_at": row["started_at"],
-            "finished_at": row["finished_at"]}
+            "finished_at": row["finished_at"], **extra}
 
 
 def job_out(job: Job) -> dict[str, Any]:
@@ -61,11 +63,15 @@ def _enqueue(session: Session, settings: Settings, job: Job) -> None:
              responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
 def create_job(body: JobCreate, session: Session = Depends(get_session),
                settings: Settings = Depends(get_app_settings), storage: Storage = Depends(get_storage)):
-    """A train job (dataset + config) or a sample job (a train job's weights) in state ``queued``;
+    """A train job (dataset + config), a sample job (a train job's weights), a fine-tune job
+    (labelled dataset + fine-tune config, from a train job's weights or scratch) or a study job
+    (pretrained against scratch over label budgets) in state ``queued``;
     its task (job id only) goes to the ``gpu`` or ``cpu`` queue. 422 names every bad field."""
     try:
         if isinstance(body, SampleJobCreate):
             job = create_sample_job(session, settings, storage, body)
+        elif isinstance(body, FinetuneJobCreate):  # fine-tune or study
+            job = create_finetune_job(session, settings, storage, body)
         else:
             job = create_train_job(session, settings, storage, body)
     except JobInputError as exc:

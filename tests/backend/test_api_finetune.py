@@ -1,0 +1,141 @@
+"""POST /api/jobs of kind finetune / study: the labelled dataset, the source train job and the
+config are checked at submit (422 naming the field and the file); the stored job carries the
+server's paths and the source's choices; the result routes answer 404 until a worker wrote them."""
+from __future__ import annotations
+
+import gzip
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))  # the engine tests' tiny labelled phantoms
+
+from finetune_helpers import AFFINE, phantom  # noqa: E402
+
+from backend import jobs as jobstate  # noqa: E402
+from backend.models import Job  # noqa: E402
+
+UNET = {"dim": 8, "channel_mults": [1, 2], "res_blocks": 1, "attn_res": [], "num_head_channels": 8}
+TRAIN_CFG = {"gpu": -1, "is_3d": True, "model": {"unet": UNET, "iterations": 4},
+             "dataset": {"name": "volume3d", "image_size": 16}}
+FT_CFG = {"gpu": -1, "task": {"num_classes": 3}, "model": {"iterations": 4}}
+
+
+def nii(array: np.ndarray) -> bytes:
+    return gzip.compress(nib.Nifti1Image(array, AFFINE).to_bytes(), compresslevel=1)
+
+
+def labelled_files(n: int = 4, root: str = "set") -> dict[str, bytes]:
+    files = {}
+    for i in range(n):
+        image, label = phantom(i)
+        files[f"{root}/images/case{i}.nii.gz"] = nii(image)
+        files[f"{root}/labels/case{i}.nii.gz"] = nii(label)
+    return files
+
+
+@pytest.fixture
+def finished_train_job(client, app, make_dataset) -> int:
+    """A train job marked succeeded (no worker runs here): a source for fine-tuning."""
+    ds = make_dataset({f"vols/v{i}.nii.gz": nii(phantom(i)[0]) for i in range(2)}, name="unlabelled")
+    r = client.post("/api/jobs", json={"kind": "train", "dataset_id": ds, "config": TRAIN_CFG})
+    assert r.status_code == 201, r.text
+    jid = r.json()["id"]
+    with app.state.session_factory() as s:
+        assert jobstate.transition(s, jid, jobstate.JobStatus.running, {"worker": "w"})
+        s.commit()
+        assert jobstate.finish_job(s, jid, "w", "succeeded")
+    return jid
+
+
+def post(client, **body):
+    return client.post("/api/jobs", json={"device": "cpu", **body})
+
+
+def test_finetune_job_takes_the_source_and_the_labelled_folder(client, app, make_dataset, finished_train_job):
+    ds = make_dataset(labelled_files(), name="labelled")
+    r = post(client, kind="finetune", source_job_id=finished_train_job, dataset_id=ds, config=FT_CFG)
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["kind"] == "finetune" and job["status"] == "queued" and job["eval_dataset_id"] is None
+    cfg = job["config"]
+    # the pretrained run's choices are merged in; the server's paths filled in once
+    assert cfg["is_3d"] is True and cfg["dataset"]["image_size"] == 16 and cfg["model"]["unet"]["dim"] == 8
+    assert cfg["pretrained"].endswith(f"/runs/{finished_train_job}")
+    assert cfg["dataset"]["path"].endswith(f"/datasets/{ds}/files/set")  # the folder holding images/ + labels/
+    assert job["progress"]["total"] == 4
+    listed = client.get("/api/jobs", params={"kind": "finetune"}).json()
+    assert listed == [client.get(f"/api/jobs/{job['id']}").json()]
+    # nothing to show before a worker ran it
+    for path in ("evaluation", "predictions"):
+        r = client.get(f"/api/jobs/{job['id']}/{path}")
+        assert r.status_code == 404 and "no " in r.json()["detail"]
+    assert client.get(f"/api/jobs/{job['id']}/study").status_code == 404
+
+
+def test_scratch_finetune_and_study_jobs(client, make_dataset, finished_train_job):
+    ds = make_dataset(labelled_files(), name="labelled")
+    scratch = {**FT_CFG, "is_3d": True, "model": {"unet": UNET, "iterations": 2},
+               "dataset": {"image_size": 16}}
+    r = post(client, kind="finetune", dataset_id=ds, config=scratch)
+    assert r.status_code == 201, r.text
+    assert r.json()["source_job_id"] is None and r.json()["config"]["pretrained"] is None
+    r = post(client, kind="study", source_job_id=finished_train_job, dataset_id=ds, config=FT_CFG,
+             labels=[2, 1, 2], seeds=2)
+    assert r.status_code == 201, r.text
+    study = r.json()
+    assert study["kind"] == "study" and study["labels"] == [1, 2] and study["seeds"] == 2
+    assert study["progress"]["total"] == 2 * 2 * 2 * 4  # arms x budgets x seeds x iterations
+    assert client.get(f"/api/jobs/{study['id']}/evaluation").status_code == 404  # a fine-tune job's route
+
+
+def _detail(r) -> dict[str, str]:
+    assert r.status_code == 422, r.text
+    return {item["loc"]: item["msg"] for item in r.json()["detail"]}
+
+
+def test_labelled_dataset_errors_at_submit(client, make_dataset, finished_train_job):
+    src = finished_train_job
+    unlabelled = make_dataset({"vols/v0.nii.gz": nii(phantom(0)[0])}, name="plain")
+    msg = _detail(post(client, kind="finetune", source_job_id=src, dataset_id=unlabelled, config=FT_CFG))["dataset_id"]
+    assert "not labelled" in msg and "images/ and labels/" in msg
+    uploading = make_dataset(labelled_files(2), name="uploading", commit=False)
+    assert "commit it first" in _detail(post(client, kind="finetune", source_job_id=src, dataset_id=uploading,
+                                             config=FT_CFG))["dataset_id"]
+    assert "does not exist" in _detail(post(client, kind="finetune", dataset_id=999, config=FT_CFG,
+                                            source_job_id=src))["dataset_id"]
+    ok = make_dataset(labelled_files(), name="ok")
+    assert "other cases" in _detail(post(client, kind="finetune", source_job_id=src, dataset_id=ok,
+                                         eval_dataset_id=ok, config=FT_CFG))["eval_dataset_id"]
+    two_d = make_dataset(labelled_files(), name="ok2")
+    is_2d = _detail(post(client, kind="finetune", dataset_id=two_d, config={**FT_CFG, "is_3d": False,
+                                                                          "dataset": {"image_size": 16}}))
+    assert "3D data" in is_2d["dataset_id"]
+
+
+def test_source_and_config_errors_at_submit(client, make_dataset, finished_train_job):
+    ds = make_dataset(labelled_files(), name="labelled")
+    # a key that would change the pretrained U-Net: named, with the source's value
+    msg = _detail(post(client, kind="finetune", source_job_id=finished_train_job, dataset_id=ds,
+                       config={**FT_CFG, "is_3d": False}))["config.is_3d"]
+    assert "pretrained run's True" in msg
+    assert "server" in _detail(post(client, kind="finetune", source_job_id=finished_train_job, dataset_id=ds,
+                                    config={**FT_CFG, "pretrained": "/etc"}))["config.pretrained"]
+    assert "does not exist" in _detail(post(client, kind="finetune", source_job_id=9999, dataset_id=ds,
+                                            config=FT_CFG))["source_job_id"]
+    # the config is described by the fine-tune schema, for a study too
+    bad = _detail(post(client, kind="study", source_job_id=finished_train_job, dataset_id=ds,
+                       config={**FT_CFG, "task": {"num_classes": 1}}, labels=[0]))
+    assert "config.task.num_classes" in bad and "labels.0" in bad
+    assert "source_job_id" in _detail(post(client, kind="study", dataset_id=ds, config=FT_CFG))
+
+
+def test_queued_source_has_no_weights(client, app, make_dataset):
+    ds = make_dataset({"vols/v0.nii.gz": nii(phantom(0)[0])}, name="plain")
+    src = client.post("/api/jobs", json={"kind": "train", "dataset_id": ds, "config": TRAIN_CFG}).json()["id"]
+    lab = make_dataset(labelled_files(), name="labelled")
+    assert "no checkpoint" in _detail(post(client, kind="finetune", source_job_id=src, dataset_id=lab,
+                                           config=FT_CFG))["source_job_id"]
