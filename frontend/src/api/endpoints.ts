@@ -17,6 +17,8 @@ export const api = {
   createDataset: (name: string) => must(rest.POST("/api/datasets", { body: { name } })),
   commitDataset: (id: number) => must(rest.POST("/api/datasets/{dataset_id}/commit", datasetPath(id))),
   deleteDataset: (id: number) => must(rest.DELETE("/api/datasets/{dataset_id}", datasetPath(id))),
+  deleteDatasetFile: (id: number, fileId: number) =>
+    must(rest.DELETE("/api/datasets/{dataset_id}/files/{file_id}", { params: { path: { dataset_id: id, file_id: fileId } } })),
 
   jobs: () => must(rest.GET("/api/jobs")),
   job: (id: number) => must(rest.GET("/api/jobs/{job_id}", jobPath(id))),

@@ -1,9 +1,10 @@
 // Upload a folder: pick it (webkitdirectory) or drop it, send files a few at a time with one
-// overall progress bar, list failures with the server's reason, retry, cancel, commit.
+// overall progress bar, list failures with the server's reason, retry, cancel, remove single
+// files (a stray one the commit names), commit.
 import { useEffect, useRef, useState, type DragEvent } from "react";
 import { api } from "../api/endpoints";
 import { ApiError } from "../api/client";
-import type { DatasetOut } from "../api/schema.gen";
+import type { DatasetOut, ErrorResponse, FileOut } from "../api/schema.gen";
 import { fromDataTransfer, fromFileList, topFolder, type PickedFile } from "../lib/folderDrop";
 import { formatBytes } from "../lib/format";
 import { UploadQueue, isHiddenPath } from "../lib/uploadQueue";
@@ -17,6 +18,12 @@ const CONCURRENCY = 4;
 /** The server's reason usually starts with the file's path, already shown beside it. */
 function withoutPath(msg: string, path: string): string {
   return msg.startsWith(path) ? msg.slice(path.length).replace(/^[:\s]+/, "") : msg;
+}
+
+/** The commit's refusal as lines, each with the dataset path it names (loc "files/<path>"). */
+function commitProblems(detail: ErrorResponse["detail"]): Array<{ path: string | null; msg: string }> {
+  if (typeof detail === "string") return [{ path: null, msg: detail }];
+  return detail.map((d) => ({ path: d.loc.startsWith("files/") ? d.loc.slice("files/".length) : null, msg: d.msg }));
 }
 
 function useQueueRender(queue: UploadQueue | null): number {
@@ -42,7 +49,7 @@ export function UploadPanel({ onChanged }: { onChanged: () => void }) {
   const [dataset, setDataset] = useState<DatasetOut | null>(null);
   const [queue, setQueue] = useState<UploadQueue | null>(null);
   const [error, setError] = useState<unknown>(null);
-  const [commitErrors, setCommitErrors] = useState<string[]>([]);
+  const [commitErrors, setCommitErrors] = useState<Array<{ path: string | null; msg: string }>>([]);
   const [dragOver, setDragOver] = useState(false);
   const [busy, setBusy] = useState(false);
   const inputRef = useRef<HTMLInputElement>(null);
@@ -92,10 +99,26 @@ export function UploadPanel({ onChanged }: { onChanged: () => void }) {
       onChanged();
       navigate(`/datasets/${dataset.id}`);
     } catch (e) {
-      if (e instanceof ApiError) setCommitErrors(e.message.split("; "));
+      if (e instanceof ApiError) setCommitErrors(commitProblems(e.detail));
       else setError(e);
     } finally {
       setBusy(false);
+    }
+  };
+
+  /** Remove an uploaded file from the dataset (and the queue), so the rest can be committed. */
+  const removeFile = async (path: string) => {
+    const item = queue?.items.find((i) => i.path === path);
+    const fileId = (item?.result as FileOut | null)?.id;
+    if (!dataset || !queue) return;
+    setError(null);
+    try {
+      if (item?.state === "done" && fileId !== undefined) await api.deleteDatasetFile(dataset.id, fileId);
+      queue.remove(path);
+      setCommitErrors((errs) => errs.filter((c) => c.path !== path));
+      onChanged();
+    } catch (e) {
+      setError(e);
     }
   };
 
@@ -112,6 +135,7 @@ export function UploadPanel({ onChanged }: { onChanged: () => void }) {
   const s = queue?.summary();
   const failed = queue?.items.filter((i) => i.state === "failed") ?? [];
   const active = queue?.items.filter((i) => i.state === "uploading") ?? [];
+  const done = queue?.items.filter((i) => i.state === "done") ?? [];
   const totalPicked = picked.reduce((a, f) => a + f.file.size, 0);
   const dirAttrs = { webkitdirectory: "", directory: "" } as Record<string, string>;
 
@@ -181,11 +205,33 @@ export function UploadPanel({ onChanged }: { onChanged: () => void }) {
             <div className="notice notice-error" role="alert" aria-label="Commit errors">
               <strong>The dataset cannot be committed:</strong>
               <ul>
-                {commitErrors.map((m, i) => (
-                  <li key={i}>{m}</li>
+                {commitErrors.map((c, i) => (
+                  <li key={i}>
+                    {c.msg}
+                    {c.path && done.some((d) => d.path === c.path) && (
+                      <button type="button" className="small" aria-label={`Remove ${c.path}`} onClick={() => void removeFile(c.path!)}>
+                        Remove
+                      </button>
+                    )}
+                  </li>
                 ))}
               </ul>
             </div>
+          )}
+          {done.length > 0 && (
+            <details className="uploaded-files">
+              <summary>Uploaded files ({done.length})</summary>
+              <ul aria-label="Uploaded files">
+                {done.map((d) => (
+                  <li key={d.path}>
+                    <code>{d.path}</code>{" "}
+                    <button type="button" className="small" aria-label={`Remove ${d.path}`} onClick={() => void removeFile(d.path)}>
+                      Remove
+                    </button>
+                  </li>
+                ))}
+              </ul>
+            </details>
           )}
           <div className="row wrap">
             {s.running && (

@@ -1,15 +1,30 @@
 // The page's one NiiVue viewer: multiplanar / single-plane / 3D-render modes, colormap and
-// contrast controls. Drag-and-drop loading is off; every URL carries a `name` with its
+// contrast controls, and an optional label map drawn over the volume (one colour per class,
+// opacity slider, legend). Drag-and-drop loading is off; every URL carries a `name` with its
 // extension (NiiVue picks the reader by it) and the bearer token when one is set.
 import { useEffect, useRef, useState } from "react";
 import { Niivue } from "@niivue/niivue";
 import { authHeaders } from "../api/auth";
+import { classCss, labelColormap } from "../lib/labelColors";
 import { hasWebGL2 } from "../lib/webgl";
 
 export interface VolumeSource {
   url: string;
   name: string; // with extension: "sample-3.nii.gz"
   title?: string;
+}
+
+/** A label map on the volume's grid (a dataset's label, a model's prediction). */
+export interface LabelOverlay extends VolumeSource {
+  classes: number[]; // class numbers to show in the legend (0, background, is never drawn)
+  classNames?: Record<number, string>; // legend text per class; default "class k"
+}
+
+export interface VolumeViewerProps {
+  source: VolumeSource | null;
+  overlay?: LabelOverlay | null;
+  initialMode?: Mode;
+  initialOpacity?: number; // of the overlay, 0..1
 }
 
 const MODES = [
@@ -38,7 +53,7 @@ function sliceType(nv: Niivue, mode: Mode) {
   }
 }
 
-export function VolumeViewer({ source, initialMode = "multiplanar" }: { source: VolumeSource | null; initialMode?: Mode }) {
+export function VolumeViewer({ source, overlay = null, initialMode = "multiplanar", initialOpacity = 0.5 }: VolumeViewerProps) {
   const canvas = useRef<HTMLCanvasElement>(null);
   const nvRef = useRef<Niivue | null>(null);
   const [webgl] = useState(hasWebGL2);
@@ -49,6 +64,7 @@ export function VolumeViewer({ source, initialMode = "multiplanar" }: { source: 
   const [colormap, setColormap] = useState("gray");
   const [range, setRange] = useState<{ min: number; max: number }>({ min: 0, max: 1 });
   const [window_, setWindow] = useState<{ lo: number; hi: number }>({ lo: 0, hi: 1 });
+  const [opacity, setOpacity] = useState(initialOpacity);
 
   useEffect(() => {
     if (!webgl || !canvas.current) return;
@@ -84,11 +100,20 @@ export function VolumeViewer({ source, initialMode = "multiplanar" }: { source: 
     let alive = true;
     setState("loading");
     setError(null);
-    nv.loadVolumes([{ url: source.url, name: source.name, headers: authHeaders(), colormap }])
+    const volumes = [{ url: source.url, name: source.name, headers: authHeaders(), colormap }];
+    if (overlay) volumes.push({ url: overlay.url, name: overlay.name, headers: authHeaders(), colormap: "gray" });
+    nv.loadVolumes(volumes)
       .then(() => {
         if (!alive) return;
         const v = nv.volumes[0];
         if (!v) throw new Error("the file holds no volume");
+        const label = nv.volumes[1];
+        if (overlay) {
+          if (!label) throw new Error(`${overlay.name} holds no label map`);
+          label.setColormapLabel(labelColormap(overlay.classes, overlay.classNames));
+          nv.setOpacity(1, opacity);
+          nv.updateGLVolume();
+        }
         const min = v.global_min ?? v.cal_min ?? 0;
         const max = v.global_max ?? v.cal_max ?? 1;
         setRange({ min, max: max > min ? max : min + 1 });
@@ -106,7 +131,7 @@ export function VolumeViewer({ source, initialMode = "multiplanar" }: { source: 
     };
     // colormap/mode are applied by their own effects; reloading is only for a new source
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [ready, source?.url, source?.name]);
+  }, [ready, source?.url, source?.name, overlay?.url, overlay?.name]);
 
   useEffect(() => {
     const nv = nvRef.current;
@@ -118,6 +143,12 @@ export function VolumeViewer({ source, initialMode = "multiplanar" }: { source: 
     const v = nv?.volumes[0];
     if (nv && v && state === "loaded") nv.setColormap(v.id, colormap);
   }, [colormap, state]);
+
+  const applyOpacity = (value: number) => {
+    setOpacity(value);
+    const nv = nvRef.current;
+    if (nv && nv.volumes[1] && state === "loaded") nv.setOpacity(1, value);
+  };
 
   const applyWindow = (lo: number, hi: number) => {
     setWindow({ lo, hi });
@@ -176,7 +207,30 @@ export function VolumeViewer({ source, initialMode = "multiplanar" }: { source: 
           </div>
         )}
       </div>
-      {source && state === "loaded" && <div className="muted small">Showing {source.title ?? source.name}</div>}
+      {overlay && (
+        <div className="viewer-controls overlay-controls" role="group" aria-label="Label overlay">
+          <label>
+            Label opacity
+            <input type="range" aria-label="Label opacity" min={0} max={1} step={0.05} value={opacity} disabled={state !== "loaded"} onChange={(e) => applyOpacity(Number(e.target.value))} />
+          </label>
+          <ul className="legend" aria-label="Legend">
+            {overlay.classes
+              .filter((k) => k !== 0)
+              .map((k) => (
+                <li key={k}>
+                  <span className="swatch" style={{ background: classCss(k) }} aria-hidden="true" />
+                  {overlay.classNames?.[k] ?? `class ${k}`}
+                </li>
+              ))}
+          </ul>
+        </div>
+      )}
+      {source && state === "loaded" && (
+        <div className="muted small">
+          Showing {source.title ?? source.name}
+          {overlay && ` with ${overlay.title ?? overlay.name}`}
+        </div>
+      )}
     </section>
   );
 }

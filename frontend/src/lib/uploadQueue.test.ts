@@ -160,4 +160,29 @@ describe("upload helpers", () => {
   it("encodes each path segment but keeps the folder slashes", () => {
     expect(fileUploadUrl(7, "my scans/sub#1/a b.nii.gz")).toBe("/api/datasets/7/files/my%20scans/sub%231/a%20b.nii.gz");
   });
+
+  it("removes a file: done, pending or in flight, and the counts leave it out", async () => {
+    const m = manualSender();
+    const q = new UploadQueue(m.send, 1);
+    q.add([
+      { path: "a.nii", file: blob(10) },
+      { path: "b.png", file: blob(5) },
+      { path: "c.nii", file: blob(10) },
+    ]);
+    const idle = q.start();
+    await tick();
+    m.calls[0].resolve("ok");
+    await tick();
+    expect(m.calls.map((c) => c.path)).toEqual(["a.nii", "b.png"]);
+    q.remove("b.png"); // in flight: aborted, and the next one starts
+    await tick();
+    expect(m.calls[1].signal.aborted).toBe(true);
+    expect(m.calls.map((c) => c.path)).toEqual(["a.nii", "b.png", "c.nii"]);
+    m.calls[2].resolve("ok");
+    await idle;
+    q.remove("a.nii"); // done (the server removed it)
+    const s = q.summary();
+    expect([s.filesTotal, s.filesDone, s.bytesTotal, s.finished]).toEqual([1, 1, 10, true]);
+    expect(q.items.map((i) => i.path)).toEqual(["c.nii"]);
+  });
 });

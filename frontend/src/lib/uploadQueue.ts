@@ -117,6 +117,21 @@ export class UploadQueue<R = unknown> {
     return this.start();
   }
 
+  /** Drop a file from the queue (aborting it if in flight): after the server removed it, or
+   * before it was sent. The counts and the progress bar then leave it out. */
+  remove(path: string): void {
+    const item = this.items.find((i) => i.path === path);
+    if (!item) return;
+    const ctl = this.active.get(item);
+    if (ctl) {
+      this.active.delete(item);
+      ctl.abort();
+    }
+    this.items = this.items.filter((i) => i !== item);
+    this.emit();
+    this.pump();
+  }
+
   /** Abort files in flight and mark everything not yet done as cancelled. */
   cancel(): void {
     this.cancelled = true;

@@ -39,7 +39,10 @@ export function DatasetsPage() {
                   <td>
                     <Link to={`/datasets/${d.id}`}>{d.name}</Link>
                   </td>
-                  <td>{d.kind ?? "—"}</td>
+                  <td>
+                    {d.kind ?? "—"}
+                    {d.labelled && <> <span className="badge">labelled</span></>}
+                  </td>
                   <td>
                     <StatusBadge status={d.status} />
                   </td>
