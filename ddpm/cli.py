@@ -202,6 +202,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.image_size:
         kwargs["image_size"] = args.image_size
     print(format_inspect_table(inspect_path(path, **kwargs)))
+    from ddpm.data.inspect import format_labelled_summary, labelled_summary
+
+    labelled = labelled_summary(path)
+    if labelled is not None:
+        print("\n" + format_labelled_summary(labelled))
     return 0
 
 

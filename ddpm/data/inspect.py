@@ -161,3 +161,37 @@ def format_inspect_table(rows: list[Row]) -> str:
                   + ", ".join(r["file"] for r in skipped[:10]) + (" ..." if len(skipped) > 10 else "")]
     lines += ["", f"{len(ok)} usable, {len(bad)} unusable, {len(skipped)} ignored"]
     return "\n".join(lines)
+
+
+def labelled_summary(path: Path | str) -> Optional[dict[str, Any]]:
+    """A labelled folder's pairs, classes (voxels per class) and problems (one line each, naming
+    the file relative to ``path``); None when ``path`` is not a labelled folder."""
+    from ddpm.finetune.label_rules import LAYOUTS, class_voxels
+    from ddpm.finetune.labelled import check_pair, find_pairs, read_label
+
+    root = Path(path)
+    if not root.is_dir() or not any((root / i).is_dir() and (root / l).is_dir() for i, l, _ in LAYOUTS):
+        return None
+    pairs, problems = find_pairs(root)
+    voxels: dict[int, int] = {}
+    good = 0
+    for pair in pairs:
+        problem = check_pair(pair)
+        if problem:
+            problems.append(problem)
+            continue
+        good += 1
+        for k, n in class_voxels(read_label(pair.label)).items():
+            voxels[k] = voxels.get(k, 0) + n
+    prefix = f"{root}{os.sep}"
+    return {"pairs": len(pairs), "usable": good, "voxels_per_class": dict(sorted(voxels.items())),
+            "problems": [p.replace(prefix, "") for p in problems]}
+
+
+def format_labelled_summary(summary: dict[str, Any]) -> str:
+    """The labelled part of ``ddpm inspect``: pairs, classes with voxels, then each problem."""
+    classes = ", ".join(f"{k}: {n}" for k, n in summary["voxels_per_class"].items()) or "none"
+    lines = [f"labelled: {summary['usable']} usable pair(s) of {summary['pairs']}; voxels per class {classes}"]
+    if summary["problems"]:
+        lines += [f"{len(summary['problems'])} labelling problem(s):"] + [f"  {p}" for p in summary["problems"]]
+    return "\n".join(lines)
