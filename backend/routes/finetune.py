@@ -20,6 +20,7 @@ from backend.jobs import JobKind, get_job
 from backend.models import Job
 from backend.schemas import ErrorResponse, Evaluation, PredictionOut, StudyOut
 from backend.storage import Storage
+from ddpm.config import FinetuneConfig, TrainConfig
 
 router = APIRouter(tags=["fine-tuning"], dependencies=[Depends(require_token)])
 ERRORS = {404: {"model": ErrorResponse}}
@@ -64,6 +65,15 @@ def _send(path: Path, download_name: str) -> FileResponse:
         raise HTTPException(404, f"{download_name} is missing on the server")
     return FileResponse(path, media_type=_MEDIA.get(path.suffix, "application/octet-stream"),
                         content_disposition_type="attachment", filename=download_name)
+
+
+@router.get("/jobs/{job_id}/finetune-config", response_model=FinetuneConfig, responses=ERRORS)
+def finetune_defaults(job_id: int, session: Session = Depends(get_session)):
+    """The fine-tune config a form starts from for this train job's weights: the defaults, with
+    what the pretrained run decides (its U-Net, is_3d, image size and intensity keys) filled in
+    (``pretrained`` stays null: the server sets it from ``source_job_id``)."""
+    job = _job_of(session, job_id, JobKind.train)
+    return FinetuneConfig().with_pretrained(TrainConfig.model_validate(job.config))
 
 
 @router.get("/jobs/{job_id}/evaluation", response_model=Evaluation, responses=ERRORS)

@@ -8,6 +8,7 @@ import { DatasetDetailPage } from "./pages/DatasetDetailPage";
 import { DatasetsPage } from "./pages/DatasetsPage";
 import { JobDetailPage } from "./pages/JobDetailPage";
 import { JobsPage } from "./pages/JobsPage";
+import { NewFinetunePage } from "./pages/NewFinetunePage";
 import { NewJobPage } from "./pages/NewJobPage";
 import { SampleJobPage } from "./pages/SampleJobPage";
 import { SamplesPage } from "./pages/SamplesPage";
@@ -24,6 +25,7 @@ function route(path: string) {
   if (path === "/" || path === "/datasets") return <DatasetsPage />;
   if ((m = matchPath("/datasets/:id", path))) return <DatasetDetailPage key={m.id} id={Number(m.id)} />;
   if (path === "/jobs/new") return <NewJobPage />;
+  if (path === "/jobs/finetune") return <NewFinetunePage />;
   if (path === "/jobs") return <JobsPage />;
   if ((m = matchPath("/jobs/:id", path))) return <JobDetailPage key={m.id} id={Number(m.id)} />;
   if (path === "/samples") return <SamplesPage />;

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))  # the engine test
 from finetune_helpers import AFFINE, phantom  # noqa: E402
 
 from backend import jobs as jobstate  # noqa: E402
-from backend.models import Job  # noqa: E402
+from ddpm.config import FinetuneConfig  # noqa: E402
 
 UNET = {"dim": 8, "channel_mults": [1, 2], "res_blocks": 1, "attn_res": [], "num_head_channels": 8}
 TRAIN_CFG = {"gpu": -1, "is_3d": True, "model": {"unet": UNET, "iterations": 4},
@@ -139,3 +139,10 @@ def test_queued_source_has_no_weights(client, app, make_dataset):
     lab = make_dataset(labelled_files(), name="labelled")
     assert "no checkpoint" in _detail(post(client, kind="finetune", source_job_id=src, dataset_id=lab,
                                            config=FT_CFG))["source_job_id"]
+
+
+def test_finetune_config_of_a_train_job_starts_from_its_model(client, finished_train_job):
+    cfg = client.get(f"/api/jobs/{finished_train_job}/finetune-config").json()
+    assert cfg["is_3d"] is True and cfg["dataset"]["image_size"] == 16 and cfg["model"]["unet"] == {
+        **cfg["model"]["unet"], **UNET}
+    assert cfg["pretrained"] is None and cfg["model"]["iterations"] == FinetuneConfig().model.iterations

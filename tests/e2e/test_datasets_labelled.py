@@ -113,3 +113,41 @@ def test_remove_button_on_an_uncommitted_dataset_page(page, stack, tmp_path):  #
     page.get_by_role("button", name="Commit dataset").click()
     expect(page.locator(".page-head .badge").first).to_have_text("ready")
     expect(files.get_by_role("button", name=re.compile("^Remove"))).to_have_count(0)
+
+
+@pytest.mark.timeout(300)
+def test_2d_png_masks_drawn_over_their_images(page, stack, tmp_path):  # noqa: ANN001
+    from PIL import Image
+
+    folder = tmp_path / "masks"
+    for sub in ("images", "labels"):
+        (folder / sub).mkdir(parents=True)
+    yy, xx = np.mgrid[:32, :32]
+    for i in range(2):
+        disc = np.hypot(yy - 16, xx - 16) < 8 + i
+        Image.fromarray((disc * 150 + 50).astype(np.uint8), "L").save(folder / "images" / f"x{i}.png")
+        mask = disc.astype(np.uint8)
+        mask[:4] = 2
+        Image.fromarray(mask, "L").save(folder / "labels" / f"x{i}.png")
+    upload(page, folder)
+    page.get_by_role("button", name="Commit dataset").click()
+    page.wait_for_url(re.compile(r"/datasets/\d+$"))
+    pairs = page.get_by_role("region", name="Labelled pairs")
+    expect(pairs.get_by_role("table", name="Classes").locator("tbody tr")).to_have_count(3)
+    pairs.get_by_role("button", name="View x0 with its label").click()
+    page.locator("section.viewer[data-state=loaded]").wait_for()
+    expect(page.get_by_role("list", name="Legend")).to_contain_text("class 2")
+    canvas = page.get_by_test_id("overlay-2d-canvas")
+
+    def colour() -> float:
+        import io
+
+        rgb = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")).astype(float)
+        return float((rgb.max(axis=2) - rgb.min(axis=2)).mean())
+
+    shown = colour()
+    assert shown > 20, shown  # the grey image alone has none
+    page.get_by_label("Label opacity").fill("0")
+    page.wait_for_timeout(300)
+    assert colour() < 2
+    shot(page, "labelled-02-overlay-2d")

@@ -1,12 +1,14 @@
 // One function per REST route the app uses, typed by the generated `paths` (schema.gen.ts).
 import { must, rest, routeUrl } from "./client";
-import type { ConfigCheckRequest, SampleJobCreate, TrainJobCreate } from "./schema.gen";
+import type { ConfigCheckRequest, FinetuneJobCreate, SampleJobCreate, StudyJobCreate, TrainJobCreate } from "./schema.gen";
 
 const jobPath = (job_id: number) => ({ params: { path: { job_id } } });
 const datasetPath = (dataset_id: number) => ({ params: { path: { dataset_id } } });
 
 export type TrainJobRequest = Omit<TrainJobCreate, "kind">;
 export type SampleJobRequest = Omit<SampleJobCreate, "kind">;
+export type FinetuneJobRequest = Omit<FinetuneJobCreate, "kind">;
+export type StudyJobRequest = Omit<StudyJobCreate, "kind">;
 
 export const api = {
   health: () => must(rest.GET("/api/health")),
@@ -24,6 +26,12 @@ export const api = {
   job: (id: number) => must(rest.GET("/api/jobs/{job_id}", jobPath(id))),
   createTrainJob: (req: TrainJobRequest) => must(rest.POST("/api/jobs", { body: { kind: "train", ...req } })),
   createSampleJob: (req: SampleJobRequest) => must(rest.POST("/api/jobs", { body: { kind: "sample", ...req } })),
+  createFinetuneJob: (req: FinetuneJobRequest) => must(rest.POST("/api/jobs", { body: { kind: "finetune", ...req } })),
+  createStudyJob: (req: StudyJobRequest) => must(rest.POST("/api/jobs", { body: { kind: "study", ...req } })),
+  finetuneConfig: (trainJobId: number) => must(rest.GET("/api/jobs/{job_id}/finetune-config", jobPath(trainJobId))),
+  evaluation: (id: number) => must(rest.GET("/api/jobs/{job_id}/evaluation", jobPath(id))),
+  predictions: (id: number) => must(rest.GET("/api/jobs/{job_id}/predictions", jobPath(id))),
+  study: (id: number) => must(rest.GET("/api/jobs/{job_id}/study", jobPath(id))),
   metrics: (id: number) => must(rest.GET("/api/jobs/{job_id}/metrics", jobPath(id))),
   samples: (id: number) => must(rest.GET("/api/jobs/{job_id}/samples", jobPath(id))),
   cancelJob: (id: number) => must(rest.POST("/api/jobs/{job_id}/cancel", jobPath(id))),
@@ -37,5 +45,6 @@ export const api = {
 
   jobLogUrl: (id: number) => routeUrl("/api/jobs/{job_id}/log", { job_id: id }),
   jobEventsUrl: (id: number) => routeUrl("/api/jobs/{job_id}/events", { job_id: id }),
+  studyPlotUrl: (id: number) => routeUrl("/api/jobs/{job_id}/study.png", { job_id: id }),
   checkpointUrl: (id: number) => routeUrl("/api/jobs/{job_id}/checkpoint", { job_id: id }),
 };

@@ -30,7 +30,7 @@ export function JobActions({ job, onChange }: { job: Job; onChange: () => void }
             Cancel job
           </button>
         )}
-        {(s === "cancelled" || s === "failed") && job.kind === "train" && (
+        {(s === "cancelled" || s === "failed") && job.kind !== "sample" && (
           <button type="button" disabled={busy} onClick={() => act(() => api.resumeJob(job.id))}>
             Resume job
           </button>
@@ -41,6 +41,11 @@ export function JobActions({ job, onChange }: { job: Job; onChange: () => void }
         {job.kind === "train" && (s === "succeeded" || (s === "cancelled" && job.checkpoint_step != null)) && (
           <button type="button" className="primary" onClick={() => navigate(`/samples?source=${job.id}`)}>
             Sample from this model
+          </button>
+        )}
+        {job.kind === "train" && s === "succeeded" && (
+          <button type="button" onClick={() => navigate(`/jobs/finetune?source=${job.id}`)}>
+            Fine-tune
           </button>
         )}
         {(s === "succeeded" || s === "failed" || s === "cancelled") && (

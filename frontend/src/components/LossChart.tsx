@@ -1,17 +1,28 @@
-// Live loss chart (uPlot): train and held-out loss by step, optional log scale. The chart is
-// rebuilt only when its series or scale change and fed with setData as metrics arrive.
+// Live metric chart (uPlot): train and held-out loss by step (or other series, e.g. Dice),
+// optional log scale. The chart is rebuilt only when its series or scale change and fed with
+// setData as metrics arrive.
 import { useEffect, useRef, useState } from "react";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import type { MetricOut } from "../api/schema.gen";
 import { LOSS_SERIES, chartData, seriesPresent } from "../lib/chartData";
 
-export function LossChart({ rows, height = 260 }: { rows: MetricOut[]; height?: number }) {
+export type Series = { key: string; label: string; color: string };
+
+interface ChartProps {
+  rows: MetricOut[];
+  height?: number;
+  series?: Series[]; // default: the loss series
+  yLabel?: string;
+  name?: string; // "Loss": the figure's label and test id
+}
+
+export function LossChart({ rows, height = 260, series = LOSS_SERIES, yLabel = "loss", name = "Loss" }: ChartProps) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const [logScale, setLogScale] = useState(false);
-  const keys = seriesPresent(rows, LOSS_SERIES.map((s) => s.key));
-  const shown = keys.length ? keys : [LOSS_SERIES[0].key];
+  const keys = seriesPresent(rows, series.map((s) => s.key));
+  const shown = keys.length ? keys : [series[0].key];
   const data = chartData(rows, shown, logScale);
   const sig = shown.join(",");
 
@@ -22,11 +33,11 @@ export function LossChart({ rows, height = 260 }: { rows: MetricOut[]; height?: 
       width: Math.max(300, el.clientWidth),
       height,
       scales: { x: { time: false }, y: logScale ? { distr: 3 } : {} },
-      axes: [{ label: "step" }, { label: "loss", size: 60 }],
+      axes: [{ label: "step" }, { label: yLabel, size: 60 }],
       series: [
         { label: "step" },
         ...shown.map((k) => {
-          const s = LOSS_SERIES.find((x) => x.key === k)!;
+          const s = series.find((x) => x.key === k)!;
           return { label: s.label, stroke: s.color, width: 2, spanGaps: true, points: { show: data[0].length < 40 } };
         }),
       ],
@@ -50,12 +61,12 @@ export function LossChart({ rows, height = 260 }: { rows: MetricOut[]; height?: 
   });
 
   return (
-    <figure className="chart" aria-label="Loss chart">
+    <figure className="chart" aria-label={`${name} chart`}>
       <label className="chart-toggle">
         <input type="checkbox" checked={logScale} onChange={(e) => setLogScale(e.target.checked)} /> Log scale
       </label>
-      <div ref={box} className="chart-box" data-testid="loss-chart" />
-      {data[0].length === 0 && <figcaption className="muted">No loss values yet.</figcaption>}
+      <div ref={box} className="chart-box" data-testid={`${name.toLowerCase()}-chart`} />
+      {data[0].length === 0 && <figcaption className="muted">No {name.toLowerCase()} values yet.</figcaption>}
     </figure>
   );
 }

@@ -1,7 +1,7 @@
 // A job as the API sends it (generated from its OpenAPI description), and which statuses end it.
-import type { DeviceChoice, JobStatus, SampleJobOut, TrainJobOut } from "../api/schema.gen";
+import type { DeviceChoice, FinetuneJobOut, JobStatus, SampleJobOut, StudyJobOut, TrainJobOut } from "../api/schema.gen";
 
-export type Job = TrainJobOut | SampleJobOut;
+export type Job = TrainJobOut | SampleJobOut | FinetuneJobOut | StudyJobOut;
 export type Device = DeviceChoice;
 
 // A job in one of these never changes again (the backend's state table has no way out of them);

@@ -9,6 +9,7 @@ import { LatestMetrics } from "../components/LatestMetrics";
 import { JobLog } from "../components/JobLog";
 import { LossChart } from "../components/LossChart";
 import { ErrorBox } from "../components/Notice";
+import { FinetuneJobPage } from "./FinetuneJobPage";
 import { ProgressBar } from "../components/ProgressBar";
 import { SampleGallery } from "../components/SampleGallery";
 import { StatusBadge } from "../components/StatusBadge";
@@ -22,6 +23,7 @@ export function JobDetailPage({ id }: { id: number }) {
   const job = live.job;
   const samples = useLoad<SampleOut[]>(() => api.samples(id).catch(() => []), [id, live.samplesVersion, job?.status]);
   if (!job) return <div className="page muted">Loading job {id}…</div>;
+  if (job.kind === "finetune" || job.kind === "study") return <FinetuneJobPage live={live} />;
   const p = job.progress;
   const lm = job.last_metrics;
   const fraction = p?.fraction ?? (job.status === "succeeded" ? 1 : 0);

@@ -14,6 +14,9 @@ export function JobsPage() {
       <header className="page-head">
         <h1>Jobs</h1>
         <div className="spacer" />
+        <Link className="button" to="/jobs/finetune">
+          Fine-tune from scratch
+        </Link>
         <Link className="button primary" to="/jobs/new">
           New training job
         </Link>
