@@ -210,7 +210,9 @@ export interface paths {
         put?: never;
         /**
          * Create Job
-         * @description A train job (dataset + config) or a sample job (a train job's weights) in state ``queued``;
+         * @description A train job (dataset + config), a sample job (a train job's weights), a fine-tune job
+         *     (labelled dataset + fine-tune config, from a train job's weights or scratch) or a study job
+         *     (pretrained against scratch over label budgets) in state ``queued``;
          *     its task (job id only) goes to the ``gpu`` or ``cpu`` queue. 422 names every bad field.
          */
         post: operations["create_job_api_jobs_post"];
@@ -280,6 +282,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/jobs/{job_id}/evaluation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Job Evaluation
+         * @description Dice of the finished model on the evaluation cases (the eval dataset, or the held-out split).
+         */
+        get: operations["job_evaluation_api_jobs__job_id__evaluation_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/jobs/{job_id}/events": {
         parameters: {
             query?: never;
@@ -289,6 +311,28 @@ export interface paths {
         };
         /** Job Events */
         get: operations["job_events_api_jobs__job_id__events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs/{job_id}/finetune-config": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Finetune Defaults
+         * @description The fine-tune config a form starts from for this train job's weights: the defaults, with
+         *     what the pretrained run decides (its U-Net, is_3d, image size and intensity keys) filled in
+         *     (``pretrained`` stays null: the server sets it from ``source_job_id``).
+         */
+        get: operations["finetune_defaults_api_jobs__job_id__finetune_config_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -337,6 +381,60 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/jobs/{job_id}/predictions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Job Predictions
+         * @description The predicted label map of every evaluation case, with its image.
+         */
+        get: operations["job_predictions_api_jobs__job_id__predictions_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs/{job_id}/predictions/{case}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Job Prediction */
+        get: operations["job_prediction_api_jobs__job_id__predictions__case__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs/{job_id}/predictions/{case}/image": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Job Prediction Image */
+        get: operations["job_prediction_image_api_jobs__job_id__predictions__case__image_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/jobs/{job_id}/resume": {
         parameters: {
             query?: never;
@@ -366,6 +464,43 @@ export interface paths {
         };
         /** Job Samples */
         get: operations["job_samples_api_jobs__job_id__samples_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs/{job_id}/study": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Job Study
+         * @description Dice per label budget of each arm (mean, sd over seeds) and every finished run.
+         */
+        get: operations["job_study_api_jobs__job_id__study_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs/{job_id}/study.png": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Job Study Plot */
+        get: operations["job_study_plot_api_jobs__job_id__study_png_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -432,12 +567,42 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** ArmSummary */
+        ArmSummary: {
+            /**
+             * Mean
+             * @description mean Dice over seeds; null before any run finished
+             */
+            mean: number | null;
+            /** N */
+            n: number;
+            /**
+             * Sd
+             * @description sample sd over seeds; null for fewer than two runs
+             */
+            sd: number | null;
+        };
         /** BetaScheduleConfig */
         BetaScheduleConfig: {
             /** @description optional sampling block (the original note's): only n_timestep is used */
             test?: components["schemas"]["SamplingScheduleConfig"] | null;
             /** @description the noise schedule the model is trained on */
             train?: components["schemas"]["ScheduleConfig"];
+        };
+        /** CaseDice */
+        CaseDice: {
+            /**
+             * Dice
+             * @description Dice per foreground class
+             */
+            dice: {
+                [key: string]: number;
+            };
+            /**
+             * File
+             * @description the image, relative to the evaluated labelled folder
+             */
+            file: string;
         };
         /**
          * ConfigCheck
@@ -769,6 +934,26 @@ export interface components {
             /** Detail */
             detail: string | components["schemas"]["ErrorItem"][];
         };
+        /**
+         * Evaluation
+         * @description Dice of a finished fine-tune job on its evaluation cases (``ddpm evaluate``'s JSON).
+         */
+        Evaluation: {
+            /** Cases */
+            cases: components["schemas"]["CaseDice"][];
+            /**
+             * Mean Dice
+             * @description mean over foreground classes and cases
+             */
+            mean_dice: number;
+            /**
+             * Per Class
+             * @description class -> mean Dice over cases
+             */
+            per_class: {
+                [key: string]: number;
+            };
+        };
         /** FileOut */
         FileOut: {
             /** Channels */
@@ -825,6 +1010,292 @@ export interface components {
              */
             url: string;
         };
+        /** FinetuneConfig */
+        FinetuneConfig: {
+            /** @description the labelled data */
+            dataset?: components["schemas"]["FinetuneDatasetConfig"];
+            /**
+             * Experiment Path
+             * @description runs go to `<experiment_path>/<run name>/` (the app sets it to `DATA_DIR/runs`)
+             * @default experiments
+             */
+            experiment_path?: string;
+            /**
+             * Gpu
+             * @description CUDA device index; -1 or a machine without CUDA = CPU (with a warning when a GPU was asked for)
+             * @default 0
+             */
+            gpu?: number;
+            /**
+             * Is 3D
+             * @description 3D volumes (B,C,D,H,W) instead of 2D images (B,C,H,W); omitted = the pretrained run's
+             * @default false
+             */
+            is_3d?: boolean;
+            /** @description the segmenter and its training */
+            model?: components["schemas"]["FinetuneModelConfig"];
+            /**
+             * Pretrained
+             * @description a training run folder (its newest checkpoint; EMA weights when it kept them) or a full `ddpm export` .safetensors file; null = the same architecture from scratch (model.unet)
+             */
+            pretrained?: string | null;
+            /**
+             * Seed
+             * @description seed of the new head, data order, flips, the held-out split and the labelled cases drawn
+             * @default 0
+             */
+            seed?: number;
+            /** @description what the model learns to predict */
+            task?: components["schemas"]["TaskConfig"];
+        };
+        /** FinetuneDatasetConfig */
+        FinetuneDatasetConfig: {
+            /**
+             * Batch Size
+             * @description samples per micro-batch
+             * @default 2
+             */
+            batch_size?: number;
+            /**
+             * Clip Percentiles
+             * @description clip intensities to these percentiles before scaling; null = min/max; omitted = the pretrained run's
+             */
+            clip_percentiles?: number[] | null;
+            /**
+             * Flip
+             * @description random flips along every spatial axis, of image and label together
+             * @default true
+             */
+            flip?: boolean;
+            /**
+             * Grad Accumulation
+             * @description micro-batches per optimizer step (averaged)
+             * @default 1
+             */
+            grad_accumulation?: number;
+            /**
+             * Image Channels
+             * @description channels (4D NIfTI last axis, or RGB); omitted = the pretrained run's
+             * @default 1
+             */
+            image_channels?: number;
+            /**
+             * Image Size
+             * @description side of the cube/square the data is resized to (e.g. 64 = 64x64x64); omitted = the pretrained run's
+             * @default 64
+             */
+            image_size?: number;
+            /** @description `{"window": [low, high]}` instead of percentiles; omitted = the pretrained run's */
+            intensity?: components["schemas"]["IntensityConfig"] | null;
+            /**
+             * Keep Aspect
+             * @description keep the physical aspect (pad to the cube); omitted = the pretrained run's
+             * @default true
+             */
+            keep_aspect?: boolean;
+            /**
+             * Labelled Cases
+             * @description labelled cases to train on, drawn with seed from the training split; null = all
+             */
+            labelled_cases?: number | null;
+            /**
+             * Num Workers
+             * @description DataLoader worker processes
+             * @default 0
+             */
+            num_workers?: number;
+            /**
+             * Path
+             * @description labelled folder: images/ and labels/ holding files of the same names, or nnU-Net's imagesTr/ (<case>_0000.nii.gz) and labelsTr/ (<case>.nii.gz); the app sets it to the chosen dataset
+             * @default datasets/labelled/
+             */
+            path?: string;
+            /**
+             * Pin Memory
+             * @description pinned host memory for faster copies to the GPU
+             * @default true
+             */
+            pin_memory?: boolean;
+            /**
+             * Val Fraction
+             * @description held-out share of the cases for validation Dice (taken before labelled_cases are drawn)
+             * @default 0.2
+             */
+            val_fraction?: number;
+        };
+        /** FinetuneJobCreate */
+        FinetuneJobCreate: {
+            /** @description a fine-tune config; dataset.path, experiment_path and pretrained are filled in by the server */
+            config: components["schemas"]["FinetuneConfig"];
+            /**
+             * Dataset Id
+             * @description a labelled dataset (images/ + labels/, or imagesTr/ + labelsTr/)
+             */
+            dataset_id: number;
+            /**
+             * @description gpu: wait for a GPU worker; cpu; auto: a GPU when a GPU worker is up, unless the config says gpu: -1
+             * @default auto
+             */
+            device?: components["schemas"]["DeviceChoice"];
+            /**
+             * Eval Dataset Id
+             * @description a second labelled dataset the finished model is evaluated on (and its predictions written); null = the held-out split of the dataset (dataset.val_fraction, drawn with seed), cases it never trained on
+             */
+            eval_dataset_id?: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "finetune";
+            /**
+             * Source Job Id
+             * @description a finished train job whose weights are fine-tuned; null = the same kind of U-Net from scratch (config.model.unet)
+             */
+            source_job_id?: number | null;
+        };
+        /** FinetuneJobOut */
+        FinetuneJobOut: {
+            /** Attempts */
+            attempts: number;
+            /** Cancel Requested */
+            cancel_requested: boolean;
+            /**
+             * Checkpoint Step
+             * @description step of the newest checkpoint on disk
+             */
+            checkpoint_step: number | null;
+            /** @description the resolved fine-tune config (dataset.path, experiment_path and pretrained filled in by the server) */
+            config: components["schemas"]["FinetuneConfig"];
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Dataset Id */
+            dataset_id: number | null;
+            /** @description as asked when created */
+            device: components["schemas"]["DeviceChoice"];
+            /** Error */
+            error: string | null;
+            /**
+             * Eval Dataset Id
+             * @description a second labelled dataset the finished model is evaluated on (and its predictions written); null = the held-out split of the dataset (dataset.val_fraction, drawn with seed), cases it never trained on
+             */
+            eval_dataset_id?: number | null;
+            /** Finished At */
+            finished_at: string | null;
+            /** Id */
+            id: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "finetune";
+            last_metrics: components["schemas"]["MetricOut"] | null;
+            progress: components["schemas"]["Progress"];
+            /** @description the Celery queue its task went to */
+            queue: components["schemas"]["Queue"];
+            /** Source Job Id */
+            source_job_id: number | null;
+            /** Started At */
+            started_at: string | null;
+            status: components["schemas"]["JobStatus"];
+            /** Worker */
+            worker: string | null;
+        };
+        /** FinetuneModelConfig */
+        FinetuneModelConfig: {
+            /**
+             * Ema Decay
+             * @description EMA decay, reached after a warm-up (min(decay, (1+n)/(10+n)))
+             * @default 0.999
+             */
+            ema_decay?: number;
+            /**
+             * Freeze
+             * @description none = train every weight; encoder = keep the pretrained encoder (time embedding, first conv, down path, middle block) fixed
+             * @default none
+             * @enum {string}
+             */
+            freeze?: "none" | "encoder";
+            /**
+             * Freq Checkpoint
+             * @description steps between checkpoints
+             * @default 500
+             */
+            freq_checkpoint?: number;
+            /**
+             * Freq Metrics
+             * @description steps between validation Dice measurements
+             * @default 200
+             */
+            freq_metrics?: number;
+            /**
+             * Grad Clip
+             * @description gradient-norm clip; null = off
+             * @default 1
+             */
+            grad_clip?: number | null;
+            /**
+             * Iterations
+             * @description optimizer steps
+             * @default 2000
+             */
+            iterations?: number;
+            /**
+             * Keep Checkpoints
+             * @description periodic checkpoints kept besides the final one
+             * @default 3
+             */
+            keep_checkpoints?: number;
+            /**
+             * Lr
+             * @description peak learning rate
+             * @default 0.0001
+             */
+            lr?: number;
+            /**
+             * Lr Schedule
+             * @description after warm-up: constant, or cosine decay to 0 at `iterations`
+             * @default constant
+             * @enum {string}
+             */
+            lr_schedule?: "constant" | "cosine";
+            /**
+             * Optimizer
+             * @description adam or adamw
+             * @default adamw
+             * @enum {string}
+             */
+            optimizer?: "adam" | "adamw";
+            /**
+             * Precision
+             * @description auto: bf16 where the device runs it natively (a CUDA GPU of compute capability 8.0+, a CPU with AVX512-BF16 or AMX-BF16), fp32 elsewhere; or fp32; bf16 autocast (emulated and many times slower on other CPUs); fp16 autocast + gradient scaler (CUDA only)
+             * @default auto
+             * @enum {string}
+             */
+            precision?: "auto" | "fp32" | "bf16" | "fp16";
+            /** @description the U-Net of a scratch run (pretrained null); with a pretrained run it is the pretrained U-Net */
+            unet?: components["schemas"]["UNetConfig"];
+            /**
+             * Use Ema
+             * @description keep an exponential moving average of the weights (used for validation, evaluation and prediction)
+             * @default false
+             */
+            use_ema?: boolean;
+            /**
+             * Warmup Steps
+             * @description linear learning-rate warm-up steps
+             * @default 0
+             */
+            warmup_steps?: number;
+            /**
+             * Weight Decay
+             * @description weight decay (decoupled for adamw)
+             * @default 0
+             */
+            weight_decay?: number;
+        };
         /** Health */
         Health: {
             /**
@@ -859,15 +1330,17 @@ export interface components {
         };
         /**
          * JobKind
-         * @description What a job does: train a model on a dataset, or draw samples from a train job's weights.
+         * @description What a job does: train a model on a dataset, draw samples from a train job's weights,
+         *     fine-tune a segmenter on a labelled dataset (from a train job's weights or from scratch), or
+         *     run a label-efficiency study (pretrained against scratch over label budgets).
          * @enum {string}
          */
-        JobKind: "train" | "sample";
+        JobKind: "train" | "sample" | "finetune" | "study";
         /**
          * JobOut
          * @description A job; its ``config`` follows its ``kind``.
          */
-        JobOut: components["schemas"]["TrainJobOut"] | components["schemas"]["SampleJobOut"];
+        JobOut: components["schemas"]["TrainJobOut"] | components["schemas"]["SampleJobOut"] | components["schemas"]["FinetuneJobOut"] | components["schemas"]["StudyJobOut"];
         /**
          * JobStatus
          * @description Where a job is in its life; REST, worker and database use these values.
@@ -1070,6 +1543,24 @@ export interface components {
              * @default 0
              */
             weight_decay?: number;
+        };
+        /**
+         * PredictionOut
+         * @description The predicted label map of one evaluation case, beside its image.
+         */
+        PredictionOut: {
+            /** Case */
+            case: string;
+            /**
+             * Image Url
+             * @description the image it was predicted from
+             */
+            image_url: string;
+            /**
+             * Label Url
+             * @description the label map (.nii.gz with the image's affine, or a 2D PNG)
+             */
+            label_url: string;
         };
         /**
          * Preset
@@ -1323,6 +1814,183 @@ export interface components {
              */
             schedule?: "linear" | "cosine" | "sigmoid" | "quadratic";
         };
+        /** StudyJobCreate */
+        StudyJobCreate: {
+            /** @description a fine-tune config; dataset.path, experiment_path and pretrained are filled in by the server */
+            config: components["schemas"]["FinetuneConfig"];
+            /**
+             * Dataset Id
+             * @description a labelled dataset (images/ + labels/, or imagesTr/ + labelsTr/)
+             */
+            dataset_id: number;
+            /**
+             * @description gpu: wait for a GPU worker; cpu; auto: a GPU when a GPU worker is up, unless the config says gpu: -1
+             * @default auto
+             */
+            device?: components["schemas"]["DeviceChoice"];
+            /**
+             * Eval Dataset Id
+             * @description a second labelled dataset the finished model is evaluated on (and its predictions written); null = the held-out split of the dataset (dataset.val_fraction, drawn with seed), cases it never trained on
+             */
+            eval_dataset_id?: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "study";
+            /**
+             * Labels
+             * @description label budgets: labelled cases per fine-tune run
+             * @default [
+             *       1,
+             *       2,
+             *       4,
+             *       8
+             *     ]
+             */
+            labels?: number[];
+            /**
+             * Seeds
+             * @description runs per budget and arm: config.seed and the next ones
+             * @default 3
+             */
+            seeds?: number;
+            /**
+             * Source Job Id
+             * @description the finished train job whose weights the pretrained arm fine-tunes (the scratch arm takes its architecture)
+             */
+            source_job_id: number;
+        };
+        /** StudyJobOut */
+        StudyJobOut: {
+            /** Attempts */
+            attempts: number;
+            /** Cancel Requested */
+            cancel_requested: boolean;
+            /**
+             * Checkpoint Step
+             * @description step of the newest checkpoint on disk
+             */
+            checkpoint_step: number | null;
+            /** @description the resolved fine-tune config (dataset.path, experiment_path and pretrained filled in by the server) */
+            config: components["schemas"]["FinetuneConfig"];
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Dataset Id */
+            dataset_id: number | null;
+            /** @description as asked when created */
+            device: components["schemas"]["DeviceChoice"];
+            /** Error */
+            error: string | null;
+            /**
+             * Eval Dataset Id
+             * @description a second labelled dataset the finished model is evaluated on (and its predictions written); null = the held-out split of the dataset (dataset.val_fraction, drawn with seed), cases it never trained on
+             */
+            eval_dataset_id?: number | null;
+            /** Finished At */
+            finished_at: string | null;
+            /** Id */
+            id: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "study";
+            /**
+             * Labels
+             * @description label budgets: labelled cases per fine-tune run
+             * @default [
+             *       1,
+             *       2,
+             *       4,
+             *       8
+             *     ]
+             */
+            labels?: number[];
+            last_metrics: components["schemas"]["MetricOut"] | null;
+            progress: components["schemas"]["Progress"];
+            /** @description the Celery queue its task went to */
+            queue: components["schemas"]["Queue"];
+            /**
+             * Seeds
+             * @description runs per budget and arm: config.seed and the next ones
+             * @default 3
+             */
+            seeds?: number;
+            /** Source Job Id */
+            source_job_id: number | null;
+            /** Started At */
+            started_at: string | null;
+            status: components["schemas"]["JobStatus"];
+            /** Worker */
+            worker: string | null;
+        };
+        /**
+         * StudyOut
+         * @description A study job's result so far (``ddpm study``'s study.json, without server paths).
+         */
+        StudyOut: {
+            /** Budgets */
+            budgets: number[];
+            /**
+             * Complete
+             * @description every run trained and evaluated
+             */
+            complete: boolean;
+            /** Iterations */
+            iterations: number;
+            /** Runs */
+            runs: components["schemas"]["StudyRunResult"][];
+            /** Seeds */
+            seeds: number[];
+            /** Summary */
+            summary: components["schemas"]["StudyRow"][];
+        };
+        /** StudyRow */
+        StudyRow: {
+            /**
+             * Gain
+             * @description pretrained mean minus scratch mean (Dice)
+             */
+            gain: number | null;
+            /** Labelled Cases */
+            labelled_cases: number;
+            pretrained: components["schemas"]["ArmSummary"];
+            scratch: components["schemas"]["ArmSummary"];
+        };
+        /** StudyRunResult */
+        StudyRunResult: {
+            /**
+             * Arm
+             * @enum {string}
+             */
+            arm: "scratch" | "pretrained";
+            /** Labelled Cases */
+            labelled_cases: number;
+            /** Mean Dice */
+            mean_dice: number;
+            /** Seed */
+            seed: number;
+        };
+        /** TaskConfig */
+        TaskConfig: {
+            /**
+             * Num Classes
+             * @description classes K of the label maps, background (0) included; labels hold 0..K-1
+             * @default 2
+             */
+            num_classes?: number;
+            /**
+             * Type
+             * @description what the fine-tuned model predicts: segmentation (one class per voxel/pixel)
+             * @default segmentation
+             * @constant
+             */
+            type?: "segmentation";
+        };
         /** TrainConfig */
         TrainConfig: {
             /** @description data and loading */
@@ -1513,7 +2181,9 @@ export interface components {
     headers: never;
     pathItems: never;
 }
+export type ArmSummary = components['schemas']['ArmSummary'];
 export type BetaScheduleConfig = components['schemas']['BetaScheduleConfig'];
+export type CaseDice = components['schemas']['CaseDice'];
 export type ConfigCheck = components['schemas']['ConfigCheck'];
 export type ConfigCheckRequest = components['schemas']['ConfigCheckRequest'];
 export type ConfigField = components['schemas']['ConfigField'];
@@ -1526,7 +2196,13 @@ export type DatasetOut = components['schemas']['DatasetOut'];
 export type DeviceChoice = components['schemas']['DeviceChoice'];
 export type ErrorItem = components['schemas']['ErrorItem'];
 export type ErrorResponse = components['schemas']['ErrorResponse'];
+export type Evaluation = components['schemas']['Evaluation'];
 export type FileOut = components['schemas']['FileOut'];
+export type FinetuneConfig = components['schemas']['FinetuneConfig'];
+export type FinetuneDatasetConfig = components['schemas']['FinetuneDatasetConfig'];
+export type FinetuneJobCreate = components['schemas']['FinetuneJobCreate'];
+export type FinetuneJobOut = components['schemas']['FinetuneJobOut'];
+export type FinetuneModelConfig = components['schemas']['FinetuneModelConfig'];
 export type Health = components['schemas']['Health'];
 export type HttpValidationError = components['schemas']['HTTPValidationError'];
 export type IntensityConfig = components['schemas']['IntensityConfig'];
@@ -1537,6 +2213,7 @@ export type LabelledOut = components['schemas']['LabelledOut'];
 export type LabelledPairOut = components['schemas']['LabelledPairOut'];
 export type MetricOut = components['schemas']['MetricOut'];
 export type ModelConfig = components['schemas']['ModelConfig'];
+export type PredictionOut = components['schemas']['PredictionOut'];
 export type Preset = components['schemas']['Preset'];
 export type Progress = components['schemas']['Progress'];
 export type Queue = components['schemas']['Queue'];
@@ -1547,6 +2224,12 @@ export type SampleParams = components['schemas']['SampleParams'];
 export type Sampler = components['schemas']['Sampler'];
 export type SamplingScheduleConfig = components['schemas']['SamplingScheduleConfig'];
 export type ScheduleConfig = components['schemas']['ScheduleConfig'];
+export type StudyJobCreate = components['schemas']['StudyJobCreate'];
+export type StudyJobOut = components['schemas']['StudyJobOut'];
+export type StudyOut = components['schemas']['StudyOut'];
+export type StudyRow = components['schemas']['StudyRow'];
+export type StudyRunResult = components['schemas']['StudyRunResult'];
+export type TaskConfig = components['schemas']['TaskConfig'];
 export type TrainConfig = components['schemas']['TrainConfig'];
 export type TrainJobCreate = components['schemas']['TrainJobCreate'];
 export type TrainJobOut = components['schemas']['TrainJobOut'];
@@ -2087,7 +2770,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["TrainJobCreate"] | components["schemas"]["SampleJobCreate"];
+                "application/json": components["schemas"]["TrainJobCreate"] | components["schemas"]["SampleJobCreate"] | components["schemas"]["FinetuneJobCreate"] | components["schemas"]["StudyJobCreate"];
             };
         };
         responses: {
@@ -2314,6 +2997,46 @@ export interface operations {
             };
         };
     };
+    job_evaluation_api_jobs__job_id__evaluation_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Evaluation"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     job_events_api_jobs__job_id__events_get: {
         parameters: {
             query?: {
@@ -2339,6 +3062,46 @@ export interface operations {
                 };
                 content: {
                     "text/event-stream": unknown;
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    finetune_defaults_api_jobs__job_id__finetune_config_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FinetuneConfig"];
                 };
             };
             /** @description Not Found */
@@ -2465,6 +3228,130 @@ export interface operations {
             };
         };
     };
+    job_predictions_api_jobs__job_id__predictions_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PredictionOut"][];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    job_prediction_api_jobs__job_id__predictions__case__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                case: string;
+                job_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the label map (uint8 classes; NIfTI with the image's affine) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": unknown;
+                    "image/png": unknown;
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    job_prediction_image_api_jobs__job_id__predictions__case__image_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                case: string;
+                job_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the image the label map was predicted from */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": unknown;
+                    "image/png": unknown;
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     resume_job_api_jobs__job_id__resume_post: {
         parameters: {
             query?: never;
@@ -2554,6 +3441,86 @@ export interface operations {
             };
             /** @description Conflict */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    job_study_api_jobs__job_id__study_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StudyOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    job_study_plot_api_jobs__job_id__study_png_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Dice against labelled cases */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/png": unknown;
+                };
+            };
+            /** @description Not Found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2690,8 +3657,14 @@ export const datasetOutStatusValues: ReadonlyArray<FlattenedDeepRequired<compone
 export const deviceChoiceValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["DeviceChoice"]> = ["auto", "cpu", "gpu"];
 export const fileOutKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["FileOut"]["kind"]> = ["2d", "3d"];
 export const fileOutRoleAnyOf0Values: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["FileOut"]["role"]> = ["image", "label"];
+export const finetuneJobCreateKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["FinetuneJobCreate"]["kind"]> = ["finetune"];
+export const finetuneJobOutKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["FinetuneJobOut"]["kind"]> = ["finetune"];
+export const finetuneModelConfigFreezeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["FinetuneModelConfig"]["freeze"]> = ["none", "encoder"];
+export const finetuneModelConfigLr_scheduleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["FinetuneModelConfig"]["lr_schedule"]> = ["constant", "cosine"];
+export const finetuneModelConfigOptimizerValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["FinetuneModelConfig"]["optimizer"]> = ["adam", "adamw"];
+export const finetuneModelConfigPrecisionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["FinetuneModelConfig"]["precision"]> = ["auto", "fp32", "bf16", "fp16"];
 export const healthStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Health"]["status"]> = ["ok", "degraded"];
-export const jobKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["JobKind"]> = ["train", "sample"];
+export const jobKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["JobKind"]> = ["train", "sample", "finetune", "study"];
 export const jobStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["JobStatus"]> = ["queued", "running", "succeeded", "failed", "cancelled"];
 export const modelConfigLoss_typeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ModelConfig"]["loss_type"]> = ["l1", "l2", "huber"];
 export const modelConfigLr_scheduleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ModelConfig"]["lr_schedule"]> = ["constant", "cosine"];
@@ -2704,5 +3677,8 @@ export const sampleJobOutKindValues: ReadonlyArray<FlattenedDeepRequired<compone
 export const samplerValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Sampler"]> = ["ddpm", "ddim", "dpmpp2m"];
 export const samplingScheduleConfigScheduleAnyOf0Values: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SamplingScheduleConfig"]["schedule"]> = ["linear", "cosine", "sigmoid", "quadratic"];
 export const scheduleConfigScheduleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ScheduleConfig"]["schedule"]> = ["linear", "cosine", "sigmoid", "quadratic"];
+export const studyJobCreateKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["StudyJobCreate"]["kind"]> = ["study"];
+export const studyJobOutKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["StudyJobOut"]["kind"]> = ["study"];
+export const studyRunResultArmValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["StudyRunResult"]["arm"]> = ["scratch", "pretrained"];
 export const trainJobCreateKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["TrainJobCreate"]["kind"]> = ["train"];
 export const trainJobOutKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["TrainJobOut"]["kind"]> = ["train"];
