@@ -68,7 +68,7 @@ def test_upload_labelled_folder_finetune_and_see_the_prediction_overlay(page, st
     page.get_by_role("button", name="Fine-tune").click()
     page.wait_for_url(re.compile(rf"/jobs/finetune\?source={train_id}$"))
     expect(page.get_by_role("heading", name=f"Fine-tune train job #{train_id}")).to_be_visible()
-    page.get_by_label("Labelled dataset").select_option(str(dataset_id))
+    page.get_by_label("Labelled dataset", exact=True).select_option(str(dataset_id))
     # the form starts from the train job's model (its image size), fine-tune defaults otherwise
     expect(page.get_by_label("Image size")).to_have_value("16")
     page.get_by_label("Classes").fill("3")

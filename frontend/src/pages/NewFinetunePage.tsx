@@ -17,8 +17,8 @@ import { navigate, useLocation } from "../lib/router";
 import { useConfigCheck } from "../lib/useConfigCheck";
 
 const KIND = "finetune";
-// set by the server from the chosen train job: never typed in here
-const SERVER_SET = new Set(["pretrained"]);
+// set by the server (from the chosen train job and dataset, DATA_DIR): never typed in here
+const SERVER_SET = new Set(["pretrained", "dataset.path", "experiment_path"]);
 const JOB_FIELDS = ["device", "dataset_id", "eval_dataset_id", "source_job_id", "labels", "seeds"];
 
 function parseBudgets(text: string): number[] {
