@@ -78,6 +78,12 @@ def _partner(session: Session, dataset_id: int, role: PairRole) -> Optional[Data
                                                     DatasetFile.pair_case == key, DatasetFile.label_role == other))
 
 
+def _grid_of(image: DatasetFile, label: DatasetFile) -> Optional[str]:
+    return grid_problem(spatial_shape(label.shape, label.kind), spatial_shape(image.shape, image.kind),
+                        np.asarray(label.affine) if label.affine else None,
+                        np.asarray(image.affine) if image.affine else None, image.path)
+
+
 def upload_fields(session: Session, dataset_id: int, rel: str, info: FileInfo, temp_path: Path) -> dict[str, Any]:
     """The pair columns of an arriving file, after checking it against the pair rules (Rejected
     naming the reason; the caller prefixes the file's path). {} for a file outside any layout."""
@@ -122,6 +128,11 @@ def pair_problems(files: list[DatasetFile]) -> list[dict[str, str]]:
     for f in paired:
         by_case[f.pair_case][f.label_role] = f
     for roles in by_case.values():
+        if IMAGE in roles and LABEL in roles:  # checked on arrival too, unless both came at once
+            problem = _grid_of(roles[IMAGE], roles[LABEL])
+            if problem:
+                path = roles[LABEL].path
+                problems.append({"loc": f"files/{path}", "msg": f"{path}: {problem}; remove one of the two."})
         for have, lacks in ((IMAGE, LABEL), (LABEL, IMAGE)):
             if have in roles and lacks not in roles:
                 f = roles[have]

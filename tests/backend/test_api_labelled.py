@@ -155,3 +155,34 @@ def test_2d_png_masks(client, ds):
     body = client.get(f"/api/datasets/{ds}").json()
     assert body["labelled_data"]["pairs"][0]["voxels_per_class"] == {"0": 7 * 16, "1": 3 * 16, "2": 2 * 16}
     assert body["kind"] is None and body["labelled_data"]["classes"] == [0, 1, 2]
+
+
+def test_pair_on_two_grids_that_arrived_together_is_caught_at_commit(client, app, ds):
+    """Image and label sent at the same moment both find no partner on arrival: commit checks
+    the stored grids again."""
+    import threading
+
+    barrier = threading.Barrier(2)
+    from backend import labelled_store
+
+    original = labelled_store._partner
+
+    def partner_after_both_arrived(*args):  # both look for a partner before either is stored
+        barrier.wait(timeout=10)
+        return original(*args)
+
+    labelled_store._partner = partner_after_both_arrived
+    try:
+        results = {}
+        threads = [threading.Thread(target=lambda p=p, d=d: results.__setitem__(p, put(client, ds, p, d).status_code))
+                   for p, d in (("images/a.nii.gz", image()), ("labels/a.nii.gz", label(shape=(6, 7, 9))))]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+    finally:
+        labelled_store._partner = original
+    assert results == {"images/a.nii.gz": 201, "labels/a.nii.gz": 201}
+    r = client.post(f"/api/datasets/{ds}/commit")
+    assert r.status_code == 422
+    assert r.json()["detail"] == [{"loc": "files/labels/a.nii.gz", "msg": (
+        "labels/a.nii.gz: grid (6, 7, 9) differs from its image's (6, 7, 8) (images/a.nii.gz); a label must "
+        "be on its image's grid; remove one of the two.")}]
