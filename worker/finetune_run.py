@@ -114,6 +114,14 @@ def _evaluate_and_predict(spec: FinetuneRunSpec, eval_dir: Path) -> dict[str, An
     return evaluation
 
 
+def _export(spec: FinetuneRunSpec) -> None:
+    """The segmenter where GET /api/jobs/{id}/checkpoint serves it (``ddpm export``'s layout)."""
+    from ddpm.export import export_run
+
+    spec.paths.export_path.parent.mkdir(parents=True, exist_ok=True)
+    export_run(spec.paths.run_dir, spec.paths.export_path, use_ema=spec.params.config.model.use_ema)
+
+
 def run_finetune_job(spec: FinetuneRunSpec, cb: Any) -> dict[str, Any]:
     from ddpm.finetune.trainer import run_finetune
 
@@ -121,6 +129,7 @@ def run_finetune_job(spec: FinetuneRunSpec, cb: Any) -> dict[str, Any]:
     result = run_finetune(cfg, spec.paths.run_dir, FinetuneCallbacks(cb), resume=True)
     if result.status == "stopped":
         return {"stopped": True, "step": result.step}
+    _export(spec)
     if hasattr(cb, "on_phase"):
         cb.on_phase("evaluating")
     if spec.params.eval_data:

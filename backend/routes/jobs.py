@@ -159,17 +159,17 @@ def delete_job(job_id: int, session: Session = Depends(get_session), storage: St
 
 @router.get("/jobs/{job_id}/checkpoint", response_class=FileResponse,
             responses={200: {"content": {"application/octet-stream": {}},
-                             "description": "EMA weights (safetensors; the config in its metadata)"},
+                             "description": "EMA weights (safetensors; the config in its metadata); of a fine-tune job: the segmenter (`ddpm export` layout 'segmenter')"},
                        **ERRORS})
 def job_checkpoint(job_id: int, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
     job = get_job(session, job_id)
-    if job.kind != JobKind.train:
-        raise HTTPException(404, f"job {job_id} is a {job.kind} job; weights belong to train jobs")
+    if job.kind not in (JobKind.train, JobKind.finetune):
+        raise HTTPException(404, f"job {job_id} is a {job.kind} job; weights belong to train and fine-tune jobs")
     path = storage.find_export(job_id)
     if path is None:
         raise HTTPException(404, f"job {job_id} has no exported weights yet (written when training ends "
                                  "or is cancelled)")
-    return FileResponse(path, media_type="application/octet-stream", filename=f"ddpm-job{job_id}-ema.safetensors")
+    return FileResponse(path, media_type="application/octet-stream", filename=f"ddpm-job{job_id}-{'segmenter' if job.kind == JobKind.finetune else 'ema'}.safetensors")
 
 
 @router.get("/jobs/{job_id}/log", response_class=FileResponse,

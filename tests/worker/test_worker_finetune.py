@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import math
+import struct
 import sys
 from pathlib import Path
 
@@ -20,6 +22,11 @@ from worker_helpers import CONFIG_3D, config, create_train_job, get_job, job_log
 sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))  # the engine tests' tiny labelled phantoms
 
 from finetune_helpers import AFFINE, SHAPE, phantom  # noqa: E402
+
+
+def _safetensors_metadata(data: bytes) -> dict:
+    (n,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8:8 + n]).get("__metadata__", {})
 
 
 def _nii(array: np.ndarray) -> bytes:
@@ -98,6 +105,10 @@ def test_finetune_end_to_end_with_cancel_resume_evaluation_and_predictions(stack
     image = client.get(predictions[0]["image_url"])
     assert image.status_code == 200 and nib.Nifti1Image.from_bytes(gzip.decompress(image.content)).shape == SHAPE
     assert client.get(f"/api/jobs/{job['id']}/predictions/nope").status_code == 404
+    weights = client.get(f"/api/jobs/{job['id']}/checkpoint")  # the segmenter, as `ddpm export` writes it
+    assert weights.status_code == 200
+    assert f"ddpm-job{job['id']}-segmenter.safetensors" in weights.headers["content-disposition"]
+    assert _safetensors_metadata(weights.content)["layout"] == "segmenter"
 
 
 def test_study_end_to_end_on_an_eval_dataset(stack, start_worker, pretrained):
@@ -122,3 +133,23 @@ def test_study_end_to_end_on_an_eval_dataset(stack, start_worker, pretrained):
     png = client.get(f"/api/jobs/{job['id']}/study.png")
     assert png.status_code == 200 and Image.open(io.BytesIO(png.content)).size[0] > 100
     assert get_job(client, job["id"])["labels"] == [1, 2]
+
+
+def test_study_without_eval_dataset_holds_out_cases_first(stack, start_worker, pretrained):
+    client = stack.client
+    start_worker("c")
+    assert wait_job(client, pretrained["id"], timeout=180)["status"] == "succeeded"
+    labelled = _labelled(client, "study-one-set", range(20, 25))
+    cfg = {**FT, "model": {**FT["model"], "iterations": 2, "freq_metrics": 2, "freq_checkpoint": 2}}
+    r = client.post("/api/jobs", json={"kind": "study", "device": "cpu", "source_job_id": pretrained["id"],
+                                       "dataset_id": labelled, "config": cfg, "labels": [1], "seeds": 1})
+    assert r.status_code == 201, r.text
+    final = wait_job(client, r.json()["id"], timeout=240)
+    assert final["status"] == "succeeded", final["error"]
+    study = client.get(f"/api/jobs/{final['id']}/study").json()
+    assert study["complete"] and len(study["runs"]) == 2
+    # the evaluation cases were set aside before any run drew its labelled cases
+    data = stack.data_dir / "runs" / str(final["id"]) / "data"
+    held = {p.name for p in (data / "eval" / "images").iterdir()}
+    trained = {p.name for p in (data / "train" / "images").iterdir()}
+    assert len(held) == 1 and len(trained) == 4 and not held & trained

@@ -2959,7 +2959,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description EMA weights (safetensors; the config in its metadata) */
+            /** @description EMA weights (safetensors; the config in its metadata); of a fine-tune job: the segmenter (`ddpm export` layout 'segmenter') */
             200: {
                 headers: {
                     [name: string]: unknown;

@@ -38,6 +38,7 @@ export function JobActions({ job, onChange }: { job: Job; onChange: () => void }
         {job.kind === "train" && (s === "succeeded" || s === "cancelled") && (
           <DownloadLink href={api.checkpointUrl(job.id)} label="Download checkpoint" />
         )}
+        {job.kind === "finetune" && s === "succeeded" && <DownloadLink href={api.checkpointUrl(job.id)} label="Download segmenter" />}
         {job.kind === "train" && (s === "succeeded" || (s === "cancelled" && job.checkpoint_step != null)) && (
           <button type="button" className="primary" onClick={() => navigate(`/samples?source=${job.id}`)}>
             Sample from this model
