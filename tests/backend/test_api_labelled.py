@@ -168,7 +168,7 @@ def test_pair_on_two_grids_that_arrived_together_is_caught_at_commit(client, app
     original = labelled_store._partner
 
     def partner_after_both_arrived(*args):  # both look for a partner before either is stored
-        barrier.wait(timeout=10)
+        barrier.wait(timeout=60)
         return original(*args)
 
     labelled_store._partner = partner_after_both_arrived
