@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import math
+import re
 import struct
 import sys
 from pathlib import Path
@@ -153,3 +154,29 @@ def test_study_without_eval_dataset_holds_out_cases_first(stack, start_worker, p
     held = {p.name for p in (data / "eval" / "images").iterdir()}
     trained = {p.name for p in (data / "train" / "images").iterdir()}
     assert len(held) == 1 and len(trained) == 4 and not held & trained
+
+
+def test_sigkilled_study_continues_on_another_worker_without_redoing_finished_runs(stack, start_worker, pretrained):
+    client = stack.client
+    a = start_worker("d")
+    assert wait_job(client, pretrained["id"], timeout=180)["status"] == "succeeded"
+    train, held = _labelled(client, "kill-train", range(30, 35)), _labelled(client, "kill-eval", range(40, 42))
+    iterations = 30
+    cfg = {**FT, "model": {**FT["model"], "iterations": iterations, "freq_metrics": 30, "freq_checkpoint": 5}}
+    r = client.post("/api/jobs", json={"kind": "study", "device": "cpu", "source_job_id": pretrained["id"],
+                                       "dataset_id": train, "eval_dataset_id": held, "config": cfg,
+                                       "labels": [1, 2], "seeds": 1})
+    assert r.status_code == 201, r.text
+    job = r.json()
+    # killed inside the second run, after a checkpoint of it
+    wait_job(client, job["id"], what="a checkpoint in the second run", timeout=240,
+             until=lambda j: (j["checkpoint_step"] or 0) > iterations + 5 or j["status"] not in ("queued", "running"))
+    a.kill()
+    start_worker("e")
+    final = wait_job(client, job["id"], timeout=300)
+    assert final["status"] == "succeeded", final["error"]
+    assert final["attempts"] == 2 and final["progress"]["step"] == 4 * iterations
+    log = job_log(client, job["id"])
+    assert re.search(r"study run 1/4 scratch-n1-s1: skipped", log), log[-3000:]  # done before the kill
+    assert "resuming from" in log
+    assert len(client.get(f"/api/jobs/{job['id']}/study").json()["runs"]) == 4
