@@ -20,7 +20,7 @@ from backend.models import Event
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = ("progress", "metrics", "status", "sample")
+EVENT_TYPES = ("progress", "metrics", "status", "sample", "phase", "run_info")
 CHANNEL_PREFIX = "ddpm:job:"
 REDIS_URL_KEY = "ddpm_redis_url"  # session.info key, set by db.make_session_factory
 _PENDING_KEY = "ddpm_pending_wakeups"

@@ -158,6 +158,8 @@ class Worker(Base):
     current_job_id: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_heartbeat: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # {"cpu": DeviceFacts as a dict, "cuda": ... or absent}: ddpm.precision_rules, as the worker sees them
+    precision_facts: Mapped[Optional[dict]] = mapped_column(JSON, nullable=True)
 
 
 class Event(Base):

@@ -23,37 +23,56 @@ def _finite(x: Any) -> Any:
     return x
 
 
-def progress_payload(step: int, total: int, it_s: Optional[float], eta_s: Optional[float]) -> dict[str, Any]:
+def progress_payload(step: int, total: int, it_s: Optional[float], eta_s: Optional[float],
+                     loss: Optional[float] = None) -> dict[str, Any]:
     fraction = min(1.0, step / total) if total else 0.0
     return {"step": step, "total": total, "fraction": fraction,
-            "eta_s": _finite(eta_s), "it_s": _finite(it_s)}
+            "eta_s": _finite(eta_s), "it_s": _finite(it_s), "loss": _finite(loss)}
 
 
 def report_progress(session: Session, job_id: int, step: int, total: int,
-                    it_s: Optional[float] = None, eta_s: Optional[float] = None) -> None:
-    """Call about once a second: updates the job row and sends a ``progress`` event."""
+                    it_s: Optional[float] = None, eta_s: Optional[float] = None,
+                    loss: Optional[float] = None) -> None:
+    """Call about once a second: updates the job row and sends a ``progress`` event (with the
+    training loss averaged since the previous report, when training reports one)."""
     session.execute(update(Job).where(Job.id == job_id)
                     .values(step=step, total=total, it_s=_finite(it_s), eta_s=_finite(eta_s))
                     .execution_options(synchronize_session=False))
-    ev = publish_event(session, job_id, "progress", progress_payload(step, total, it_s, eta_s))
+    ev = publish_event(session, job_id, "progress", progress_payload(step, total, it_s, eta_s, loss))
     if ev.id % PRUNE_EVERY == 0:
         _prune_progress(session, job_id)
     session.commit()
 
 
-# Progress events are a state, not a history (metrics keep the history): a job keeps its newest
-# KEEP_PROGRESS_EVENTS, so a week-long run does not leave a million rows. A listener resuming from
-# a pruned id still gets every later event.
+# Progress events are the job's live loss curve (GET /api/jobs/{id}/live), bounded so a
+# week-long run does not leave a million rows: a job keeps its newest KEEP_PROGRESS_EVENTS, and
+# of the older ones every other is dropped whenever they exceed KEEP_OLDER_PROGRESS, so the
+# older part of the curve stays evenly spread over the whole run. A listener resuming from a
+# dropped id still gets every later event.
 KEEP_PROGRESS_EVENTS = 200
+KEEP_OLDER_PROGRESS = 300
 PRUNE_EVERY = 50
 
 
 def _prune_progress(session: Session, job_id: int) -> None:
-    cutoff = session.scalar(select(Event.id).where(Event.job_id == job_id, Event.type == "progress")
-                            .order_by(Event.id.desc()).offset(KEEP_PROGRESS_EVENTS).limit(1))
-    if cutoff is not None:
-        session.execute(delete(Event).where(Event.job_id == job_id, Event.type == "progress", Event.id <= cutoff)
-                        .execution_options(synchronize_session=False))
+    older = list(session.scalars(select(Event.id).where(Event.job_id == job_id, Event.type == "progress")
+                                 .order_by(Event.id.desc()).offset(KEEP_PROGRESS_EVENTS)))
+    if len(older) > KEEP_OLDER_PROGRESS:
+        drop = older[::-1][1::2]  # oldest first: the run's first point always stays
+        session.execute(delete(Event).where(Event.id.in_(drop)).execution_options(synchronize_session=False))
+
+
+def report_phase(session: Session, job_id: int, phase: str, done: Optional[int] = None,
+                 total: Optional[int] = None) -> None:
+    """What the run is doing before / between steps ("preparing data" 3 of 40): a ``phase`` event."""
+    publish_event(session, job_id, "phase", {"phase": phase, "done": done, "total": total})
+    session.commit()
+
+
+def report_run_info(session: Session, job_id: int, info: dict[str, Any]) -> None:
+    """Facts of a (re)start of the run: device, precision and why (a ``run_info`` event)."""
+    publish_event(session, job_id, "run_info", {k: _finite(v) for k, v in info.items()})
+    session.commit()
 
 
 def add_metrics(session: Session, job_id: int, step: int, values: dict[str, Any]) -> None:

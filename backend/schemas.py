@@ -112,6 +112,35 @@ class Progress(BaseModel):
     fraction: float
     eta_s: Optional[float]
     it_s: Optional[float] = Field(..., description="optimizer steps per second")
+    loss: Optional[float] = Field(None, description="training loss averaged since the previous progress "
+                                                    "report (progress events of train jobs; null elsewhere)")
+
+
+class PhaseOut(BaseModel):
+    """What a run is doing before and between its steps."""
+
+    phase: str = Field(..., description="starting, preparing data, building model, loading kernels, "
+                                        "training, evaluating, sampling, writing")
+    done: Optional[int] = Field(None, description="items done in this phase (files), where it counts them")
+    total: Optional[int] = Field(None, description="items in this phase")
+
+
+class RunInfoOut(BaseModel):
+    """Facts of the newest (re)start of a run, as the engine logs them."""
+
+    model_config = ConfigDict(extra="allow")
+    device: Optional[str] = Field(None, description="the torch device, e.g. cpu or cuda:0")
+    precision: Optional[str] = Field(None, description="what runs: fp32, bf16 or fp16")
+    precision_reason: Optional[str] = Field(None, description="why, e.g. 'auto: the CPU (...) runs bf16 natively'")
+
+
+class JobLive(BaseModel):
+    """A job page's live view after a reload: the loss curve so far, the phase, the run facts."""
+
+    loss: list[tuple[int, float]] = Field(..., description="[step, training loss] from progress reports, "
+                                                           "oldest first (thinned evenly on long runs)")
+    phase: Optional[PhaseOut] = Field(..., description="the newest phase; null before the first")
+    run_info: Optional[RunInfoOut] = Field(..., description="device and precision of the newest start")
 
 
 MetricValue = Union[int, float, None]

@@ -25,7 +25,8 @@ def cutoff(timeout_s: float) -> dt.datetime:
 
 
 def upsert_worker(session: Session, worker_name: str, *, queues: Sequence[str], device: str,
-                  current_job_id: Optional[int], hostname: Optional[str], pid: Optional[int]) -> None:
+                  current_job_id: Optional[int], hostname: Optional[str], pid: Optional[int],
+                  precision_facts: Optional[dict] = None) -> None:
     """Record that ``worker_name`` is alive now (commits)."""
     now = utcnow()
     row = session.get(Worker, worker_name, populate_existing=True)
@@ -34,6 +35,8 @@ def upsert_worker(session: Session, worker_name: str, *, queues: Sequence[str], 
         session.add(row)
     row.queues, row.device, row.last_heartbeat = [str(q) for q in queues], device, now
     row.current_job_id = current_job_id
+    if precision_facts is not None:
+        row.precision_facts = precision_facts
     row.hostname = hostname or socket.gethostname()
     row.pid = pid if pid is not None else os.getpid()
     session.commit()

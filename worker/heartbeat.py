@@ -14,11 +14,35 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Optional
+
+from ddpm.precision_rules import cpu_facts
 
 log = logging.getLogger("worker.heartbeat")
 
 FENCE_FRACTION = 0.75
+
+
+def local_precision_facts(cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
+    """This machine's CPU as the precision rule sees it, read torch-free (the worker process never
+    imports torch): ``{"cpu": DeviceFacts as a dict}``, or {} where /proc/cpuinfo is unreadable.
+    The API warns at submit when bf16 is asked and every worker of the job's queue emulates it."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return {}
+    flags: list[str] = []
+    name = "unknown model"
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "flags" and not flags:
+            flags = value.split()
+        elif key == "model name" and name == "unknown model":
+            name = value.strip()
+    return {"cpu": asdict(cpu_facts(flags, name))}
 
 
 class Heartbeat:
@@ -32,6 +56,7 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.beats = 0
+        self.precision_facts = local_precision_facts()
 
     # the task thread ----------------------------------------------------------------------
     def begin(self, job_id: int) -> None:
@@ -69,7 +94,7 @@ class Heartbeat:
         started = time.monotonic()
         try:
             state = self.store.heartbeat(self.settings.name, self.settings.queues,
-                                         self.settings.device.label, current)
+                                         self.settings.device.label, current, self.precision_facts)
         except Exception as exc:  # noqa: BLE001 - a heartbeat must never kill the thread
             log.warning("heartbeat failed: %s", exc)
             return

@@ -50,6 +50,13 @@ class ReportRelay:
                 self.store.discard_after(self.job_id, self.step)
             self._pending = {"step": self.step, "total": self.total}
             self._flush()
+        elif kind == "phase":
+            self._flush()  # the step reached so far first, then what comes next
+            self.store.phase(self.job_id, str(payload.get("phase")), payload.get("done"), payload.get("total"))
+        elif kind == "run_info":
+            self.store.run_info(self.job_id, dict(payload))
+            append_log(self.log_path, f"[worker] device {payload.get('device')}, precision "
+                                      f"{payload.get('precision')} ({payload.get('precision_reason')})")
         elif kind == "metrics":
             self._flush()
             values = dict(payload.get("metrics") or {})
@@ -89,5 +96,5 @@ class ReportRelay:
             return
         self.step = int(p.get("step") or 0)
         self.total = int(p.get("total") or self.total)
-        self.store.progress(self.job_id, self.step, self.total, p.get("it_s"), p.get("eta_s"))
+        self.store.progress(self.job_id, self.step, self.total, p.get("it_s"), p.get("eta_s"), p.get("loss"))
         self._last_write = time.monotonic()

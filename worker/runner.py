@@ -6,10 +6,15 @@ a one-way pipe to the supervising task thread as ``(kind, payload)`` tuples:
     ("progress", {step, total, loss, lr, grad_norm, it_s, eta_s, ...})   throttled, ~5/s
     ("metrics", {"step": int, "metrics": {...}})
     ("start", {"step": int, "total": int, "resumed_from": str | None})
+    ("phase", {"phase": str, "done": int | None, "total": int | None})  a phase began / its count moved
+    ("run_info", {"device": str, "precision": str, "precision_reason": str, ...})  once per start
     ("samples", {"step": int | None, "files": [{index, volume_path, preview_path, shape}, ...]})
     ("checkpoint", {"step": int, "path": str})
     ("result", {"stopped": bool, ...})  last message of a run that ended or stopped on request
     ("error", {"reason": str})                                           last message of a failed run
+
+The child is started ahead of its job (``worker.child_pool``): it imports the engine, then waits
+for its run spec on ``spec_conn``, so a claimed job does not wait for a process start and torch.
 
 It stops when ``stop_event`` is set (the trainer's ``should_stop`` reads it every step and writes
 a checkpoint first), and it exits on its own when its parent (the worker) disappears, so a
@@ -34,7 +39,10 @@ from backend.run_spec import FinetuneRunSpec, RunSpec, SampleRunSpec, StudyRunSp
 log = logging.getLogger("worker.runner")
 
 PROGRESS_MIN_INTERVAL_S = 0.2
+PHASE_COUNT_MIN_INTERVAL_S = 0.5  # "checking files n/N" updates; a new phase is sent at once
 PARENT_POLL_S = 0.5
+# Tests only: "<phase>:<seconds>" makes the child sleep when that phase begins (a stalled engine).
+STALL_HOOK_ENV = "WORKER_TEST_STALL_IN_PHASE"
 
 
 def _plain(value: Any) -> Any:
@@ -68,6 +76,8 @@ class PipeCallbacks:
         self._stop = stop_event
         self._last_progress = 0.0
         self._pending: dict | None = None
+        self._phase: str | None = None
+        self._last_phase = 0.0
         self._lock = threading.Lock()  # the engine may call from a data thread; sends must not interleave
 
     def send(self, kind: str, payload: dict) -> None:
@@ -77,6 +87,18 @@ class PipeCallbacks:
     def on_start(self, step: int, total: int, resumed_from) -> None:
         self.send("start", {"step": int(step), "total": int(total),
                             "resumed_from": str(resumed_from) if resumed_from else None})
+
+    def on_run_info(self, info: dict) -> None:
+        self.send("run_info", dict(info))
+
+    def on_phase(self, phase: str, done: int | None = None, total: int | None = None) -> None:
+        now = time.monotonic()
+        if (phase != self._phase or done is None or done == total
+                or now - self._last_phase >= PHASE_COUNT_MIN_INTERVAL_S):
+            self._phase, self._last_phase = phase, now
+            self.flush_progress()
+            self.send("phase", {"phase": phase, "done": done, "total": total})
+            _stall_hook(phase, done)
 
     def on_progress(self, info) -> None:
         now = time.monotonic()
@@ -103,6 +125,12 @@ class PipeCallbacks:
 
     def should_stop(self) -> bool:
         return self._stop.is_set()
+
+
+def _stall_hook(phase: str, done: int | None) -> None:
+    hook = os.environ.get(STALL_HOOK_ENV, "")
+    if hook and done is None and hook.rpartition(":")[0] == phase:
+        time.sleep(float(hook.rpartition(":")[2]))
 
 
 def _make_callbacks(conn: Connection, stop_event) -> PipeCallbacks:
@@ -179,6 +207,7 @@ def _run_train(spec: TrainRunSpec, cb: PipeCallbacks) -> dict:
         except Exception:  # noqa: BLE001
             log.exception("export after stop failed")
         return out
+    cb.on_phase("writing")
     return {"stopped": False, "step": result.step, "export_path": _export(spec)}
 
 
@@ -193,6 +222,7 @@ def _run_sample(spec: SampleRunSpec, cb: PipeCallbacks) -> dict:
         cb.on_progress({"step": i, "total": n, "eta_s": elapsed / frac - elapsed if frac > 0 else None})
 
     p = spec.params
+    cb.on_phase("sampling")
     files = sample_run(spec.source_run_dir, num=p.num_samples, sampler=p.sampler, steps=p.steps, seed=p.seed,
                        out_dir=spec.paths.samples_dir, progress=progress, device=spec.device)
     cb.flush_progress()
@@ -216,10 +246,32 @@ _RUNS = {JobKind.train: _run_train, JobKind.sample: _run_sample, JobKind.finetun
          JobKind.study: _run_study}
 
 
-def child_main(spec: RunSpec, conn: Connection, stop_event, parent_pid: int) -> None:
-    """Entry point of the spawned child. Exit code 0 after a result message, 1 after failure."""
+def _preload() -> None:
+    """What every job needs, done before it is claimed (the child waits as a spare meanwhile).
+    Never CUDA: a GPU is initialised by the job that uses it."""
+    try:
+        import torch  # noqa: F401
+        import torch._dynamo  # noqa: F401 - a job's first optimizer imports it: seconds
+        import ddpm.sample  # noqa: F401
+        import ddpm.train  # noqa: F401
+        from ddpm.nn import kernels
+
+        kernels.available()  # loads the built CPU kernels (a job would otherwise load them)
+    except Exception:  # noqa: BLE001 - the job imports them again and reports what fails
+        log.exception("preloading the engine failed")
+
+
+def child_main(spec_conn: Connection, conn: Connection, stop_event, parent_pid: int) -> None:
+    """Entry point of the spawned child: preload, wait for a run spec on ``spec_conn`` (EOF: no
+    job, exit), run it. Exit code 0 after a result message, 1 after failure."""
     _die_with_parent(parent_pid)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="watch-parent").start()
+    _preload()
+    try:
+        spec: RunSpec = spec_conn.recv()
+    except (EOFError, OSError):
+        os._exit(0)  # the worker kept us spare and stopped: there is no job
+    spec_conn.close()
     _log_to_file(spec.paths.log_path)
     cb = _make_callbacks(conn, stop_event)
     log.info("job %s: %s starting in pid %s", spec.job_id, spec.kind, os.getpid())

@@ -21,12 +21,14 @@ log = logging.getLogger("worker.runtime")
 
 class Runtime:
     def __init__(self, settings: WorkerSettings) -> None:
+        from worker.child_pool import ChildPool
         from worker.store import Store
 
         self.settings = settings
         self.store = Store()
         self.heartbeat = Heartbeat(self.store, settings)
         self.shutting_down = threading.Event()
+        self.children = ChildPool(settings.warm_child)
 
     def lease_ok(self, job_id: int) -> bool:
         return self.heartbeat.lease_ok(job_id)
@@ -37,8 +39,10 @@ class Runtime:
         log.info("worker %s ready: device %s, queues %s; re-queued %s",
                  self.settings.name, self.settings.device.label, ",".join(self.settings.queues), ids)
         self.heartbeat.start()
+        self.children.refill()  # the first job's child, engine imported, before the first claim
 
     def stop(self) -> None:
+        self.children.close()
         self.heartbeat.stop()
         try:
             self.store.remove_worker(self.settings.name)

@@ -89,9 +89,18 @@ class Store:
             return True
 
     # reporting -----------------------------------------------------------------------------
-    def progress(self, job_id: int, step: int, total: int, it_s: Optional[float], eta_s: Optional[float]) -> None:
+    def progress(self, job_id: int, step: int, total: int, it_s: Optional[float], eta_s: Optional[float],
+                 loss: Optional[float] = None) -> None:
         with self.session() as s:
-            reporting.report_progress(s, job_id, step, total, it_s, eta_s)
+            reporting.report_progress(s, job_id, step, total, it_s, eta_s, loss)
+
+    def phase(self, job_id: int, phase: str, done: Optional[int], total: Optional[int]) -> None:
+        with self.session() as s:
+            reporting.report_phase(s, job_id, phase, done, total)
+
+    def run_info(self, job_id: int, info: dict) -> None:
+        with self.session() as s:
+            reporting.report_run_info(s, job_id, info)
 
     def metrics(self, job_id: int, step: int, values: dict) -> None:
         with self.session() as s:
@@ -114,11 +123,12 @@ class Store:
             reporting.set_checkpoint(s, job_id, step)
 
     # workers -------------------------------------------------------------------------------
-    def heartbeat(self, name: str, queues, device: str, current_job_id: Optional[int]):
+    def heartbeat(self, name: str, queues, device: str, current_job_id: Optional[int],
+                  precision_facts: Optional[dict] = None):
         with self.session() as s:
             return leases.heartbeat(s, name, queues=tuple(queues), device=device,
                                     current_job_id=current_job_id, hostname=socket.gethostname(),
-                                    pid=os.getpid())
+                                    pid=os.getpid(), precision_facts=precision_facts)
 
     def remove_worker(self, name: str) -> None:
         with self.session() as s:

@@ -9,12 +9,14 @@ worker's shutdown flag and the lease. Outcomes:
 - child reports a failure           -> failed with its one-line reason
 - child dies without a word         -> failed with the exit code / signal explained
 - lease lost (another worker may own the job now) -> child killed, nothing more written
+- no report and no log output for the phase's stall budget -> child killed; failed, naming the phase
+
+The child comes from the worker's ``ChildPool`` (started ahead, engine imported).
 """
 from __future__ import annotations
 
 import enum
 import logging
-import multiprocessing as mp
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,13 +24,11 @@ from typing import Any, Optional, Union
 
 from backend.jobs import JobStatus
 from backend.run_spec import RunSpec
-from worker import runner
 from worker.failures import reason_for_exit
 from worker.joblog import append_log
 
 log = logging.getLogger("worker.supervisor")
 
-_SPAWN = mp.get_context("spawn")  # never fork: the parent may hold CUDA, Redis, DB sockets
 
 
 class Stop(enum.Enum):
@@ -67,20 +67,37 @@ class Supervisor:
         append_log(self.log_path, f"[worker {self.settings.name}] {msg}")
 
     def run(self) -> Outcome:
-        recv, send = _SPAWN.Pipe(duplex=False)
-        stop_event = _SPAWN.Event()
-        child = _SPAWN.Process(target=runner.child_main, name=f"ddpm-job-{self.job_id}",
-                               args=(self.spec, send, stop_event, os.getpid()), daemon=False)
-        child.start()
-        send.close()  # only the child writes; EOF on recv then means the child is gone
+        self.reporter.handle("phase", {"phase": "starting"})  # the page says so from the claim on
+        pool = self.ctx.children
+        started = pool.take()
+        child, recv = started.process, started.reports
+        started.start_job(self.spec)
         self._note(f"started {self.spec.kind} in child pid {child.pid} on {self.spec.device}")
         try:
-            return self._watch(child, recv, stop_event)
+            return self._watch(child, recv, started.stop_event)
         finally:
             if child.is_alive():
                 child.kill()
             child.join(5)
             recv.close()
+            pool.refill()
+
+    def _stalled(self, phase: str, last_report: float) -> Optional[str]:
+        """The one-line reason when the child has been silent (no report, no log output) for
+        longer than the phase's budget; None while it is not."""
+        budget = self.settings.stall_budget_s(phase)
+        silent = time.monotonic() - last_report
+        if silent <= budget:
+            return None
+        try:  # output in the log counts as life (a slow step that prints, a build)
+            silent = min(silent, time.time() - os.stat(self.log_path).st_mtime)
+        except OSError:
+            pass
+        if silent <= budget:
+            return None
+        return (f"stalled in phase '{phase}': no progress, phase or log output for {silent:.0f}s "
+                f"(limit {budget:g}s, WORKER_STALL_TIMEOUT_S / WORKER_STALL_PHASE_TIMEOUTS_S); "
+                "the run was killed")
 
     def _watch(self, child, recv, stop_event) -> Outcome:
         stop = Stop.NONE
@@ -89,6 +106,7 @@ class Supervisor:
         next_poll = 0.0
         killed = False
         eof = False
+        phase, last_report = "starting", time.monotonic()
         while True:
             # 1. drain reports (short wait doubles as the loop's sleep)
             if not eof:
@@ -99,6 +117,9 @@ class Supervisor:
                     while budget and recv.poll(0):
                         budget -= 1
                         kind, payload = recv.recv()
+                        last_report = time.monotonic()
+                        if kind == "phase":
+                            phase = str(payload.get("phase") or phase)
                         if kind in ("result", "error"):
                             final = (kind, payload)
                             if payload.get("step") is not None:
@@ -126,6 +147,13 @@ class Supervisor:
                 child.join(10)
                 return Outcome(Handover.ABANDONED)
             self.reporter.tick()
+            stalled = self._stalled(phase, last_report) if final is None else None
+            if stalled is not None:
+                self._note(stalled)
+                child.kill()
+                child.join(10)
+                self.reporter.flush()
+                return Outcome(JobStatus.failed, error=stalled)
             # 3. cancel / shutdown requests
             if stop is Stop.NONE and now >= next_poll:
                 next_poll = now + self.settings.poll_interval_s

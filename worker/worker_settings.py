@@ -10,6 +10,11 @@ REDIS_URL, WORKER_HEARTBEAT_TIMEOUT_S) come from ``backend.settings``, never par
   WORKER_HEARTBEAT_INTERVAL_S heartbeat period (default min(5, timeout/4))
   WORKER_CANCEL_GRACE_S       seconds a cancelled/stopping job gets before it is killed (30)
   WORKER_POLL_INTERVAL_S      how often a running job's cancel flag is read (0.5)
+  WORKER_STALL_TIMEOUT_S      a job's child silent this long (no progress, phase or log output)
+                              is killed and the job failed naming the phase (600)
+  WORKER_STALL_PHASE_TIMEOUTS_S  JSON {phase: seconds} for phases that are slow by nature; merged
+                              over the defaults in ``STALL_PHASE_DEFAULTS_S``
+  WORKER_WARM_CHILD           keep an engine child started ahead for the next job (true)
   WORKER_LOGLEVEL             Celery log level (INFO)
 """
 from __future__ import annotations
@@ -41,6 +46,11 @@ class Device:
 
 CPU = Device("cpu", "cpu")
 
+# Phases that may be silent longer than WORKER_STALL_TIMEOUT_S: a first kernel build (it has its
+# own deadline in ddpm.nn.kernels), preview sampling at a metric step of a large 3D model on a CPU.
+STALL_PHASE_DEFAULTS_S: dict[str, float] = {"starting": 1800.0, "loading kernels": 1800.0,
+                                            "evaluating": 3600.0}
+
 
 def _default_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -60,6 +70,9 @@ class WorkerSettings(BaseSettings):
     cancel_grace_s: float = Field(30.0, gt=0)
     poll_interval_s: float = Field(0.5, gt=0)
     progress_interval_s: float = Field(0.5, gt=0)
+    stall_timeout_s: float = Field(600.0, gt=0)
+    stall_phase_timeouts_s: dict[str, float] = Field(default_factory=dict)
+    warm_child: bool = True
     loglevel: str = "INFO"
     # not from WORKER_* variables: filled by load_settings
     _device: Device = PrivateAttr(CPU)
@@ -73,6 +86,11 @@ class WorkerSettings(BaseSettings):
     def heartbeat_timeout_s(self) -> float:
         """WORKER_HEARTBEAT_TIMEOUT_S as the backend reads it (one value for API and workers)."""
         return self._heartbeat_timeout_s
+
+    def stall_budget_s(self, phase: str) -> float:
+        """Seconds of silence allowed in ``phase`` before its child counts as stalled."""
+        budgets = {**STALL_PHASE_DEFAULTS_S, **self.stall_phase_timeouts_s}
+        return budgets.get(phase, self.stall_timeout_s)
 
     @field_validator("name", mode="before")
     @classmethod

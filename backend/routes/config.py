@@ -6,8 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
-from backend.deps import require_token
+from backend.deps import get_app_settings, get_session, require_token
+from backend.dispatch import DeviceChoice
+from backend.precision_warning import PRECISION_KEY, emulated_bf16_warning
+from backend.settings import Settings
 from ddpm.config import CONFIG_KINDS, UI_GROUPS, UiGroup
 from ddpm.config.check import ConfigCheck, check_config
 from ddpm.config.fields import ConfigField, config_fields
@@ -30,6 +34,20 @@ class ConfigSchema(BaseModel):
 class ConfigCheckRequest(BaseModel):
     kind: str = Field("train", description="config kind, a key of kinds in GET /api/config/schema")
     config: dict[str, Any]
+    device: DeviceChoice = Field(DeviceChoice.auto, description="the job's device choice, as in job "
+                                                                "creation (it decides which workers "
+                                                                "the warnings consider)")
+
+
+class ConfigWarning(BaseModel):
+    loc: str = Field(..., description="config.<key path>, as in errors")
+    msg: str
+
+
+class ConfigCheckOut(ConfigCheck):
+    warnings: list[ConfigWarning] = Field(default_factory=list, description=(
+        "usable but probably not what you want, given the live workers (e.g. bf16 where every "
+        "worker of the job's queue only emulates it); never blocks job creation"))
 
 
 @router.get("/schema", response_model=ConfigSchema)
@@ -46,9 +64,14 @@ def presets() -> list[Preset]:
     return list_presets()
 
 
-@router.post("/check", response_model=ConfigCheck)
-def check(body: ConfigCheckRequest) -> ConfigCheck:
+@router.post("/check", response_model=ConfigCheckOut)
+def check(body: ConfigCheckRequest, session: Session = Depends(get_session),
+          settings: Settings = Depends(get_app_settings)) -> ConfigCheckOut:
     """Validate without running: 200 with ok=false and the errors (loc = config.<key path>, as in
     the 422 of job creation) when the config cannot be used; with ok=true the normalised config,
-    the exact parameter count and a training-memory estimate."""
-    return check_config(body.kind, body.config)
+    the exact parameter count, a training-memory estimate and warnings about the live workers."""
+    result = ConfigCheckOut(**check_config(body.kind, body.config).model_dump())
+    slow = emulated_bf16_warning(session, settings.worker_heartbeat_timeout_s, result.config, body.device)
+    if slow:
+        result.warnings.append(ConfigWarning(loc=PRECISION_KEY, msg=slow))
+    return result

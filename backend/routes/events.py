@@ -18,13 +18,15 @@ from typing import Any, AsyncIterator, Optional
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request
+from sqlalchemy import select
 from sse_starlette.sse import EventSourceResponse
 
 from backend.deps import require_token_or_query
 from backend.events import events_after, last_event_id
 from backend.jobs import TERMINAL, get_job, status_payload
+from backend.models import Event
 from backend.reporting import progress_payload
-from backend.schemas import ErrorResponse
+from backend.schemas import ErrorResponse, JobLive
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(require_token_or_query)])
 
@@ -113,3 +115,36 @@ async def job_events(job_id: int, request: Request,
 
     return EventSourceResponse(stream(), ping=settings.sse_ping_s, headers={"Cache-Control": "no-cache",
                                                                             "X-Accel-Buffering": "no"})
+
+
+def loss_curve(rows: list[tuple[int, Optional[float]]]) -> list[tuple[int, float]]:
+    """[step, loss] points of progress reports in the order written; a resumed run rewinds to
+    its checkpoint, so points after a rewind replace the ones at and beyond its step."""
+    points: list[tuple[int, float]] = []
+    for step, loss in rows:
+        while points and points[-1][0] >= step:
+            points.pop()
+        if loss is not None:
+            points.append((step, loss))
+    return points
+
+
+def _live(factory, job_id: int) -> JobLive:  # noqa: ANN001
+    with factory() as s:
+        get_job(s, job_id)  # JobNotFound -> 404
+        progress = s.scalars(select(Event.data).where(Event.job_id == job_id, Event.type == "progress")
+                             .order_by(Event.id))
+        rows = [(int(d.get("step") or 0), d.get("loss")) for d in progress]
+
+        def newest(kind: str) -> Optional[dict]:
+            return s.scalar(select(Event.data).where(Event.job_id == job_id, Event.type == kind)
+                            .order_by(Event.id.desc()).limit(1))
+
+        return JobLive(loss=loss_curve(rows), phase=newest("phase"), run_info=newest("run_info"))
+
+
+@router.get("/jobs/{job_id}/live", response_model=JobLive, responses={404: {"model": ErrorResponse}})
+async def job_live(job_id: int, request: Request) -> JobLive:
+    """The job page's state after a reload: its training-loss curve so far (the progress events,
+    thinned evenly on long runs), its newest phase and the device / precision it runs with."""
+    return await to_thread.run_sync(_live, request.app.state.session_factory, job_id)

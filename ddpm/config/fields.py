@@ -8,7 +8,7 @@ from __future__ import annotations
 import types
 import typing
 from enum import Enum
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, Field
 from pydantic.fields import FieldInfo
@@ -26,6 +26,9 @@ class ConfigField(BaseModel):
                                             "(null = the lowest level, [] = none), pair = two numbers")
     unit: Optional[str] = None
     advanced: bool = False
+    requires: Optional[Literal["gpu"]] = Field(None, description="hardware the key only means something "
+                                                                 "with: the form hides it when no live "
+                                                                 "worker has it")
     description: str
     default: Any = Field(None, description="the default value (JSON); null when required or null")
     required: bool = Field(False, description="the key has no default (inside its object)")
@@ -99,7 +102,7 @@ def _leaf(path: str, info: FieldInfo, parent_nullable: bool) -> ConfigField:
         raise SchemaError(f"config key {path}: group must be one of {sorted(groups)} and widget one "
                           f"of {list(WIDGETS)}")
     return ConfigField(path=path, label=ui["label"], group=ui["group"], widget=ui["widget"],
-                       unit=ui.get("unit"), advanced=bool(ui.get("advanced")),
+                       unit=ui.get("unit"), advanced=bool(ui.get("advanced")), requires=ui.get("requires"),
                        description=info.description, default=_json_default(info),
                        required=info.is_required(), options=_options(info.annotation),
                        nullable=_arms(info.annotation)[1], parent_nullable=parent_nullable,

@@ -73,9 +73,12 @@ WIDGETS: tuple[str, ...] = get_args(Widget)
 
 
 def config_field(default: Any = ..., *, label: str, group: str, widget: str, description: str,
-                 unit: Optional[str] = None, advanced: bool = False, **constraints: Any) -> Any:
-    """A config field with its description and UI metadata (one place for both)."""
-    ui = {"label": label, "group": group, "widget": widget, "unit": unit, "advanced": advanced}
+                 unit: Optional[str] = None, advanced: bool = False, requires: Optional[str] = None,
+                 **constraints: Any) -> Any:
+    """A config field with its description and UI metadata (one place for both). ``requires``:
+    hardware the key only means something with ("gpu": the form hides it when no live worker has one)."""
+    ui = {"label": label, "group": group, "widget": widget, "unit": unit, "advanced": advanced,
+          "requires": requires}
     if "default_factory" not in constraints:
         constraints["default"] = default
     return Field(description=description, json_schema_extra={"ui": ui}, **constraints)
@@ -306,7 +309,8 @@ def _general(default: Any, label: str, widget: str, description: str, **kw: Any)
 
 class TrainConfig(_Strict):
     gpu: int = _general(0, "GPU index", "int", "CUDA device index; -1 or a machine without CUDA = "
-                        "CPU (with a warning when a GPU was asked for)", ge=-1, advanced=True)
+                        "CPU (with a warning when a GPU was asked for)", ge=-1, advanced=True,
+                        requires="gpu")
     experiment_path: str = _general(
         "experiments", "Experiment path", "string",
         "runs go to `<experiment_path>/<run name>/` (the app sets it to `DATA_DIR/runs`)", advanced=True)

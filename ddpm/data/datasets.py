@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from .preprocess import PreprocessSettings, check_header, output_spacing_for, pr
 
 if TYPE_CHECKING:
     from ddpm.config import TrainConfig
+
+#: ``progress(what, done, total)``: files checked / hashed so far while a dataset is built
+Progress = Callable[[str, int, int], None]
 
 def find_files(root: Path | str, extensions: Sequence[str] = SUPPORTED_EXTS,
                exclude: Sequence[Path | str] = ()) -> list[Path]:
@@ -76,7 +79,7 @@ class _DiffusionDataset(Dataset):
                  flip: bool = False, keep_aspect: bool = True,
                  clip_percentiles: Optional[Sequence[float]] = (0.5, 99.5),
                  window: Optional[Sequence[float]] = None, cache: bool = True,
-                 cache_dir: Optional[Path | str] = None):
+                 cache_dir: Optional[Path | str] = None, progress: Optional[Progress] = None):
         self.root = Path(path)
         self.split = split
         self.settings = PreprocessSettings(
@@ -96,6 +99,7 @@ class _DiffusionDataset(Dataset):
         # a subclass that reads files its own way is not held to our reader's file checks and
         # gets no cache: the cache stores our reader's output, and would hide edits to its code
         self.custom_reader = self._reader_overridden()
+        self._progress = progress
         self.headers: dict[Path, Header] = self._check_files(strict=not self.custom_reader)
         # mm per output voxel, for the affine of generated samples; 2D images have no physical
         # scale that survives PNG export, so they report 1.0
@@ -106,24 +110,31 @@ class _DiffusionDataset(Dataset):
         if cache and not self.custom_reader:
             self._cache = open_cache(self.root, cache_dir)
             if self._cache.enabled:
-                self._keys = {f: self._cache.key(f, self.settings) for f in self.files}
+                for i, f in enumerate(self.files):  # content hashes: a large file takes a while
+                    self._keys[f] = self._cache.key(f, self.settings)
+                    self._report("hashing files", i + 1)
                 self._cache.flush()
 
     # -- construction helpers ----------------------------------------------------------------
     def _reader_overridden(self) -> bool:
         return False
 
+    def _report(self, what: str, done: int) -> None:
+        if self._progress is not None:
+            self._progress(what, done, len(self.files))
+
     def _check_files(self, strict: bool = True) -> dict[Path, Header]:
         """Headers of the files; with ``strict`` any unusable file is an error. A custom reader
         may handle files ours cannot, so then the usable ones only inform output_spacing."""
         headers, errors = {}, []
-        for f in self.files:
+        for i, f in enumerate(self.files):
             try:
                 header = read_header(f)
                 check_header(header, self.settings)
                 headers[f] = header
             except DataError as exc:
                 errors.append(str(exc))
+            self._report("checking files", i + 1)
         if errors and strict:
             if len(errors) == 1:
                 raise DataError(errors[0], self.root)
@@ -250,8 +261,10 @@ DATASETS: dict[str, type[_DiffusionDataset]] = {
 
 
 def build_datasets(cfg: "TrainConfig", dataset_cls: Optional[type[_DiffusionDataset]] = None,
+                   progress: Optional[Progress] = None,
                    **overrides: Any) -> tuple[_DiffusionDataset, _DiffusionDataset]:
-    """(train, val) datasets for a config; ``dataset_cls`` plugs in a subclass (custom reader)."""
+    """(train, val) datasets for a config; ``dataset_cls`` plugs in a subclass (custom reader).
+    ``progress(what, done, total)`` counts the files of both splits as they are checked and hashed."""
     cls = dataset_cls or DATASETS[cfg.dataset.name]
     root = Path(cfg.dataset.path)
     cache_dir = overrides.get("cache_dir")
@@ -260,6 +273,11 @@ def build_datasets(cfg: "TrainConfig", dataset_cls: Optional[type[_DiffusionData
         raise DataError(f"no supported files in {root} (searched recursively, hidden files and "
                         f"folders skipped); supported: {', '.join(cls.extensions)}", root)
     train_files, val_files = split_files(files, cfg.dataset.val_fraction, cfg.seed, root)
-    train = cls.from_config(cfg, "train", train_files, **overrides)
-    val = cls.from_config(cfg, "val", val_files, **overrides)
+    def counted(offset: int) -> Optional[Progress]:
+        if progress is None:
+            return None
+        return lambda what, done, _total: progress(what, offset + done, len(files))
+
+    train = cls.from_config(cfg, "train", train_files, progress=counted(0), **overrides)
+    val = cls.from_config(cfg, "val", val_files, progress=counted(len(train_files)), **overrides)
     return train, val

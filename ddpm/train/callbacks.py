@@ -42,6 +42,11 @@ class TrainCallbacks:
         runs, fp32/bf16/fp16, and precision_reason: why, e.g. "auto: the CPU (...) has no native
         bf16 (...)")."""
 
+    def on_phase(self, phase: str, done: Optional[int] = None, total: Optional[int] = None) -> None:
+        """What the run is doing before and between steps ("preparing data", "building model",
+        "loading kernels", "training", "evaluating"), with ``done`` of ``total`` items where the
+        phase counts them (files). Called when a phase begins and as its count moves."""
+
     def on_start(self, step: int, total: int, resumed_from: Optional[Path]) -> None:
         """Before the first step of this process; ``resumed_from`` is the checkpoint or None."""
 

@@ -92,7 +92,7 @@ class Trainer:
     # ---- seams -----------------------------------------------------------------------------
     def build_datasets(self) -> tuple[Any, Any]:
         from ddpm.data import build_datasets
-        return build_datasets(self.cfg)
+        return build_datasets(self.cfg, progress=self.cb.on_phase)  # "checking files 3/40"...
 
     def build_model(self, device: torch.device) -> torch.nn.Module:
         from ddpm.diffusion import DDPM
@@ -124,11 +124,13 @@ class Trainer:
         np.random.seed(cfg.seed % 2**32)
         random.seed(cfg.seed)
 
+        self.cb.on_phase("preparing data")
         self.train_ds, self.val_ds = self.build_datasets()
         if len(self.train_ds) == 0:
             raise RunError(f"dataset.path: no training items found in {cfg.dataset.path}")
         self.output_spacing = [float(s) for s in getattr(self.train_ds, "output_spacing", None) or []] or None
 
+        self.cb.on_phase("building model")
         self.model = self.build_model(self.device)
         unet = getattr(self.model, "unet", None)
         if self.device.type == "cuda" and self.precision.precision == "fp32" and hasattr(unet, "contiguous_format"):
@@ -265,6 +267,7 @@ class Trainer:
         return self.heldout
 
     def metrics(self, rates: dict[str, float]) -> dict[str, Any]:
+        self.cb.on_phase("evaluating")  # held-out loss and preview samples: no steps meanwhile
         cfg, m = self.cfg, self.cfg.model
         n = self.interval["count"]
         rec: dict[str, Any] = {
@@ -299,6 +302,7 @@ class Trainer:
         if files:
             self.cb.on_samples(self.step, files)
         self.cb.on_metrics(self.step, rec)
+        self.cb.on_phase("training")
         return rec
 
     # ---- the loop --------------------------------------------------------------------------
@@ -317,8 +321,10 @@ class Trainer:
         if self.device.type == "cpu":
             from ddpm.nn import kernels
 
+            self.cb.on_phase("loading kernels")
             log.info(kernels.status())  # builds them on first use; says why when they are not used
         self.cb.on_run_info(dict(self.start_info))
+        self.cb.on_phase("training")
         self.cb.on_start(self.step, total, resumed_from)
         if self.step >= total:
             path = self.last_ckpt if self.last_ckpt and self.last_ckpt.name.endswith("-final.pt") else self.save(final=True)

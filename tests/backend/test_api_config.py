@@ -4,6 +4,7 @@ added to the schema reaches the fields, the README table and the API with no oth
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -54,7 +55,7 @@ def test_schema_lists_every_config_key_with_its_ui_metadata(client):
     for path, f in fields.items():
         assert f["label"] and f["description"] and f["group"] in groups, path
         ui = _schema_props(train["json_schema"], train["json_schema"], path.split("."))["ui"]
-        assert ui == {k: f[k] for k in ("label", "group", "widget", "unit", "advanced")}, path
+        assert ui == {k: f[k] for k in ("label", "group", "widget", "unit", "advanced", "requires")}, path
     assert fields["model.unet.num_head_channels"]["widget"] == "int"
     assert fields["model.unet.attn_res"]["widget"] == "sides" and fields["model.unet.attn_res"]["nullable"]
     assert fields["model.metric_sampler"]["options"] == ["ddpm", "ddim", "dpmpp2m"]
@@ -128,9 +129,9 @@ def test_check_refuses_an_unknown_kind_and_a_body_without_config(client):
 def test_openapi_types_the_config_routes(client):
     doc = client.get("/openapi.json").json()
     comps = doc["components"]["schemas"]
-    assert {"ConfigSchema", "ConfigField", "ConfigCheck", "Preset", "UiGroup"} <= set(comps)
+    assert {"ConfigSchema", "ConfigField", "ConfigCheckOut", "ConfigWarning", "Preset", "UiGroup"} <= set(comps)
     ok = doc["paths"]["/api/config/check"]["post"]["responses"]["200"]["content"]["application/json"]
-    assert ok["schema"] == {"$ref": "#/components/schemas/ConfigCheck"}
+    assert ok["schema"] == {"$ref": "#/components/schemas/ConfigCheckOut"}
 
 
 # ---- the proof: one key added to the schema reaches every consumer ------------------------------
@@ -170,3 +171,34 @@ def test_a_key_added_to_the_schema_appears_everywhere_with_no_other_edit(client,
     assert r.json()["ok"] and r.json()["config"]["model"]["unet"]["new_knob"] == 3
     r = client.post("/api/config/check", json={"kind": "train", "config": {"model": {"unet": {"new_knob": 0}}}})
     assert r.json()["errors"][0]["loc"] == "config.model.unet.new_knob"
+
+
+def test_check_warns_when_bf16_is_asked_and_every_worker_of_the_queue_emulates_it(client, app):
+    """Issue 13 item 12: a non-blocking warning, from the facts the workers report in their
+    heartbeat, in the engine's words; none where a worker runs bf16 natively, none for auto."""
+    from backend import leases
+    from ddpm.precision_rules import cpu_facts
+    from worker.heartbeat import local_precision_facts
+
+    def beat(name: str, flags: list[str], queues=("cpu",), device="cpu") -> None:
+        with app.state.session_factory() as s:
+            leases.heartbeat(s, name, queues=queues, device=device,
+                             precision_facts={"cpu": asdict(cpu_facts(flags, "Test CPU"))})
+
+    cfg = load_config(ROOT / "configs" / "presets" / "tiny_3d.json")
+    raw = config_to_dict(cfg)
+    raw["model"]["precision"] = "bf16"
+    check = lambda body: client.post("/api/config/check", json=body).json()  # noqa: E731
+    assert check({"kind": "train", "config": raw})["warnings"] == []  # no worker: nothing known
+    beat("avx2-only", ["avx2", "fma"])
+    out = check({"kind": "train", "config": raw})
+    assert out["ok"] and out["warnings"][0]["loc"] == "config.model.precision"
+    assert "the CPU (Test CPU) has no native bf16" in out["warnings"][0]["msg"], out["warnings"]
+    raw["model"]["precision"] = "auto"
+    assert check({"kind": "train", "config": raw})["warnings"] == []
+    raw["model"]["precision"] = "bf16"
+    beat("has-bf16", ["avx2", "avx512_bf16"])  # one worker of the queue runs it natively
+    assert check({"kind": "train", "config": raw, "device": "cpu"})["warnings"] == []
+    # the facts this machine's worker reports are the same shape
+    facts = local_precision_facts()
+    assert set(facts.get("cpu", {})) <= {"kind", "name", "native_bf16", "bf16_runs", "evidence"}

@@ -263,3 +263,38 @@ def test_interrupted_upload_leaves_nothing(live):
     factory = open_database(settings)
     with factory() as s:
         assert s.scalar(select(func.count(DatasetFile.id)).where(DatasetFile.dataset_id == ds)) == 0
+
+
+def test_the_live_route_gives_a_reloaded_page_the_loss_curve_phase_and_run_facts(live):
+    """Issue 13 items 3 and 4: progress carries the training loss; GET /live returns the curve
+    (bounded, evenly thinned over a long run, rewound on resume), the newest phase, the run facts."""
+    base, settings = live
+    jid = _make_running_job(settings)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    empty = httpx.get(f"{base}/api/jobs/{jid}/live", headers=auth)
+    assert empty.status_code == 200 and empty.json() == {"loss": [], "phase": None, "run_info": None}
+    factory = open_database(settings)
+    with factory() as s:
+        reporting.report_phase(s, jid, "preparing data", 3, 40)
+        reporting.report_run_info(s, jid, {"device": "cpu", "precision": "bf16",
+                                           "precision_reason": "auto: the CPU runs bf16 natively"})
+        n = reporting.KEEP_PROGRESS_EVENTS + 2 * reporting.KEEP_OLDER_PROGRESS + 100
+        for step in range(1, n + 1):
+            reporting.report_progress(s, jid, step, n, it_s=10.0, eta_s=1.0, loss=1.0 / step)
+        reporting.report_phase(s, jid, "training")
+        for step in (n - 50, n - 49):  # resumed from a checkpoint 50 steps back
+            reporting.report_progress(s, jid, step, n, loss=2.0)
+    body = httpx.get(f"{base}/api/jobs/{jid}/live", headers=auth).json()
+    steps = [p[0] for p in body["loss"]]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)
+    assert len(steps) <= reporting.KEEP_PROGRESS_EVENTS + reporting.KEEP_OLDER_PROGRESS + reporting.PRUNE_EVERY
+    assert steps[0] <= 4, "the start of the run stays on the curve"
+    assert steps[-2:] == [n - 50, n - 49] and body["loss"][-1][1] == 2.0  # the rewound points replace
+    older = [s for s in steps if s < n - reporting.KEEP_PROGRESS_EVENTS]
+    gaps = [b - a for a, b in zip(older, older[1:])]
+    assert max(gaps) <= n // 50, "older points cover the run without holes"
+    assert body["loss"][0][1] == 1.0 / steps[0]
+    assert body["phase"] == {"phase": "training", "done": None, "total": None}
+    assert body["run_info"]["precision"] == "bf16" and "natively" in body["run_info"]["precision_reason"]
+    assert httpx.get(f"{base}/api/jobs/{jid + 999}/live", headers=auth).status_code == 404
+    assert httpx.get(f"{base}/api/jobs/{jid}/live").status_code == 401

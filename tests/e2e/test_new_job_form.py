@@ -33,7 +33,9 @@ def new_job_page(page, stack):  # noqa: ANN001
 def test_every_served_field_has_an_input(new_job_page, stack):  # noqa: ANN001
     page = new_job_page
     served = stack.client.get("/api/config/schema").json()
-    fields = served["kinds"]["train"]["fields"]
+    # the stack's workers are CPU-only: a field that needs a GPU is not offered (the next test)
+    assert all(w["device"] == "cpu" for w in stack.client.get("/api/workers").json())
+    fields = [f for f in served["kinds"]["train"]["fields"] if f["requires"] is None]
     assert len(fields) > 30
     for f in fields:
         box = page.locator(f'.field[data-path="{f["path"]}"]')
@@ -77,3 +79,37 @@ def test_a_bad_value_gets_the_servers_message_beside_its_field_while_typing(new_
     expect(err).to_have_count(0)
     expect(page.get_by_test_id("param-estimate")).to_contain_text("to train")
     assert not stack.client.get("/api/jobs").json()  # checking started nothing
+
+
+def test_gpu_field_only_with_a_gpu_worker_and_a_warning_for_emulated_bf16(new_job_page, stack):  # noqa: ANN001
+    """Issue 13 items 10 and 12: the GPU index is offered only when a live worker has a GPU; bf16
+    where every worker of the job's queue only emulates it gets a warning (the job may still start)."""
+    page = new_job_page
+    page.locator(field_id("seed")).wait_for(state="attached")
+    assert page.locator(field_id("gpu")).count() == 0  # CPU-only workers
+    from dataclasses import asdict
+
+    from backend import leases, worker_registry
+    from backend.db import open_database
+    from backend.settings import Settings
+    from ddpm.precision_rules import DeviceFacts
+
+    factory = open_database(Settings(data_dir=stack.data_dir))
+    old_gpu = DeviceFacts("cuda", "the GPU (Old Card)", False, True, "compute capability 7.5")
+    with factory() as s:  # a GPU worker heartbeats (its process is not the point here)
+        leases.heartbeat(s, "fake-gpu", queues=("gpu",), device="cuda:0 (GPU 0)",
+                         precision_facts={"cuda": asdict(old_gpu)})
+    try:
+        page.reload()
+        page.locator(field_id("gpu")).wait_for(state="attached")
+        page.get_by_label("Device").select_option("gpu")
+        page.locator(field_id("model.precision")).select_option("bf16")
+        warning = page.get_by_test_id("config-warnings")
+        expect(warning).to_contain_text("model.precision is bf16 but the GPU (Old Card) "
+                                        "has no native bf16")
+        shot(page, "form-02-bf16-warning")
+        page.locator(field_id("model.precision")).select_option("auto")
+        expect(warning).to_have_count(0)
+    finally:
+        with factory() as s:
+            worker_registry.remove_worker(s, "fake-gpu")

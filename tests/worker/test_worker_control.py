@@ -90,9 +90,9 @@ def test_stopping_a_worker_gives_its_job_back_and_another_resumes_it(stack, star
 
 def test_a_run_that_does_not_stop_within_the_grace_period_is_killed(stack, start_worker, dataset_2d):
     client = stack.client
-    # Cancel while the child is still starting (importing torch, building the model): it reads
-    # the stop flag only between steps, so a 0.5 s grace period runs out first.
-    w = start_worker("a", WORKER_CANCEL_GRACE_S="0.5")
+    # Cancel while the child is still setting up (held in "building model" by the test hook): it
+    # reads the stop flag only between steps, so a 0.5 s grace period runs out first.
+    w = start_worker("a", WORKER_CANCEL_GRACE_S="0.5", WORKER_TEST_STALL_IN_PHASE="building model:8")
     job = create_train_job(client, dataset_2d, LONG_2D)
     wait_status(client, job["id"], "running")
     assert client.post(f"/api/jobs/{job['id']}/cancel").status_code == 202

@@ -116,17 +116,20 @@ def job_log(client: httpx.Client, job_id: int) -> str:
 class EventListener:
     """Reads GET /api/jobs/{id}/events in a thread; ``events`` holds (type, data, t_received)."""
 
-    def __init__(self, base_url: str, job_id: int) -> None:
+    def __init__(self, base_url: str, job_id: int, after: Optional[int] = None) -> None:
+        """``after=0`` replays the job's events from its first."""
         self.events: list[tuple[str, dict, float]] = []
         self.error: Optional[BaseException] = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(base_url, job_id), daemon=True)
+        query = "" if after is None else f"?after={after}"
+        self._thread = threading.Thread(target=self._run, args=(base_url, f"/api/jobs/{job_id}/events{query}"),
+                                        daemon=True)
         self._thread.start()
 
-    def _run(self, base_url: str, job_id: int) -> None:
+    def _run(self, base_url: str, path: str) -> None:
         try:
             with httpx.Client(base_url=base_url, timeout=httpx.Timeout(5, read=60)) as c:
-                with c.stream("GET", f"/api/jobs/{job_id}/events") as r:
+                with c.stream("GET", path) as r:
                     kind, data = None, []
                     for line in r.iter_lines():
                         if self._stop.is_set():

@@ -1,6 +1,6 @@
 // One function per REST route the app uses, typed by the generated `paths` (schema.gen.ts).
 import { must, rest, routeUrl } from "./client";
-import type { ConfigCheckRequest, FinetuneJobCreate, SampleJobCreate, StudyJobCreate, TrainJobCreate } from "./schema.gen";
+import type { ConfigCheckRequest, DeviceChoice, FinetuneJobCreate, SampleJobCreate, StudyJobCreate, TrainJobCreate } from "./schema.gen";
 
 const jobPath = (job_id: number) => ({ params: { path: { job_id } } });
 const datasetPath = (dataset_id: number) => ({ params: { path: { dataset_id } } });
@@ -34,14 +34,15 @@ export const api = {
   study: (id: number) => must(rest.GET("/api/jobs/{job_id}/study", jobPath(id))),
   metrics: (id: number) => must(rest.GET("/api/jobs/{job_id}/metrics", jobPath(id))),
   samples: (id: number) => must(rest.GET("/api/jobs/{job_id}/samples", jobPath(id))),
+  live: (id: number) => must(rest.GET("/api/jobs/{job_id}/live", jobPath(id))),
   cancelJob: (id: number) => must(rest.POST("/api/jobs/{job_id}/cancel", jobPath(id))),
   resumeJob: (id: number) => must(rest.POST("/api/jobs/{job_id}/resume", jobPath(id))),
   deleteJob: (id: number) => must(rest.DELETE("/api/jobs/{job_id}", jobPath(id))),
 
   configSchema: () => must(rest.GET("/api/config/schema")),
   configPresets: () => must(rest.GET("/api/config/presets")),
-  checkConfig: (kind: string, config: unknown, signal?: AbortSignal) =>
-    must(rest.POST("/api/config/check", { body: { kind, config } as ConfigCheckRequest, signal })),
+  checkConfig: (kind: string, config: unknown, signal?: AbortSignal, device: DeviceChoice = "auto") =>
+    must(rest.POST("/api/config/check", { body: { kind, config, device } as ConfigCheckRequest, signal })),
 
   jobLogUrl: (id: number) => routeUrl("/api/jobs/{job_id}/log", { job_id: id }),
   jobEventsUrl: (id: number) => routeUrl("/api/jobs/{job_id}/events", { job_id: id }),

@@ -17,7 +17,7 @@ export interface paths {
          * Check
          * @description Validate without running: 200 with ok=false and the errors (loc = config.<key path>, as in
          *     the 422 of job creation) when the config cannot be used; with ok=true the normalised config,
-         *     the exact parameter count and a training-memory estimate.
+         *     the exact parameter count, a training-memory estimate and warnings about the live workers.
          */
         post: operations["check_api_config_check_post"];
         delete?: never;
@@ -341,6 +341,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/jobs/{job_id}/live": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Job Live
+         * @description The job page's state after a reload: its training-loss curve so far (the progress events,
+         *     thinned evenly on long runs), its newest phase and the device / precision it runs with.
+         */
+        get: operations["job_live_api_jobs__job_id__live_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/jobs/{job_id}/log": {
         parameters: {
             query?: never;
@@ -604,11 +625,8 @@ export interface components {
              */
             file: string;
         };
-        /**
-         * ConfigCheck
-         * @description What a config would be and cost, or why it cannot be used.
-         */
-        ConfigCheck: {
+        /** ConfigCheckOut */
+        ConfigCheckOut: {
             /**
              * Config
              * @description the config with every default filled in; null when it has errors
@@ -633,6 +651,11 @@ export interface components {
              * @description estimated peak memory of a training step on its device (weights, optimizer state, EMA, activations of one micro-batch)
              */
             train_memory_bytes?: number | null;
+            /**
+             * Warnings
+             * @description usable but probably not what you want, given the live workers (e.g. bf16 where every worker of the job's queue only emulates it); never blocks job creation
+             */
+            warnings?: components["schemas"]["ConfigWarning"][];
         };
         /** ConfigCheckRequest */
         ConfigCheckRequest: {
@@ -640,6 +663,11 @@ export interface components {
             config: {
                 [key: string]: unknown;
             };
+            /**
+             * @description the job's device choice, as in job creation (it decides which workers the warnings consider)
+             * @default auto
+             */
+            device?: components["schemas"]["DeviceChoice"];
             /**
              * Kind
              * @description config kind, a key of kinds in GET /api/config/schema
@@ -707,6 +735,11 @@ export interface components {
              * @default false
              */
             required?: boolean;
+            /**
+             * Requires
+             * @description hardware the key only means something with: the form hides it when no live worker has it
+             */
+            requires?: "gpu" | null;
             /** Unit */
             unit?: string | null;
             /**
@@ -742,6 +775,16 @@ export interface components {
             kinds: {
                 [key: string]: components["schemas"]["ConfigKindSchema"];
             };
+        };
+        /** ConfigWarning */
+        ConfigWarning: {
+            /**
+             * Loc
+             * @description config.<key path>, as in errors
+             */
+            loc: string;
+            /** Msg */
+            msg: string;
         };
         /** DatasetConfig */
         DatasetConfig: {
@@ -1337,6 +1380,24 @@ export interface components {
          */
         JobKind: "train" | "sample" | "finetune" | "study";
         /**
+         * JobLive
+         * @description A job page's live view after a reload: the loss curve so far, the phase, the run facts.
+         */
+        JobLive: {
+            /**
+             * Loss
+             * @description [step, training loss] from progress reports, oldest first (thinned evenly on long runs)
+             */
+            loss: [
+                number,
+                number
+            ][];
+            /** @description the newest phase; null before the first */
+            phase: components["schemas"]["PhaseOut"] | null;
+            /** @description device and precision of the newest start */
+            run_info: components["schemas"]["RunInfoOut"] | null;
+        };
+        /**
          * JobOut
          * @description A job; its ``config`` follows its ``kind``.
          */
@@ -1545,6 +1606,27 @@ export interface components {
             weight_decay?: number;
         };
         /**
+         * PhaseOut
+         * @description What a run is doing before and between its steps.
+         */
+        PhaseOut: {
+            /**
+             * Done
+             * @description items done in this phase (files), where it counts them
+             */
+            done?: number | null;
+            /**
+             * Phase
+             * @description starting, preparing data, building model, loading kernels, training, evaluating, sampling, writing
+             */
+            phase: string;
+            /**
+             * Total
+             * @description items in this phase
+             */
+            total?: number | null;
+        };
+        /**
          * PredictionOut
          * @description The predicted label map of one evaluation case, beside its image.
          */
@@ -1607,6 +1689,11 @@ export interface components {
              * @description optimizer steps per second
              */
             it_s: number | null;
+            /**
+             * Loss
+             * @description training loss averaged since the previous progress report (progress events of train jobs; null elsewhere)
+             */
+            loss?: number | null;
             /** Step */
             step: number;
             /** Total */
@@ -1618,6 +1705,29 @@ export interface components {
          * @enum {string}
          */
         Queue: "gpu" | "cpu";
+        /**
+         * RunInfoOut
+         * @description Facts of the newest (re)start of a run, as the engine logs them.
+         */
+        RunInfoOut: {
+            /**
+             * Device
+             * @description the torch device, e.g. cpu or cuda:0
+             */
+            device?: string | null;
+            /**
+             * Precision
+             * @description what runs: fp32, bf16 or fp16
+             */
+            precision?: string | null;
+            /**
+             * Precision Reason
+             * @description why, e.g. 'auto: the CPU (...) runs bf16 natively'
+             */
+            precision_reason?: string | null;
+        } & {
+            [key: string]: unknown;
+        };
         /** SampleJobCreate */
         SampleJobCreate: {
             /**
@@ -2184,11 +2294,12 @@ export interface components {
 export type ArmSummary = components['schemas']['ArmSummary'];
 export type BetaScheduleConfig = components['schemas']['BetaScheduleConfig'];
 export type CaseDice = components['schemas']['CaseDice'];
-export type ConfigCheck = components['schemas']['ConfigCheck'];
+export type ConfigCheckOut = components['schemas']['ConfigCheckOut'];
 export type ConfigCheckRequest = components['schemas']['ConfigCheckRequest'];
 export type ConfigField = components['schemas']['ConfigField'];
 export type ConfigKindSchema = components['schemas']['ConfigKindSchema'];
 export type ConfigSchema = components['schemas']['ConfigSchema'];
+export type ConfigWarning = components['schemas']['ConfigWarning'];
 export type DatasetConfig = components['schemas']['DatasetConfig'];
 export type DatasetCreate = components['schemas']['DatasetCreate'];
 export type DatasetDetail = components['schemas']['DatasetDetail'];
@@ -2207,16 +2318,19 @@ export type Health = components['schemas']['Health'];
 export type HttpValidationError = components['schemas']['HTTPValidationError'];
 export type IntensityConfig = components['schemas']['IntensityConfig'];
 export type JobKind = components['schemas']['JobKind'];
+export type JobLive = components['schemas']['JobLive'];
 export type JobOut = components['schemas']['JobOut'];
 export type JobStatus = components['schemas']['JobStatus'];
 export type LabelledOut = components['schemas']['LabelledOut'];
 export type LabelledPairOut = components['schemas']['LabelledPairOut'];
 export type MetricOut = components['schemas']['MetricOut'];
 export type ModelConfig = components['schemas']['ModelConfig'];
+export type PhaseOut = components['schemas']['PhaseOut'];
 export type PredictionOut = components['schemas']['PredictionOut'];
 export type Preset = components['schemas']['Preset'];
 export type Progress = components['schemas']['Progress'];
 export type Queue = components['schemas']['Queue'];
+export type RunInfoOut = components['schemas']['RunInfoOut'];
 export type SampleJobCreate = components['schemas']['SampleJobCreate'];
 export type SampleJobOut = components['schemas']['SampleJobOut'];
 export type SampleOut = components['schemas']['SampleOut'];
@@ -2257,7 +2371,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ConfigCheck"];
+                    "application/json": components["schemas"]["ConfigCheckOut"];
                 };
             };
             /** @description Validation Error */
@@ -3102,6 +3216,49 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["FinetuneConfig"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    job_live_api_jobs__job_id__live_get: {
+        parameters: {
+            query?: {
+                /** @description API token, for EventSource, which cannot send headers */
+                token?: string | null;
+            };
+            header?: never;
+            path: {
+                job_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobLive"];
                 };
             };
             /** @description Not Found */

@@ -25,6 +25,14 @@ export function chartData(rows: MetricRow[], keys: string[], logScale = false): 
   return [steps, ...cols];
 }
 
+/** Metric rows with the training loss taken from the live progress points where there are any
+ * (one every second or so, instead of one per metric step); held-out loss stays the metric rows'. */
+export function lossRows(metrics: MetricRow[], live: Array<[number, number]>): MetricRow[] {
+  if (live.length === 0) return metrics;
+  const held = metrics.map(({ train_loss: _drop, ...rest }) => rest as MetricRow);
+  return [...held, ...live.map(([step, loss]) => ({ step, train_loss: loss }) as MetricRow)];
+}
+
 /** Numeric metrics of a row for the "latest metrics" list, bookkeeping keys left out. */
 export function numericMetrics(row: Record<string, unknown> | null | undefined): Array<[string, number]> {
   if (!row) return [];

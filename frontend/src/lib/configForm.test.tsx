@@ -1,11 +1,12 @@
 import { renderToStaticMarkup } from "react-dom/server";
 import { describe, expect, it } from "vitest";
 import { ConfigForm } from "../components/ConfigForm";
-import { errorPaths, groupFields, readField, withDefaults, writeField, type ConfigField, type ConfigSchema } from "./configForm";
+import { errorPaths, groupFields, readField, withDefaults, withoutUnavailable, writeField, type ConfigField, type ConfigSchema } from "./configForm";
+import { liveHardware } from "./devices";
 
 const field = (path: string, extra: Partial<ConfigField> = {}): ConfigField => ({
   path, label: path, group: "model", widget: "int", unit: null, advanced: false, description: `about ${path}`,
-  default: null, required: false, options: null, minimum: null, maximum: null, nullable: false, parent_nullable: false, ...extra,
+  default: null, required: false, options: null, minimum: null, maximum: null, nullable: false, parent_nullable: false, requires: null, ...extra,
 });
 
 // A schema as GET /api/config/schema serves it, with keys and a group no frontend code names.
@@ -71,5 +72,19 @@ describe("the New-job form from the served schema", () => {
   it("fills the keys a preset leaves out with their served defaults, optional objects left absent", () => {
     const fields = schema.kinds.train.fields;
     expect(withDefaults({ model: { unet: { dim: 8 } } }, fields)).toEqual({ model: { unet: { dim: 8, wobble_factor: 0.25 }, flavour: "sweet" } });
+  });
+});
+
+describe("fields that need hardware", () => {
+  const groups = groupFields(
+    { groups: [{ id: "general", title: "General" }], kinds: { train: { json_schema: {}, fields: [field("seed", { group: "general" }), field("gpu", { group: "general", advanced: true, requires: "gpu" })] } } },
+    "train",
+  );
+  const paths = (gs: ReturnType<typeof groupFields>) => gs.flatMap((g) => [...g.fields, ...g.advanced].map((f) => f.path));
+
+  it("are shown only when a live worker has it, or when they carry an error", () => {
+    expect(paths(withoutUnavailable(groups, liveHardware([{ device: "cpu" }])))).toEqual(["seed"]);
+    expect(paths(withoutUnavailable(groups, liveHardware([{ device: "cpu" }, { device: "cuda:0 (GPU 3)" }])))).toEqual(["seed", "gpu"]);
+    expect(paths(withoutUnavailable(groups, liveHardware([]), { gpu: ["must be >= -1"] }))).toEqual(["seed", "gpu"]);
   });
 });

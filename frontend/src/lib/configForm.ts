@@ -27,6 +27,15 @@ export function groupFields(schema: ConfigSchema, kind: string): FieldGroup[] {
   return groups.filter((g) => g.fields.length + g.advanced.length > 0);
 }
 
+/** The groups without the fields whose hardware (``requires``, e.g. "gpu") no live worker has;
+ * a field with an error stays, so the error has a place. */
+export function withoutUnavailable(groups: FieldGroup[], have: ReadonlySet<string>, errors: Record<string, unknown> = {}): FieldGroup[] {
+  const keep = (f: ConfigField) => !f.requires || have.has(f.requires) || f.path in errors;
+  return groups
+    .map((g) => ({ ...g, fields: g.fields.filter(keep), advanced: g.advanced.filter(keep) }))
+    .filter((g) => g.fields.length + g.advanced.length > 0);
+}
+
 /** Paths errors can attach to: every field, plus the job's own fields beside the config. */
 export function errorPaths(schema: ConfigSchema, kind: string, jobFields: string[] = ["device", "dataset_id"]): string[] {
   return [...(schema.kinds[kind]?.fields ?? []).map((f) => f.path), ...jobFields];

@@ -8,6 +8,11 @@ export const DEVICE_CHOICES: Array<{ value: Device; label: string }> = [
   { value: "gpu", label: "GPU" },
 ];
 
+/** The hardware the live workers have, as config fields' ``requires`` names it ("gpu"). */
+export function liveHardware(workers: Pick<WorkerOut, "device">[]): Set<string> {
+  return new Set(liveDevices(workers).some((d) => d !== "cpu") ? ["gpu"] : []);
+}
+
 /** Distinct devices of the live workers, GPUs first: ["cuda:0", "cpu"]. */
 export function liveDevices(workers: Pick<WorkerOut, "device">[]): string[] {
   const set = new Set(workers.map((w) => String(w.device ?? "").toLowerCase()).filter(Boolean));

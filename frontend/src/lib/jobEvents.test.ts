@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Job } from "../lib/job";
-import { applyEvent, initialLive, mergeMetrics, type LiveState } from "./jobEvents";
+import { lossRows } from "./chartData";
+import { applyEvent, applyLive, initialLive, mergeMetrics, phaseText, type LiveState } from "./jobEvents";
 
 const job: Job = {
   id: 5, kind: "train", status: "queued", device: "auto", queue: "cpu", dataset_id: 1, source_job_id: null, config: {},
@@ -55,5 +56,31 @@ describe("applyEvent", () => {
   it("mergeMetrics keeps old rows when given none", () => {
     const rows = [{ step: 1, train_loss: 1 }];
     expect(mergeMetrics(rows, [])).toBe(rows);
+  });
+
+  it("progress events build the live loss curve; a resume rewinds it; a reload merges the stored curve", () => {
+    let s = start;
+    for (const [step, loss] of [[2, 1.5], [4, 1.2], [6, 0.9]]) s = applyEvent(s, ev("progress", { step, total: 40, loss }));
+    expect(s.loss).toEqual([[2, 1.5], [4, 1.2], [6, 0.9]]);
+    s = applyEvent(s, ev("progress", { step: 4, total: 40, loss: 1.1 })); // resumed from the checkpoint at 4
+    expect(s.loss).toEqual([[2, 1.5], [4, 1.1]]);
+    s = applyEvent(s, ev("progress", { step: 5, total: 40, loss: null }));
+    expect(s.loss).toEqual([[2, 1.5], [4, 1.1]]);
+    const reloaded = applyLive({ ...start, loss: [[8, 0.7]] }, { loss: [[2, 1.5], [4, 1.1]], phase: { phase: "training" }, run_info: null });
+    expect(reloaded.loss).toEqual([[2, 1.5], [4, 1.1], [8, 0.7]]);
+    expect(reloaded.phase?.phase).toBe("training");
+    // the chart: live points are the train loss, held-out loss stays from the metric rows
+    const rows = lossRows([{ step: 4, train_loss: 9, val_loss: 1.3 }], reloaded.loss);
+    expect(rows.filter((r) => r.train_loss === 9)).toEqual([]);
+    expect(rows).toContainEqual({ step: 4, val_loss: 1.3 });
+    expect(rows).toContainEqual({ step: 8, train_loss: 0.7 });
+  });
+
+  it("phase and run_info events are kept for the page", () => {
+    let s = applyEvent(start, ev("phase", { phase: "preparing data", done: 3, total: 40 }));
+    expect(phaseText(s.phase!)).toBe("preparing data 3/40");
+    s = applyEvent(s, ev("run_info", { device: "cpu", precision: "bf16", precision_reason: "auto: native" }));
+    expect(s.runInfo?.precision).toBe("bf16");
+    expect(phaseText({ phase: "loading kernels" })).toBe("loading kernels");
   });
 });

@@ -1,6 +1,6 @@
 // Pure reducer from a job's Server-Sent Events to the job page's state, so the live view
 // is testable without a browser. Unknown events and unparsable data are ignored.
-import type { MetricOut as MetricRow } from "../api/schema.gen";
+import type { JobLive, MetricOut as MetricRow, PhaseOut, RunInfoOut } from "../api/schema.gen";
 import type { Job } from "./job";
 import type { SSEEvent } from "./sse";
 
@@ -9,9 +9,34 @@ export interface LiveState {
   metrics: MetricRow[];
   samplesVersion: number; // bumps when a sample event arrives (the page refetches)
   lastEventAt: number | null;
+  loss: Array<[number, number]>; // [step, training loss] of progress reports, by step
+  phase: PhaseOut | null;
+  runInfo: RunInfoOut | null;
 }
 
-export const initialLive: LiveState = { job: null, metrics: [], samplesVersion: 0, lastEventAt: null };
+export const initialLive: LiveState = { job: null, metrics: [], samplesVersion: 0, lastEventAt: null, loss: [], phase: null, runInfo: null };
+
+/** "preparing data 3/40", "loading kernels". */
+export function phaseText(p: PhaseOut): string {
+  return p.total ? `${p.phase} ${p.done ?? 0}/${p.total}` : p.phase;
+}
+
+/** Add a [step, loss] point; a resumed run rewinds to its checkpoint, so a point replaces the
+ * ones at and after its step (the server's GET /live curve follows the same rule). */
+export function addLossPoint(points: Array<[number, number]>, step: number, loss: unknown): Array<[number, number]> {
+  if (!Number.isFinite(step)) return points;
+  let n = points.length;
+  while (n > 0 && points[n - 1][0] >= step) n--;
+  const kept = n === points.length ? points : points.slice(0, n);
+  return typeof loss === "number" && Number.isFinite(loss) ? [...kept, [step, loss]] : kept;
+}
+
+/** The state a reload gets back from GET /api/jobs/{id}/live, merged with events already seen. */
+export function applyLive(state: LiveState, live: Omit<JobLive, "loss"> & { loss: number[][] }): LiveState {
+  let loss = live.loss.map((p) => [p[0], p[1]] as [number, number]);
+  for (const p of state.loss) if (p[0] > (loss.length ? loss[loss.length - 1][0] : -1)) loss = [...loss, p];
+  return { ...state, loss, phase: state.phase ?? live.phase ?? null, runInfo: state.runInfo ?? live.run_info ?? null };
+}
 
 function parse(data: string): unknown {
   try {
@@ -55,8 +80,12 @@ export function applyEvent(state: LiveState, ev: SSEEvent, now = Date.now()): Li
       if (state.job.status === "queued") job.status = "running";
       const lm = asObj(obj.last_metrics) ?? asObj(obj.metrics);
       if (lm) job.last_metrics = { ...(state.job.last_metrics ?? {}), ...lm } as MetricRow;
-      return { ...next, job };
+      return { ...next, job, loss: addLossPoint(state.loss, step, p.loss) };
     }
+    case "phase":
+      return obj && typeof obj.phase === "string" ? { ...next, phase: obj as unknown as PhaseOut } : next;
+    case "run_info":
+      return obj ? { ...next, runInfo: obj as RunInfoOut } : next;
     case "metrics": {
       const rows = (Array.isArray(data) ? data : obj && Array.isArray(obj.metrics) ? obj.metrics : obj ? [obj] : []) as MetricRow[];
       const valid = rows.filter((r) => r && typeof r.step === "number");

@@ -3,19 +3,19 @@
 // replaces a newer one.
 import { useEffect, useRef, useState } from "react";
 import { api } from "../api/endpoints";
-import type { ConfigCheck } from "../api/schema.gen";
+import type { ConfigCheckOut, DeviceChoice } from "../api/schema.gen";
 import { fieldErrors, type FieldError } from "./errors";
 
 export const CHECK_DELAY_MS = 300;
 
 export interface LiveCheck {
   state: "idle" | "checking" | "done";
-  result: ConfigCheck | null;
+  result: ConfigCheckOut | null;
   errors: FieldError[];
   failure: unknown; // the check itself could not run (network, 5xx)
 }
 
-export function useConfigCheck(kind: string, config: unknown): LiveCheck {
+export function useConfigCheck(kind: string, config: unknown, device: DeviceChoice = "auto"): LiveCheck {
   const [live, setLive] = useState<LiveCheck>({ state: "idle", result: null, errors: [], failure: null });
   const seq = useRef(0);
   const text = JSON.stringify(config ?? null);
@@ -26,7 +26,7 @@ export function useConfigCheck(kind: string, config: unknown): LiveCheck {
     setLive((l) => ({ ...l, state: "checking" }));
     const timer = setTimeout(() => {
       api
-        .checkConfig(kind, config, abort.signal)
+        .checkConfig(kind, config, abort.signal, device)
         .then((result) => mine === seq.current && setLive({ state: "done", result, errors: fieldErrors(result.errors ?? []), failure: null }))
         .catch((e) => mine === seq.current && !abort.signal.aborted && setLive({ state: "done", result: null, errors: [], failure: e }));
     }, CHECK_DELAY_MS);
@@ -35,6 +35,6 @@ export function useConfigCheck(kind: string, config: unknown): LiveCheck {
       abort.abort();
     };
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [kind, text]);
+  }, [kind, text, device]);
   return live;
 }

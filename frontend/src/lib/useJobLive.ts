@@ -6,11 +6,16 @@ import { api } from "../api/endpoints";
 import type { MetricOut as MetricRow } from "../api/schema.gen";
 import type { Job } from "./job";
 import { isTerminal } from "./job";
-import { applyEvent, initialLive, mergeMetrics, type LiveState } from "./jobEvents";
+import { applyEvent, applyLive, initialLive, mergeMetrics, type LiveState } from "./jobEvents";
 import { connectSSE, type SSEEvent } from "./sse";
 import { RateEstimator } from "./rate";
 
-type Action = { type: "event"; ev: SSEEvent } | { type: "job"; job: Job } | { type: "metrics"; rows: MetricRow[] } | { type: "connected"; on: boolean };
+type Action =
+  | { type: "event"; ev: SSEEvent }
+  | { type: "job"; job: Job }
+  | { type: "metrics"; rows: MetricRow[] }
+  | { type: "live"; live: Parameters<typeof applyLive>[1] }
+  | { type: "connected"; on: boolean };
 
 interface State extends LiveState {
   connected: boolean;
@@ -24,6 +29,8 @@ function reducer(s: State, a: Action): State {
       return { ...s, job: a.job };
     case "metrics":
       return { ...s, metrics: mergeMetrics(s.metrics, a.rows) };
+    case "live":
+      return { ...s, ...applyLive(s, a.live) };
     case "connected":
       return { ...s, connected: a.on };
   }
@@ -46,6 +53,8 @@ export function useJobLive(id: number) {
       if (alive) dispatch({ type: "metrics", rows });
     };
     void load().catch(() => undefined);
+    // the loss curve, phase and run facts so far (the stream brings what follows)
+    api.live(id).then((live) => alive && dispatch({ type: "live", live })).catch(() => undefined);
     const conn = connectSSE(api.jobEventsUrl(id), {
       headers: authHeaders,
       onOpen: () => dispatch({ type: "connected", on: true }),

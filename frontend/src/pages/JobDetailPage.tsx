@@ -13,7 +13,9 @@ import { FinetuneJobPage } from "./FinetuneJobPage";
 import { ProgressBar } from "../components/ProgressBar";
 import { SampleGallery } from "../components/SampleGallery";
 import { StatusBadge } from "../components/StatusBadge";
+import { lossRows } from "../lib/chartData";
 import { formatDuration, formatNumber, formatRate, formatTime } from "../lib/format";
+import { phaseText } from "../lib/jobEvents";
 import { useLoad } from "../lib/hooks";
 import { Link } from "../lib/router";
 import { useJobLive } from "../lib/useJobLive";
@@ -45,6 +47,17 @@ export function JobDetailPage({ id }: { id: number }) {
       )}
       <section className="card">
         <ProgressBar label="Training progress" fraction={fraction} text={p ? `step ${p.step} / ${p.total}` : job.status} />
+        {job.status === "running" && live.phase && (
+          <p className="muted" data-testid="job-phase">
+            {phaseText(live.phase)}…
+          </p>
+        )}
+        {live.runInfo?.precision && (
+          <p className="muted" data-testid="job-precision">
+            precision: {live.runInfo.precision}
+            {live.runInfo.precision_reason ? ` — ${live.runInfo.precision_reason}` : ""} (on {live.runInfo.device ?? "?"})
+          </p>
+        )}
         <dl className="stats">
           <div>
             <dt>Step</dt>
@@ -79,7 +92,7 @@ export function JobDetailPage({ id }: { id: number }) {
       </section>
       <section className="card">
         <h2>Loss</h2>
-        <LossChart rows={live.metrics} />
+        <LossChart rows={lossRows(live.metrics, live.loss)} />
       </section>
       <section className="card">
         <h2>Samples at metric steps</h2>

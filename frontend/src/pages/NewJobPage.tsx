@@ -7,9 +7,9 @@ import { ApiError } from "../api/client";
 import type { Preset } from "../api/schema.gen";
 import { ConfigForm } from "../components/ConfigForm";
 import { ErrorBox } from "../components/Notice";
-import { errorPaths, groupFields, withDefaults, writeField, type Config } from "../lib/configForm";
+import { errorPaths, groupFields, withDefaults, withoutUnavailable, writeField, type Config } from "../lib/configForm";
 import { useConfigCheck } from "../lib/useConfigCheck";
-import { DEVICE_CHOICES, liveDevices } from "../lib/devices";
+import { DEVICE_CHOICES, liveDevices, liveHardware } from "../lib/devices";
 import { fieldErrors, mapErrorsToFields, type FieldError } from "../lib/errors";
 import { formatBytes, formatCount } from "../lib/format";
 import { useLoad } from "../lib/hooks";
@@ -43,7 +43,7 @@ export function NewJobPage() {
   const devices = liveDevices(workers.data ?? []);
   const groups = useMemo(() => (schema.data ? groupFields(schema.data, KIND) : []), [schema.data]);
   const fields = useMemo(() => groups.flatMap((g) => [...g.fields, ...g.advanced]), [groups]);
-  const check = useConfigCheck(KIND, config);
+  const check = useConfigCheck(KIND, config, device);
   // a 422 of Start belongs to the config it was about; an edit makes the live check current again
   const configText = JSON.stringify(config);
   useEffect(() => setSubmitErrors([]), [configText]);
@@ -191,6 +191,17 @@ export function NewJobPage() {
           </ul>
         </div>
       )}
+      {(check.result?.warnings ?? []).length > 0 && (
+        <div className="notice notice-warning" role="status" data-testid="config-warnings">
+          <ul>
+            {check.result!.warnings!.map((w, i) => (
+              <li key={i} data-loc={w.loc}>
+                {w.msg}
+              </li>
+            ))}
+          </ul>
+        </div>
+      )}
       {submitErrors.length > 0 && global.length === 0 && (
         <div className="notice notice-error" role="alert">
           The server refused this config: see the messages next to the fields.
@@ -205,7 +216,7 @@ export function NewJobPage() {
         </button>
       </div>
       {mode === "form" ? (
-        config && <ConfigForm groups={groups} config={config} errors={byField} onField={(f, v) => setConfig((c) => c && writeField(c, f, v, fields))} />
+        config && <ConfigForm groups={withoutUnavailable(groups, liveHardware(workers.data ?? []), byField)} config={config} errors={byField} onField={(f, v) => setConfig((c) => c && writeField(c, f, v, fields))} />
       ) : (
         <section className="card">
           <label htmlFor="config-json">Config JSON</label>
