@@ -180,3 +180,32 @@ def test_sigkilled_study_continues_on_another_worker_without_redoing_finished_ru
     assert re.search(r"study run 1/4 scratch-n1-s1: skipped", log), log[-3000:]  # done before the kill
     assert "resuming from" in log
     assert len(client.get(f"/api/jobs/{job['id']}/study").json()["runs"]) == 4
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array.astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_2d_finetune_from_scratch_predicts_png_masks_on_the_image_grid(stack, start_worker):
+    client = stack.client
+    start_worker("f")
+    files = []
+    for i in range(5):  # 20x24 pixels: a bright box (class 1) on a dark ground
+        label = np.zeros((20, 24), np.uint8)
+        label[4 + i % 3:14, 5:17 + i % 4] = 1
+        files += [(f"shapes/images/s{i}.png", _png(40 + 150 * label)), (f"shapes/labels/s{i}.png", _png(label))]
+    ds = upload_dataset(client, "shapes-labelled", files)
+    cfg = {"gpu": -1, "is_3d": False, "task": {"num_classes": 2},
+           "model": {"unet": {"dim": 8, "channel_mults": [1, 2], "res_blocks": 1, "attn_res": [], "num_head_channels": 8},
+                     "iterations": 2, "freq_metrics": 2, "freq_checkpoint": 2},
+           "dataset": {"image_size": 16, "batch_size": 2}}
+    job = _finetune(client, dataset_id=ds, config=cfg)
+    final = wait_job(client, job["id"], timeout=180)
+    assert final["status"] == "succeeded", final["error"]
+    [prediction] = client.get(f"/api/jobs/{job['id']}/predictions").json()
+    mask = client.get(prediction["label_url"])
+    assert mask.headers["content-disposition"].endswith(f'job{job["id"]}-{prediction["case"]}-prediction.png"')
+    assert np.asarray(Image.open(io.BytesIO(mask.content))).shape == (20, 24)  # the image's own grid
+    assert client.get(prediction["image_url"]).headers["content-type"] == "image/png"

@@ -12,7 +12,10 @@ async function bitmap(url: string): Promise<ImageBitmap> {
   return createImageBitmap(await res.blob(), { colorSpaceConversion: "none", premultiplyAlpha: "none" });
 }
 
-export function LabelOverlay2D({ image, label, classes }: { image: FileOut; label: FileOut; classes: number[] }) {
+/** What the overlay reads of a file: a dataset file, or any image/mask pair the API serves. */
+export type OverlayFile = Pick<FileOut, "url" | "path">;
+
+export function LabelOverlay2D({ image, label, classes }: { image: OverlayFile; label: OverlayFile; classes: number[] }) {
   const canvas = useRef<HTMLCanvasElement>(null);
   const [layers, setLayers] = useState<{ image: ImageBitmap; mask: ImageData } | null>(null);
   const [opacity, setOpacity] = useState(0.5);

@@ -9,6 +9,7 @@ import { DownloadLink } from "../components/AuthMedia";
 import { ConfigSummary } from "../components/ConfigSummary";
 import { JobActions } from "../components/JobActions";
 import { JobLog } from "../components/JobLog";
+import { LabelOverlay2D } from "../components/LabelOverlay2D";
 import { LazyViewer } from "../components/LazyViewer";
 import { LossChart } from "../components/LossChart";
 import { ErrorBox } from "../components/Notice";
@@ -169,7 +170,9 @@ function Results({ job }: { job: FinetuneJobOut }) {
             overlay={{ url: current.label_url, name: `${current.case}-prediction.nii.gz`, title: "the prediction", classes }}
           />
         )}
-        {current && !is3d && <p className="muted">2D label maps are PNG masks (pixel = class): download them above.</p>}
+        {current && !is3d && (
+          <LabelOverlay2D image={{ url: current.image_url, path: current.case }} label={{ url: current.label_url, path: "the prediction" }} classes={classes} />
+        )}
       </section>
     </>
   );
