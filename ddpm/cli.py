@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--gpu", type=int, help="override the config's gpu (-1 = CPU)")
     t.add_argument("--threads", type=_positive,
                    help="CPU threads for torch (1 is fastest for tiny models on a busy machine)")
+    t.add_argument("--nproc", type=_positive,
+                   help="train with N processes on this machine (gloo on the CPU, one GPU each with NCCL); "
+                        "dataset.batch_size stays the global batch, split across them")
+    t.add_argument("--max-restarts", type=_nonneg, default=0,
+                   help="restart the processes up to R times after a failure; they resume from the newest "
+                        "checkpoint (default 0)")
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("--run", required=True, help="run folder (<experiment_path>/<run name>)")
@@ -151,9 +157,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.resume and latest_checkpoint(run_dir / "checkpoints") is None:
         raise UsageError(f"--resume: {run_dir} holds no checkpoint to resume from")
+    from ddpm.train import distributed as dd
+    from ddpm.train.launch import run_group, stopped_by_peer
 
-    with stop_on_ctrl_c(ConsoleCallbacks(run_dir)) as callbacks:
+    if args.nproc is not None or args.max_restarts:
+        if dd.env_world().active:
+            raise UsageError("--nproc/--max-restarts: this process is already one of a launched job "
+                             f"(WORLD_SIZE={dd.env_world().world_size}); the launcher sets the process count")
+        dd.split_batch(cfg.dataset.batch_size, args.nproc or 1)  # before any process starts
+        return run_group("train", args.argv, args.nproc or 1, args.max_restarts)
+
+    with stop_on_ctrl_c(ConsoleCallbacks(run_dir)) as callbacks, stopped_by_peer("train"):
         result = run_training(cfg, run_dir, callbacks, resume=True)
+    if not dd.env_world().is_main:  # rank 0 prints how the job ended
+        return 0 if result.status == "completed" else EXIT_INTERRUPTED
     return report_result(result)
 
 
@@ -238,6 +255,7 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "inspect": cmd_inspect, "e
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # what --nproc runs again in each process
     _setup_console_logging()
     from ddpm.config import ConfigError
     from ddpm.run.errors import RunError

@@ -149,14 +149,28 @@ class DDPM(nn.Module):
         a, s = self.coefs(t, x_t.dim())
         return obj.to_eps_x0(self.objective, out, x_t.float(), a, s, clip_x0)
 
+    def draw_loss_inputs(self, shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        """The random inputs of ``p_losses`` for a batch of ``shape``, drawn on the model's device
+        in one fixed order: timesteps, noise, and (self-conditioning) the mask. The training loop
+        draws them for the global batch on every process and slices its share, so the random
+        numbers of sample i do not depend on the number of processes."""
+        b = shape[0]
+        inputs = {"t": torch.randint(0, self.num_timesteps, (b,), device=self.device),
+                  "noise": torch.randn(shape, device=self.device)}
+        if self.self_condition:
+            inputs["self_cond_mask"] = torch.rand(b, device=self.device) < 0.5
+        return inputs
+
     def p_losses(self, x0: torch.Tensor, t: torch.Tensor, noise: Optional[torch.Tensor] = None,
-                 reduction: str = "mean") -> torch.Tensor:
+                 reduction: str = "mean", self_cond_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Training loss at timesteps t (x0 in [-1, 1]). reduction "mean": scalar; "none": (B,).
 
-        Self-conditioning (training mode, a random half of the calls): a first x0 estimate is made
-        without gradients from a zero self-condition, detached, and fed back as the condition of
-        the prediction the loss is taken on. The other half sees zeros, as the first sampling
-        step does.
+        Self-conditioning (training mode, the samples where ``self_cond_mask`` is True, a random
+        half when it is not given): a first x0 estimate is made without gradients from a zero
+        self-condition, detached, and fed back as the condition of the prediction the loss is
+        taken on. The other samples see zeros, as the first sampling step does. A per-sample mask
+        rather than a coin flip per batch: every step runs the same operations and uses every
+        weight, with no host sync (what DDP and CUDA graphs need).
         """
         if reduction not in ("mean", "none"):
             raise ValueError(f"reduction: {reduction!r} is not allowed; allowed values: mean, none")
@@ -170,10 +184,13 @@ class DDPM(nn.Module):
         x_self_cond = None
         if self.self_condition:
             x_self_cond = torch.zeros_like(x_t)
-            if self.training and torch.rand(()) < 0.5:
+            if self.training:
+                if self_cond_mask is None:
+                    self_cond_mask = torch.rand(x_t.shape[0], device=x_t.device) < 0.5
                 with torch.no_grad():
                     _, first_x0 = self.model_predictions(x_t, t, x_self_cond, clip_x0=True)
-                x_self_cond = first_x0.detach().to(x_t.dtype)
+                keep = _bcast(self_cond_mask.to(x_t.device), x_t.dim())
+                x_self_cond = torch.where(keep, first_x0.detach().to(x_t.dtype), x_self_cond)
         out = self._net(x_t, t, x_self_cond)
         a, s = self.coefs(t, x0.dim())
         target = obj.target_for(self.objective, x0.float(), noise.float(), a, s)

@@ -53,6 +53,24 @@ class InfiniteOrder(Sampler):
         return {"seed": self.seed, "epoch": epoch, "position": pos, "consumed": consumed, "n": self.n}
 
 
+class RankShard(Sampler):
+    """This process's share of the global stream: the stream is cut into global micro-batches of
+    ``batch_size`` (every start position is a multiple of it: a step consumes whole micro-batches)
+    and rank r of W takes positions ``[r*b, (r+1)*b)`` of each, ``b = batch_size / W``. Concatenated
+    in rank order the shares are the micro-batches one process would read, so the order, and a
+    resume on any number of processes, do not depend on the number of processes."""
+
+    def __init__(self, order: InfiniteOrder, batch_size: int, rank: int, world_size: int) -> None:
+        self.order, self.batch_size = order, batch_size
+        per = batch_size // world_size
+        self.lo, self.hi = rank * per, (rank + 1) * per
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for index, count in self.order:
+            if self.lo <= count % self.batch_size < self.hi:
+                yield index, count
+
+
 class SeededItems(Dataset):
     """Wraps a dataset so that item ``(index, count)`` is made under a fixed RNG seed.
 

@@ -10,6 +10,11 @@ Exact resume: a checkpoint holds everything the next step depends on (weights, E
 LR schedule, grad scaler, global RNG states, the position in the data stream and the interval
 statistics), so on CPU a run stopped and resumed produces the same losses as one that never
 stopped.
+
+Several processes (torchrun or ``ddpm train --nproc``; ``ddpm.train.distributed``): each reads
+its share of every global micro-batch and DDP averages the gradients, so a job trains like one
+process on the same config; rank 0 alone writes the run folder and calls the callbacks, and a
+checkpoint resumes on any number of processes.
 """
 from __future__ import annotations
 
@@ -28,7 +33,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from ddpm.config import ConfigError, TrainConfig, config_to_dict
-from ddpm.device import resolve_device
 from ddpm.precision import autocast_dtype, resolve_precision
 
 from ddpm.run import checkpoint as ck
@@ -37,11 +41,13 @@ from ddpm.run.errors import RunError
 from ddpm.run.run_dir import RunPaths, log_to_file, now_iso
 from ddpm.run.sample_files import save_samples
 
+from . import distributed as dd
 from .callbacks import ProgressInfo, ProgressThrottle, TrainCallbacks
-from .data_order import InfiniteOrder, SeededItems, ignore_sigint_in_worker
+from .data_order import InfiniteOrder, RankShard, SeededItems, ignore_sigint_in_worker
 from .ema import EMA
 from .errors import NonFiniteLossError
 from .lr import make_scheduler
+from .step import optimizer_step
 from .metrics import HeldOut, MetricsLog, format_metrics_line, intensity_stats, json_safe
 
 log = logging.getLogger("ddpm.train")
@@ -88,6 +94,7 @@ class Trainer:
         self.interval = {"loss_sum": 0.0, "gn_sum": 0.0, "count": 0}
         self.last_ckpt: Optional[Path] = None
         self.last_ckpt_step = -1
+        self.dist: Optional[dd.Dist] = None  # set by run() (or the first _setup): the job's processes
 
     # ---- seams -----------------------------------------------------------------------------
     def build_datasets(self) -> tuple[Any, Any]:
@@ -111,12 +118,19 @@ class Trainer:
     def _setup(self, resume: bool) -> Optional[Path]:
         cfg = self.cfg
         self.paths.create()
-        ck.remove_stale_temporaries(self.paths.checkpoints)
-        latest = ck.latest_checkpoint(self.paths.checkpoints)
+        if self.dist is None:
+            self.dist, self.device = dd.start(cfg.gpu)
+        self.micro_batch = dd.split_batch(cfg.dataset.batch_size, self.dist.world_size)
+        if not self.dist.is_main:
+            self.cb = dd.RankCallbacks(self.cb)  # only rank 0 reports
+            logging.getLogger("ddpm").setLevel(logging.ERROR)  # rank 0 says it once
+        if self.dist.is_main:
+            ck.remove_stale_temporaries(self.paths.checkpoints)
+        # one decision, broadcast: every rank resumes the same file (a shared folder may lag)
+        latest = dd.from_main(ck.latest_checkpoint(self.paths.checkpoints), self.dist)
         if latest is not None and not resume:
             raise RunError(f"{self.paths.root} already holds checkpoints (newest: {latest.path.name}); "
                            "resume it or choose another run name")
-        self.device = resolve_device(cfg.gpu)
         self._precision()
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -154,26 +168,35 @@ class Trainer:
         if latest is not None:
             rng = self._load(latest.path)
             resumed_from = latest.path
-            self.metrics_log.truncate_after(self.step, atomic_write_text)
-        self.paths.write_json(self.paths.config, config_to_dict(cfg))
-        info = self.paths.read_run_json()
-        info.update({"run_name": self.paths.root.name, "dims": cfg.dims, "output_spacing": self.output_spacing})
-        info.setdefault("created_at", now_iso())
+            if self.dist.is_main:
+                self.metrics_log.truncate_after(self.step, atomic_write_text)
         self.start_info = {"at": now_iso(), "step": self.step, "device": str(self.device),
-                           "precision": self.precision.precision, "precision_reason": self.precision.reason}
-        info.setdefault("starts", []).append(self.start_info)
-        self.paths.write_json(self.paths.run_json, info)
+                           "precision": self.precision.precision, "precision_reason": self.precision.reason,
+                           "world_size": self.dist.world_size}
+        if self.dist.is_main:
+            self.paths.write_json(self.paths.config, config_to_dict(cfg))
+            info = self.paths.read_run_json()
+            info.update({"run_name": self.paths.root.name, "dims": cfg.dims, "output_spacing": self.output_spacing})
+            info.setdefault("created_at", now_iso())
+            info.setdefault("starts", []).append(self.start_info)
+            self.paths.write_json(self.paths.run_json, info)
 
         self.order = InfiniteOrder(len(self.train_ds), cfg.seed, start=self.consumed)
         nw = cfg.dataset.num_workers
+        sampler = (RankShard(self.order, cfg.dataset.batch_size, self.dist.rank, self.dist.world_size)
+                   if self.dist.active else self.order)
         self.loader = DataLoader(
-            SeededItems(self.train_ds, cfg.seed), batch_size=cfg.dataset.batch_size, sampler=self.order,
+            SeededItems(self.train_ds, cfg.seed), batch_size=self.micro_batch, sampler=sampler,
             num_workers=nw, pin_memory=cfg.dataset.pin_memory and self.device.type == "cuda",
             persistent_workers=nw > 0, worker_init_fn=ignore_sigint_in_worker if nw > 0 else None,
             generator=torch.Generator().manual_seed(cfg.seed))
         self.heldout: Optional[HeldOut] = None
+        self.loss_module = dd.wrap(dd.LossOf(self.model), self.dist, self.device)
         if rng is not None:
             ck.restore_rng(rng)  # last: nothing after this may draw random numbers before step 1
+            if "device" in rng and self.device.type == "cuda":
+                # this process's own device stream (capture_rng's per-index list names rank 0's GPUs)
+                torch.cuda.set_rng_state(rng["device"].cpu(), self.device)
         return resumed_from
 
     def _load(self, path: Path) -> dict[str, Any]:
@@ -202,11 +225,18 @@ class Trainer:
 
     # ---- checkpoints -----------------------------------------------------------------------
     def save(self, final: bool = False) -> Path:
+        if not self.dist.is_main:  # every rank holds the same state; rank 0 writes it
+            self.last_ckpt = self.paths.checkpoints / ck.checkpoint_name(self.step, final)
+            self.last_ckpt_step = self.step
+            return self.last_ckpt
+        rng = ck.capture_rng()
+        if self.device.type == "cuda":
+            rng["device"] = torch.cuda.get_rng_state(self.device)
         state = {
             "config": config_to_dict(self.cfg), "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.fp16 else None, "rng": ck.capture_rng(),
+            "scaler": self.scaler.state_dict() if self.fp16 else None, "rng": rng,
             "data_order": self.order.state(self.consumed), "output_spacing": self.output_spacing,
             "skipped_steps": self.skipped, "interval": dict(self.interval),
             "torch_version": str(torch.__version__), "saved_at": now_iso(),
@@ -220,39 +250,8 @@ class Trainer:
 
     # ---- one optimizer step ----------------------------------------------------------------
     def train_step(self, batches: Any) -> tuple[float, float, bool]:
-        """(mean loss, grad norm, finite) of one optimizer step over grad_accumulation micro-batches."""
-        accum = self.cfg.dataset.grad_accumulation
-        total, finite = 0.0, True
-        for _ in range(accum):
-            x = next(batches).to(self.device, non_blocking=True)
-            t = self.model.sample_timesteps(x.shape[0])
-            with self.autocast():
-                loss = self.model.p_losses(x, t)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                finite = False  # keep consuming this step's data so the stream stays aligned
-                total = value
-                continue
-            # divided before backward: the accumulated gradient is the mean over micro-batches
-            self.scaler.scale(loss / accum).backward()
-            if finite:
-                total += value / accum
-        grad_norm = float("nan")
-        if finite:
-            if self.fp16:
-                self.scaler.unscale_(self.optimizer)
-            max_norm = self.cfg.model.grad_clip if self.cfg.model.grad_clip is not None else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
-            # fp16: an overflow is the scaler's business (it skips and lowers the scale)
-            finite = self.fp16 or math.isfinite(grad_norm)
-        if finite:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            if self.ema is not None:
-                self.ema.update(self.model)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        return total, grad_norm, finite
+        """(mean loss, grad norm, finite) of one optimizer step (``ddpm.train.step``)."""
+        return optimizer_step(self, batches)
 
     # ---- metrics ---------------------------------------------------------------------------
     def _heldout(self) -> HeldOut:
@@ -308,8 +307,14 @@ class Trainer:
     # ---- the loop --------------------------------------------------------------------------
     def run(self, resume: bool = True) -> TrainResult:
         self.paths.create()
-        with log_to_file(self.paths.log, log):
-            return self._run(resume)
+        self.dist, self.device = dd.start(self.cfg.gpu)
+        try:
+            if not self.dist.is_main:  # one train.log, written by rank 0
+                return self._run(resume)
+            with log_to_file(self.paths.log, log):
+                return self._run(resume)
+        finally:
+            dd.finish(self.dist)
 
     def _run(self, resume: bool) -> TrainResult:
         cfg, m = self.cfg, self.cfg.model
@@ -339,7 +344,7 @@ class Trainer:
         batches = iter(self.loader)
         try:
             while self.step < total:
-                if self.cb.should_stop():
+                if dd.agree_any(self.cb.should_stop(), self.dist, self.device):
                     path = self.last_ckpt if self.last_ckpt_step == self.step else self.save()
                     log.info("stopped at step %d on request", self.step)
                     return TrainResult("stopped", self.step, path)
@@ -377,7 +382,7 @@ class Trainer:
                         samples_s=rates["samples_s"], eta_s=(total - self.step) / it_s,
                         elapsed_s=rates["elapsed_s"]))
                     prog = {"loss": 0.0, "n": 0}
-                if metric_due:
+                if metric_due and self.dist.is_main:  # the other ranks wait at the next step
                     self.metrics(rates)
                 if self.step == total:
                     path = self.save(final=True)

@@ -1,0 +1,169 @@
+"""Several processes as one training job: torch.distributed set up from the launcher's environment.
+
+torchrun (or ``ddpm train --nproc N``, which runs torch's elastic agent: ``ddpm.train.launch``)
+starts every process with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set; a
+process started without them is a job of one and nothing here talks to other processes.
+
+- The device: CUDA device LOCAL_RANK (the index on this machine, never the global rank, which
+  would name a GPU that does not exist on a second node) with NCCL; the CPU with gloo.
+- The batch: ``dataset.batch_size`` is the global micro-batch; each process takes
+  ``batch_size / world_size`` of it (``split_batch``), so a config trains the same whatever the
+  number of processes, and the learning rate is never scaled.
+- Only rank 0 reports: the other ranks' callbacks are reduced to ``should_stop``
+  (``RankCallbacks``), and a stop any rank asks for is agreed by all (``agree_any``).
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+import torch.distributed as tdist
+
+from ddpm.config import ConfigError
+from ddpm.device import resolve_device
+
+from .callbacks import TrainCallbacks
+
+# a rank waits this long in a collective: rank 0 alone draws metric samples, which for a large 3D
+# model takes minutes; a process that dies is noticed by the launcher, not by this timeout
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=60)
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process stands in its job (a job of one: rank 0 of 1)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    started_group: bool = False  # this process initialised the group, so it also ends it
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def env_world() -> Dist:
+    """The job this process was launched into, read from the launcher's environment."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return Dist(rank=int(os.environ.get("RANK", "0")), world_size=world,
+                local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def start(gpu: Any) -> tuple[Dist, torch.device]:
+    """Join the job of the environment (if any) and choose this process's device.
+
+    ``gpu`` is the config's request: a CPU request stays on the CPU (gloo); a CUDA request runs on
+    device LOCAL_RANK of the devices this process sees (CUDA_VISIBLE_DEVICES) with NCCL."""
+    dist = env_world()
+    device = resolve_device(gpu)
+    if not dist.active:
+        return dist, device
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if dist.local_rank >= count:
+            raise ConfigError([("gpu", f"process with LOCAL_RANK {dist.local_rank} needs CUDA device "
+                                       f"{dist.local_rank}, but this machine shows {count}; start at most "
+                                       f"{count} processes per machine")])
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    if tdist.is_initialized():  # a caller (e.g. a notebook under torchrun) already joined
+        return dist, device
+    # The elastic agent keeps one store for every restart of the group; the keys the previous
+    # group's processes left there (their addresses) would send the new ones to dead peers, so
+    # each attempt writes under its own prefix.
+    store, _, _ = next(tdist.rendezvous("env://", timeout=COLLECTIVE_TIMEOUT))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    tdist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT,
+                             store=tdist.PrefixStore(f"ddpm/attempt-{attempt}", store), rank=dist.rank,
+                             world_size=dist.world_size, device_id=device if device.type == "cuda" else None)
+    return Dist(dist.rank, dist.world_size, dist.local_rank, started_group=True), device
+
+
+def finish(dist: Optional[Dist]) -> None:
+    if dist is not None and dist.started_group and tdist.is_initialized():
+        tdist.destroy_process_group()
+
+
+def split_batch(batch_size: int, world_size: int) -> int:
+    """Samples per process of a global micro-batch of ``batch_size``; a ConfigError naming the
+    numbers when it does not split evenly."""
+    if batch_size % world_size:
+        raise ConfigError([("dataset.batch_size", f"{batch_size} cannot be split evenly across {world_size} "
+                                                  f"processes; use a multiple of {world_size} (the batch is "
+                                                  "global: each process takes batch_size / processes)")])
+    return batch_size // world_size
+
+
+def mean_over_ranks(value: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """The mean of ``value`` over the ranks (every rank holds an equal share of the batch)."""
+    if not dist.active:
+        return value
+    value = value.clone()
+    tdist.all_reduce(value)
+    return value / dist.world_size
+
+
+def agree_any(flag: bool, dist: Dist, device: torch.device) -> bool:
+    """True on every rank when any rank says True (a stop request reaches the whole job)."""
+    if not dist.active:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def from_main(obj: Any, dist: Dist) -> Any:
+    """Rank 0's ``obj`` on every rank (e.g. which checkpoint to resume: one decision, one file)."""
+    if not dist.active:
+        return obj
+    box = [obj]
+    tdist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def wrap(module: torch.nn.Module, dist: Dist, device: torch.device) -> torch.nn.Module:
+    """``module`` averaging its gradients over the ranks (DDP), or itself in a job of one. Every
+    step uses every trainable weight (self-conditioning is a mask, not a branch), so DDP needs
+    no find_unused_parameters search."""
+    if not dist.active:
+        return module
+    import warnings
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    # a 1-channel conv weight is both contiguous and channels-last; DDP's bucket takes one layout,
+    # the gradient the other, and the copy it warns about is a few dozen floats
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    # buffers hold no state that training changes (the schedule is derived from the config)
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                   forward_sync_buffers=False)
+
+
+class RankCallbacks(TrainCallbacks):
+    """What a rank other than 0 passes on: only ``should_stop`` (a Ctrl-C reaches every process)."""
+
+    def __init__(self, inner: TrainCallbacks) -> None:
+        self.inner = inner
+
+    def should_stop(self) -> bool:
+        return self.inner.should_stop()
+
+
+class LossOf(torch.nn.Module):
+    """The module DDP wraps: its forward is the model's training loss, so the gradient hooks DDP
+    sets on the shared parameters fire for the loss the loop backpropagates."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model.p_losses(x, **inputs)

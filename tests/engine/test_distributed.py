@@ -1,0 +1,230 @@
+"""One job on several processes (CPU, gloo, 2 processes): `ddpm train --nproc 2`, torchrun with two
+"nodes" on this machine, resume across process counts, and a rank killed with SIGKILL.
+
+The reference is one process on the same config, trained in this test process: the global batch
+(dataset.batch_size x grad_accumulation), the data order and the random numbers of every sample
+do not depend on the number of processes, so two processes must give the same losses and weights.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from train_helpers import tiny_cfg_dict, write_images
+
+from ddpm.config import load_config
+from ddpm.diffusion import DDPM
+from ddpm.run.checkpoint import latest_checkpoint, load_checkpoint
+from ddpm.train import run_training
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = 20
+
+
+def _cfg(tmp: Path, name: str, **model) -> Path:
+    # self-conditioning (the mask) and accumulation (DDP's no_sync) are on; fp32 explicitly: auto
+    # picks bf16 on a CPU with native bf16, where two processes would round differently
+    cfg = tiny_cfg_dict(tmp / "data", tmp / "exp", seed=5, model={
+        "iterations": STEPS, "freq_metrics": 1, "freq_checkpoint": 10, "precision": "fp32",
+        "unet": {"self_condition": True}, **model}, dataset={"batch_size": 4, "grad_accumulation": 2})
+    path = tmp / f"{name}.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def _cli(config: Path, *flags: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ddpm", "train", "--config", str(config), *flags],
+                          cwd=config.parent, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def _in_process(config: Path) -> None:
+    run_training(load_config(config), config.parent / "exp" / config.stem)
+
+
+def _losses(tmp: Path, name: str) -> list[float]:
+    lines = (tmp / "exp" / name / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["train_loss"] for line in lines]
+
+
+def _model(tmp: Path, name: str, ema: bool = False) -> DDPM:
+    state = load_checkpoint(latest_checkpoint(tmp / "exp" / name / "checkpoints").path)
+    model = DDPM.from_config(load_config(tmp / "one.json"), device="cpu")
+    model.load_state_dict(state["ema"]["model"] if ema else state["model"])
+    return model
+
+
+def _inputs(model: DDPM) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(4, 1, 16, 16, generator=g) * 2 - 1
+    return x0, torch.randint(0, model.num_timesteps, (4,), generator=g), torch.randn(x0.shape, generator=g)
+
+
+def _assert_same_model(tmp: Path, name: str) -> None:
+    """Same weights as the one-process reference, within 1e-5 relative: the weights the loss
+    depends on, and the function both compute (raw and EMA). A bias that a GroupNorm right after
+    it cancels (and the attention key bias) has an exactly zero gradient; Adam turns the rounding
+    noise of that zero into full-size steps, so such entries differ and are not compared."""
+    ref = _model(tmp, "one").double()
+    x0, t, noise = _inputs(ref)
+    ref.p_losses(x0.double(), t, noise.double(), self_cond_mask=torch.ones(4, dtype=torch.bool)).backward()
+    live = {k: p.grad.abs() > 1e-12 for k, p in ref.named_parameters()}
+    diff = total = 0.0
+    for ema in (False, True):
+        a, b = _model(tmp, "one", ema).eval(), _model(tmp, name, ema).eval()
+        pb = dict(b.named_parameters())
+        for key, pa in a.named_parameters():
+            diff += float((pa - pb[key]).detach()[live[key]].square().sum())
+            total += float(pa.detach()[live[key]].square().sum())
+        with torch.no_grad():
+            x_t = a.q_sample(x0, t, noise)
+            out_a, out_b = a.unet(x_t, t, torch.zeros_like(x_t)), b.unet(x_t, t, torch.zeros_like(x_t))
+        assert float((out_a - out_b).norm() / out_a.norm()) <= 1e-5, f"{name} (ema={ema}): outputs differ"
+    assert (diff / total) ** 0.5 <= 1e-5, f"{name}: relative weight difference {(diff / total) ** 0.5:.2e}"
+
+
+@pytest.fixture(scope="module")
+def one(tmp_path_factory):
+    """The reference: 20 steps in one process."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    write_images(tmp / "data")
+    _in_process(_cfg(tmp, "one"))
+    return tmp
+
+
+def test_two_processes_train_like_one(one):
+    done = _cli(_cfg(one, "two"), "--nproc", "2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("done: 20 steps") == 1  # rank 0 reports, once
+    assert _losses(one, "two") == pytest.approx(_losses(one, "one"), rel=1e-5)
+    assert len(_losses(one, "two")) == STEPS
+    _assert_same_model(one, "two")
+    starts = json.loads((one / "exp" / "two" / "run.json").read_text())["starts"]
+    assert [s["world_size"] for s in starts] == [2]
+
+
+def test_resume_across_process_counts(one):
+    # 2 processes for 10 steps, then 1 process to 20
+    first = _cli(_cfg(one, "two_one", iterations=10), "--nproc", "2")
+    assert first.returncode == 0, first.stderr
+    _in_process(_cfg(one, "two_one"))
+    # 1 process for 10 steps, then 2 processes to 20
+    _in_process(_cfg(one, "one_two", iterations=10))
+    second = _cli(_cfg(one, "one_two"), "--nproc", "2")
+    assert second.returncode == 0, second.stderr
+    assert "resuming" in second.stdout and "from step 10" in second.stdout
+    for name in ("two_one", "one_two"):
+        assert _losses(one, name) == pytest.approx(_losses(one, "one"), rel=1e-5), name
+        _assert_same_model(one, name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_torchrun_nodes_with_c10d_rendezvous(one):
+    config = _cfg(one, "nodes")
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"localhost:{_free_port()}", "--rdzv-id", "nodes",
+            "-m", "ddpm", "train", "--config", str(config)]
+    procs = [subprocess.Popen(node, cwd=one, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True) for _ in range(2)]
+    try:
+        outs = [p.communicate(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            _end(p)
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    assert sum(out.count("done: 20 steps") for out, _ in outs) == 1
+    _assert_same_model(one, "nodes")
+
+
+def _rank_pid(parent: int, rank: int, timeout: float = 60) -> int:
+    """The pid of the process of ``rank`` among ``parent``'s children (the agent's workers)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in Path("/proc").iterdir():
+            try:
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                env = (proc / "environ").read_bytes().split(b"\0")
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == parent and f"RANK={rank}".encode() in env:
+                return int(proc.name)
+        time.sleep(0.1)
+    raise AssertionError(f"no rank {rank} under pid {parent}")
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """A job left running by a failed assertion takes its processes with it."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _kill_rank_after_checkpoint(config: Path, *flags: str) -> tuple[subprocess.Popen, str, str]:
+    job = subprocess.Popen([sys.executable, "-m", "ddpm", "train", "--config", str(config), "--nproc", "2",
+                            *flags], cwd=config.parent, env=_env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        ckpt = config.parent / "exp" / config.stem / "checkpoints" / "step-00000005.pt"
+        deadline = time.monotonic() + 120
+        while not ckpt.exists() and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ckpt.exists(), job.communicate()[1][-2000:] if job.poll() is not None else "no checkpoint"
+        os.kill(_rank_pid(job.pid, 1), signal.SIGKILL)
+        out, err = job.communicate(timeout=180)
+    finally:
+        _end(job)
+    return job, out, err
+
+
+def test_a_killed_rank_ends_the_job_with_one_line(one):
+    job, _, err = _kill_rank_after_checkpoint(_cfg(one, "killed", iterations=400, freq_checkpoint=5))
+    assert job.returncode == 1
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("ddpm train: failed: rank 1 (pid ") and "was killed by SIGKILL" in last, err[-2000:]
+    assert "Traceback" not in err
+
+
+def test_with_restarts_a_killed_rank_resumes_and_finishes(one):
+    config = _cfg(one, "restarted", iterations=30, freq_checkpoint=5)
+    job, out, err = _kill_rank_after_checkpoint(config, "--max-restarts", "1")
+    assert job.returncode == 0, err[-2000:]
+    assert "resuming" in out and "done: 30 steps" in out
+    # the same training as the uninterrupted reference over the steps both ran
+    assert _losses(one, "restarted")[:STEPS] == pytest.approx(_losses(one, "one"), rel=1e-5)
+
+
+def test_a_batch_that_does_not_split_is_one_line(one):
+    config = _cfg(one, "uneven")
+    cfg = json.loads(config.read_text())
+    cfg["dataset"]["batch_size"] = 3
+    config.write_text(json.dumps(cfg))
+    done = _cli(config, "--nproc", "2")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "dataset.batch_size: 3 cannot be split evenly across 2 processes" in done.stderr
+    assert not (one / "exp" / "uneven" / "checkpoints").exists()
+
+
+def test_rank_devices_come_from_local_rank(monkeypatch):
+    # a CPU request stays on the CPU whatever the rank (gloo); a job of one joins no group
+    from ddpm.train import distributed as dd
+
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    dist, device = dd.start(-1)
+    assert (dist.world_size, device) == (1, torch.device("cpu")) and not dist.started_group
