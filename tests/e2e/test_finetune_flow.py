@@ -27,7 +27,8 @@ PRETRAIN = {"gpu": -1, "is_3d": True, "model": {"unet": UNET, "iterations": 4, "
             "dataset": {"name": "volume3d", "image_size": 16, "batch_size": 2, "num_workers": 0}}
 
 
-def finished_train_job(stack) -> int:  # noqa: ANN001
+@pytest.fixture(scope="module")
+def train_id(stack) -> int:  # noqa: ANN001
     """A 4-step 3D train job on the phantoms' images, run by the stack's worker."""
     c = stack.client
     ds = c.post("/api/datasets", json={"name": "phantom-images"}).json()["id"]
@@ -53,8 +54,7 @@ def coloured_share(rgb: np.ndarray) -> float:
 
 
 @pytest.mark.timeout(600)
-def test_upload_labelled_folder_finetune_and_see_the_prediction_overlay(page, stack, tmp_path):  # noqa: ANN001
-    train_id = finished_train_job(stack)
+def test_upload_labelled_folder_finetune_and_see_the_prediction_overlay(page, stack, train_id, tmp_path):  # noqa: ANN001
     folder = write_labelled(tmp_path / "phantoms-labelled", n=5)
 
     page.goto("/datasets")
@@ -110,3 +110,28 @@ def test_upload_labelled_folder_finetune_and_see_the_prediction_overlay(page, st
     assert dl.value.suggested_filename == f"job{job_id}-{case}-prediction.nii.gz"
     label = nib.load(dl.value.path().rename(tmp_path / "pred.nii.gz"))
     assert label.shape == SHAPE
+
+
+@pytest.mark.timeout(600)
+def test_study_job_page_draws_dice_against_labelled_cases(page, stack, train_id, tmp_path):  # noqa: ANN001
+    folder = write_labelled(tmp_path / "study-set", n=5, start=10)
+    c = stack.client
+    ds = c.post("/api/datasets", json={"name": "study-set"}).json()["id"]
+    for f in sorted(folder.rglob("*.nii.gz")):
+        rel = f.relative_to(folder.parent).as_posix()
+        assert c.put(f"/api/datasets/{ds}/files/{rel}", content=f.read_bytes(),
+                     headers={"Content-Type": "application/octet-stream"}).status_code == 201
+    assert c.post(f"/api/datasets/{ds}/commit").status_code == 200
+    cfg = {"gpu": -1, "task": {"num_classes": 3}, "model": {"iterations": 2, "freq_metrics": 2, "freq_checkpoint": 2}}
+    r = c.post("/api/jobs", json={"kind": "study", "device": "cpu", "source_job_id": train_id, "dataset_id": ds,
+                                  "config": cfg, "labels": [1, 2], "seeds": 1})
+    assert r.status_code == 201, r.text
+    page.goto(f"/jobs/{r.json()['id']}")
+    expect(page.get_by_role("heading", name=f"Study job #{r.json()['id']}")).to_be_visible()
+    expect(page.locator(".page-head .badge")).to_have_text("succeeded", timeout=240_000)
+    study = page.get_by_role("region", name="Label efficiency")
+    expect(study.get_by_test_id("study-chart")).to_have_attribute("data-points", "2")  # budgets 1 and 2
+    expect(study.locator(".u-legend")).to_contain_text("pretrained (mean)")
+    expect(study.get_by_role("table", name="Study summary").locator("tbody tr")).to_have_count(2)
+    expect(study).to_contain_text("4 of 4 runs finished")
+    shot(page, "ft-03-study")
