@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from backend.capacity import capacity_problem
 from backend.dispatch import Queue, queue_for, resolve_device
 from backend.jobs import JobKind, JobStatus
 from backend.models import READY, Dataset, Job
@@ -52,7 +53,10 @@ def create_train_job(session: Session, settings: Settings, storage: Storage, bod
         raise JobInputError(problems)
     config = with_server_paths(body.config, storage, body.dataset_id)
     queue = queue_for(resolve_device(body.device, config.gpu), live_queues(session, settings))
-    job = Job(kind=JobKind.train, status=JobStatus.queued, device=body.device, queue=queue,
+    too_big = capacity_problem(session, queue, body.gpus, settings.worker_heartbeat_timeout_s)
+    if too_big:
+        raise _err("gpus", too_big)
+    job = Job(kind=JobKind.train, status=JobStatus.queued, device=body.device, queue=queue, gpus=body.gpus,
               dataset_id=body.dataset_id, config=config_to_dict(config), total=config.model.iterations)
     session.add(job)
     session.commit()

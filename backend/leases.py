@@ -60,13 +60,13 @@ def renew_lease(session: Session, job_id: int, worker_name: str) -> LeaseState:
 def heartbeat(session: Session, worker_name: str, *, queues: Sequence[str] = (Queue.cpu,),
               device: str = "cpu", current_job_id: Optional[int] = None,
               hostname: Optional[str] = None, pid: Optional[int] = None,
-              precision_facts: Optional[dict] = None) -> Optional[LeaseState]:
+              precision_facts: Optional[dict] = None, gpus: int = 1) -> Optional[LeaseState]:
     """Record that ``worker_name`` is alive (upsert its row); renew its current job's lease.
 
     Returns the lease state of ``current_job_id`` (None when it runs nothing).
     """
     upsert_worker(session, worker_name, queues=queues, device=device, current_job_id=current_job_id,
-                  hostname=hostname, pid=pid, precision_facts=precision_facts)
+                  hostname=hostname, pid=pid, precision_facts=precision_facts, gpus=gpus)
     if current_job_id is None:
         return None
     return renew_lease(session, current_job_id, worker_name)

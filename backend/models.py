@@ -99,6 +99,8 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(16))  # see backend.jobs
     device: Mapped[str] = mapped_column(String(8), default="auto")  # auto / cpu / gpu (as asked)
     queue: Mapped[str] = mapped_column(String(16), default="cpu")  # Celery queue it was sent to
+    # processes the job runs as (one per GPU; on a CPU worker, CPU processes): its world size
+    gpus: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     dataset_id: Mapped[Optional[int]] = mapped_column(
         ForeignKey("datasets.id", ondelete="SET NULL"), nullable=True, index=True)
     source_job_id: Mapped[Optional[int]] = mapped_column(
@@ -153,6 +155,8 @@ class Worker(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     queues: Mapped[list] = mapped_column(JSON, default=list)
     device: Mapped[str] = mapped_column(String(64), default="cpu")
+    # the most processes one job may run on it: its GPUs, or WORKER_NPROC on a CPU worker
+    gpus: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     hostname: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
     pid: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
     current_job_id: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)

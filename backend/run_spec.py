@@ -96,6 +96,8 @@ class _Spec(BaseModel):
 class TrainRunSpec(_Spec):
     kind: Literal[JobKind.train] = JobKind.train
     config: TrainConfig = Field(..., description="as stored, with ``gpu`` set to the decided device")
+    nproc: int = Field(1, ge=1, description="processes the run is launched as (the job's gpus): one per "
+                                            "GPU from device 0 on, or CPU processes (gloo)")
 
     @property
     def total_steps(self) -> int:
@@ -188,7 +190,8 @@ def build_run_spec(job: JobFields, storage: Storage, worker_has_gpu: bool) -> Ru
         gpu = runs_on_gpu(resolve_device(job.device, config.gpu), worker_has_gpu)
         # the engine reads ``gpu``: 0 = this worker's GPU, -1 = the CPU
         config = config.model_copy(update={"gpu": 0 if gpu else -1})
-        return TrainRunSpec(job_id=job.id, device=GPU_DEVICE if gpu else CPU_DEVICE, paths=paths, config=config)
+        return TrainRunSpec(job_id=job.id, device=GPU_DEVICE if gpu else CPU_DEVICE, paths=paths, config=config,
+                            nproc=int(getattr(job, "gpus", 1) or 1))
     if job.source_job_id is None:
         raise RunSpecError("the train job this sample job reads was deleted")
     gpu = runs_on_gpu(resolve_device(job.device), worker_has_gpu)

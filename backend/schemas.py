@@ -28,6 +28,19 @@ class Health(BaseModel):
     database: str = Field(..., description="'ok' or 'error'")
     broker: str = Field(..., description="'ok' or 'error'")
     workers: int = Field(..., description="workers that heartbeated within WORKER_HEARTBEAT_TIMEOUT_S")
+    live_workers: list["WorkerCapacity"] = Field(..., description=(
+        "those workers: what each serves and how many processes one job may run on it"))
+
+
+class WorkerCapacity(BaseModel):
+    """A live worker as /api/health lists it (no token needed: no host names or pids)."""
+
+    model_config = ConfigDict(from_attributes=True)
+    name: str
+    queues: list[Queue]
+    device: str
+    gpus: int = Field(..., description="the most processes one job may run on it: its GPUs (one "
+                                       "process each), or on a CPU worker its WORKER_NPROC")
 
 
 class WorkerOut(BaseModel):
@@ -35,6 +48,7 @@ class WorkerOut(BaseModel):
     name: str
     queues: list[Queue]
     device: str
+    gpus: int = WorkerCapacity.model_fields["gpus"]
     hostname: Optional[str]
     pid: Optional[int]
     current_job_id: Optional[int]
@@ -167,6 +181,8 @@ class _JobOutBase(BaseModel):
     status: JobStatus
     device: DeviceChoice = Field(..., description="as asked when created")
     queue: Queue = Field(..., description="the Celery queue its task went to")
+    gpus: int = Field(..., description="processes the job runs as (its world size): GPUs, or CPU processes "
+                                       "on a CPU worker")
     dataset_id: Optional[int]
     source_job_id: Optional[int]
     progress: Progress
@@ -210,6 +226,13 @@ class JobOut(RootModel[Annotated[Union[TrainJobOut, SampleJobOut, FinetuneJobOut
     """A job; its ``config`` follows its ``kind``."""
 
 
+# A job of several processes (torchrun in the worker's child); the API refuses a count no live
+# worker of the job's queue holds (backend.job_create).
+GpuCount = Annotated[int, Field(ge=1, le=1024, description=(
+    "processes the job runs as, one per GPU (on a CPU worker: CPU processes, gloo); "
+    "dataset.batch_size stays the global batch, split across them"))]
+
+
 class TrainJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal[JobKind.train]
@@ -219,6 +242,7 @@ class TrainJobCreate(BaseModel):
     device: DeviceChoice = Field(DeviceChoice.auto, description=(
         "gpu: wait for a GPU worker; cpu; auto: a GPU when a GPU worker is up, unless the config "
         "says gpu: -1"))
+    gpus: GpuCount = 1
 
 
 class SampleJobCreate(SampleParams):

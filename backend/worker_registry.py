@@ -26,15 +26,16 @@ def cutoff(timeout_s: float) -> dt.datetime:
 
 def upsert_worker(session: Session, worker_name: str, *, queues: Sequence[str], device: str,
                   current_job_id: Optional[int], hostname: Optional[str], pid: Optional[int],
-                  precision_facts: Optional[dict] = None) -> None:
-    """Record that ``worker_name`` is alive now (commits)."""
+                  precision_facts: Optional[dict] = None, gpus: int = 1) -> None:
+    """Record that ``worker_name`` is alive now (commits). ``gpus``: the most processes one job
+    may run on it (``backend.capacity``)."""
     now = utcnow()
     row = session.get(Worker, worker_name, populate_existing=True)
     if row is None:
         row = Worker(name=worker_name, started_at=now)
         session.add(row)
     row.queues, row.device, row.last_heartbeat = [str(q) for q in queues], device, now
-    row.current_job_id = current_job_id
+    row.current_job_id, row.gpus = current_job_id, int(gpus)
     if precision_facts is not None:
         row.precision_facts = precision_facts
     row.hostname = hostname or socket.gethostname()

@@ -1,6 +1,6 @@
 """The heartbeat thread: keeps this worker's row and its job's lease fresh, and reaps others.
 
-Every ``interval`` seconds it upserts the worker row (name, queues, device, current job) and
+Every ``interval`` seconds it upserts the worker row (name, queues, device, GPUs, current job) and
 renews the current job's lease; then it re-queues running jobs whose worker has been silent
 longer than WORKER_HEARTBEAT_TIMEOUT_S and re-sends their tasks (every worker does this, and the
 backend's conditional UPDATE lets exactly one of them re-queue a given job).
@@ -94,7 +94,8 @@ class Heartbeat:
         started = time.monotonic()
         try:
             state = self.store.heartbeat(self.settings.name, self.settings.queues,
-                                         self.settings.device.label, current, self.precision_facts)
+                                         self.settings.device.label, current, self.precision_facts,
+                                         self.settings.nproc)
         except Exception as exc:  # noqa: BLE001 - a heartbeat must never kill the thread
             log.warning("heartbeat failed: %s", exc)
             return

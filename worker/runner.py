@@ -197,9 +197,17 @@ def _export(spec: TrainRunSpec) -> str:
 
 
 def _run_train(spec: TrainRunSpec, cb: PipeCallbacks) -> dict:
-    from ddpm.train import run_training
+    if spec.nproc > 1:  # torchrun's processes, rank 0 reporting through this child (worker.rank_group)
+        from worker.rank_group import RankGroupError, run_rank_group
 
-    result = run_training(spec.config, spec.paths.run_dir, cb, resume=True)
+        try:
+            result: Any = run_rank_group(spec, cb, cb._stop)
+        except RankGroupError as exc:
+            raise RuntimeError(str(exc)) from None  # the one line is the job's error as it stands
+    else:
+        from ddpm.train import run_training
+
+        result = run_training(spec.config, spec.paths.run_dir, cb, resume=True)
     if result.status == "stopped":
         out = {"stopped": True, "step": result.step}
         try:  # a cancelled run's weights are downloadable too; never fail the cancel over it

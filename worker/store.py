@@ -37,13 +37,14 @@ class JobView:
     source_job_id: Optional[int]
     attempts: int
     cancel_requested: bool
+    gpus: int = 1  # processes the job runs as
 
 
 def _view(job: Any) -> JobView:
     return JobView(id=job.id, kind=job.kind, status=job.status, device=job.device, queue=job.queue,
                    config=dict(job.config or {}), dataset_id=job.dataset_id,
                    source_job_id=job.source_job_id, attempts=job.attempts,
-                   cancel_requested=bool(job.cancel_requested))
+                   cancel_requested=bool(job.cancel_requested), gpus=int(job.gpus or 1))
 
 
 class Store:
@@ -124,11 +125,11 @@ class Store:
 
     # workers -------------------------------------------------------------------------------
     def heartbeat(self, name: str, queues, device: str, current_job_id: Optional[int],
-                  precision_facts: Optional[dict] = None):
+                  precision_facts: Optional[dict] = None, gpus: int = 1):
         with self.session() as s:
             return leases.heartbeat(s, name, queues=tuple(queues), device=device,
                                     current_job_id=current_job_id, hostname=socket.gethostname(),
-                                    pid=os.getpid(), precision_facts=precision_facts)
+                                    pid=os.getpid(), precision_facts=precision_facts, gpus=gpus)
 
     def remove_worker(self, name: str) -> None:
         with self.session() as s:

@@ -7,6 +7,7 @@ redelivery or a duplicate) is acknowledged and ignored.
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from typing import Any
 
@@ -24,6 +25,8 @@ from worker.store import JobView
 from worker.supervisor import Handover, Outcome, Supervisor
 
 log = logging.getLogger("worker.tasks")
+
+TOO_BIG_PAUSE_S = 2.0
 
 
 # The database unreachable before the claim: try again later rather than drop the message.
@@ -64,6 +67,13 @@ def run_job(job_id: int, task_kind: str) -> str:
     if ctx.shutting_down.is_set():
         # leaving: hand the message back to the broker for the next worker (not acked)
         raise Reject("worker shutting down", requeue=True)
+    if job.gpus > ctx.settings.nproc and job.status not in TERMINAL:
+        # a job of more processes than this worker holds (the API let it in for a bigger worker of
+        # the queue): back to the broker for that one; the pause keeps a lone small worker from spinning
+        log.info("job %s needs %s processes, this worker holds %s: handed back to the queue",
+                 job_id, job.gpus, ctx.settings.nproc)
+        time.sleep(TOO_BIG_PAUSE_S)
+        raise Reject("job needs a bigger worker", requeue=True)
     if not ctx.store.claim(job_id, name):
         log.info("job %s not claimable (status %s): message acknowledged and ignored", job_id, job.status)
         return "ignored"

@@ -4,7 +4,12 @@ Read once at worker start by ``load_settings``. Shared settings (DATA_DIR, DATAB
 REDIS_URL, WORKER_HEARTBEAT_TIMEOUT_S) come from ``backend.settings``, never parsed twice.
 
   WORKER_NAME                 unique name (default <hostname>-<pid>)
-  CUDA_VISIBLE_DEVICES        the worker's GPU is the first visible one; ""/-1 = CPU-only worker
+  CUDA_VISIBLE_DEVICES        the GPUs the worker owns: a one-process job runs on the first, a job of
+                              gpus N on the first N (one process each); ""/-1 = CPU-only worker
+  WORKER_NPROC                the most processes one job may run here (declared in the heartbeat;
+                              the API refuses a job no live worker can hold). Default: the visible
+                              GPU count on a GPU worker (at most that), 1 on a CPU worker (set it,
+                              e.g. to the core count, to run multi-process CPU jobs: gloo)
   WORKER_DEVICE               cpu to force the CPU (cuda: fail at start when no GPU is seen)
   WORKER_QUEUES               comma list of gpu,cpu (default: see ``default_queues``)
   WORKER_HEARTBEAT_INTERVAL_S heartbeat period (default min(5, timeout/4))
@@ -38,6 +43,7 @@ class Device:
 
     kind: str  # "cuda" | "cpu"
     label: str  # for humans and GET /api/workers, e.g. "cuda:0 (GPU 3)" or "cpu"
+    gpus: int = 0  # visible CUDA devices
 
     @property
     def has_gpu(self) -> bool:
@@ -66,6 +72,7 @@ class WorkerSettings(BaseSettings):
     device_request: Literal["", "cpu", "cuda"] = Field("", validation_alias="WORKER_DEVICE")
     cuda_visible_devices: Optional[str] = Field(None, validation_alias="CUDA_VISIBLE_DEVICES")
     queues: Annotated[tuple[Queue, ...], NoDecode] = ()
+    nproc_request: Optional[int] = Field(None, ge=1, le=1024, validation_alias="WORKER_NPROC")
     heartbeat_interval_s: Optional[float] = Field(None, gt=0)
     cancel_grace_s: float = Field(30.0, gt=0)
     poll_interval_s: float = Field(0.5, gt=0)
@@ -81,6 +88,11 @@ class WorkerSettings(BaseSettings):
     @property
     def device(self) -> Device:
         return self._device
+
+    @property
+    def nproc(self) -> int:
+        """The most processes one job may run on this worker (its declared ``gpus``)."""
+        return self.nproc_request or (self._device.gpus if self._device.has_gpu else 1)
 
     @property
     def heartbeat_timeout_s(self) -> float:
@@ -139,9 +151,11 @@ def detect_device(request: str = "", visible: Optional[str] = None) -> Device:
         return CPU
     if visible is not None and visible.strip() in ("", "-1", "none", "NoDevFiles"):
         return CPU
-    if _count_cuda_devices() > 0:
+    count = _count_cuda_devices()
+    if count > 0:
         first = visible.split(",")[0].strip() if visible else "0"
-        return Device("cuda", f"cuda:0 (GPU {first})")
+        label = f"cuda:0 (GPU {first})" if count == 1 else f"cuda:0-{count - 1} (GPUs {visible or 'all'})"
+        return Device("cuda", label, gpus=count)
     if request == "cuda":
         raise SystemExit("WORKER_DEVICE=cuda but torch sees no CUDA device")
     return CPU
@@ -178,6 +192,9 @@ def load_settings() -> WorkerSettings:
     except ValidationError as exc:
         raise SystemExit(_one_line(exc)) from None
     device = detect_device(env.device_request, env.cuda_visible_devices)
+    if device.has_gpu and env.nproc_request and env.nproc_request > device.gpus:
+        raise SystemExit(f"WORKER_NPROC={env.nproc_request} but this worker sees {device.gpus} GPU(s) "
+                         "(CUDA_VISIBLE_DEVICES): one process per GPU")
     from backend.settings import get_settings
 
     # One value for API (live workers) and workers (re-queue): the backend's setting.

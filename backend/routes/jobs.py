@@ -30,7 +30,7 @@ def job_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     """The job's JSON (the JobOut shape) from a jobs-table row mapping."""
     extra = rest_fields(row["kind"], row["config"]) if row["kind"] in (JobKind.finetune, JobKind.study) else {}
     return {"id": row["id"], "kind": row["kind"], "status": row["status"], "device": row["device"],
-            "queue": row["queue"], "dataset_id": row["dataset_id"], "source_job_id": row["source_job_id"],
+            "queue": row["queue"], "gpus": row.get("gpus") or 1, "dataset_id": row["dataset_id"], "source_job_id": row["source_job_id"],
             "config": row["config"],
             "progress": progress_payload(row["step"], row["total"], row["it_s"], row["eta_s"]),
             "last_metrics": row["last_metrics"], "checkpoint_step": row["checkpoint_step"],

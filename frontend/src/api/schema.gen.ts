@@ -573,7 +573,8 @@ export interface paths {
         };
         /**
          * Workers
-         * @description Workers alive by heartbeat: name, queues, device, current job, last heartbeat.
+         * @description Workers alive by heartbeat: name, queues, device, GPUs (processes one job may run on it),
+         *     current job, last heartbeat.
          */
         get: operations["workers_api_workers_get"];
         put?: never;
@@ -1227,6 +1228,11 @@ export interface components {
             eval_dataset_id?: number | null;
             /** Finished At */
             finished_at: string | null;
+            /**
+             * Gpus
+             * @description processes the job runs as (its world size): GPUs, or CPU processes on a CPU worker
+             */
+            gpus: number;
             /** Id */
             id: number;
             /**
@@ -1351,6 +1357,11 @@ export interface components {
              * @description 'ok' or 'error'
              */
             database: string;
+            /**
+             * Live Workers
+             * @description those workers: what each serves and how many processes one job may run on it
+             */
+            live_workers: components["schemas"]["WorkerCapacity"][];
             /**
              * Status
              * @enum {string}
@@ -1789,6 +1800,11 @@ export interface components {
             error: string | null;
             /** Finished At */
             finished_at: string | null;
+            /**
+             * Gpus
+             * @description processes the job runs as (its world size): GPUs, or CPU processes on a CPU worker
+             */
+            gpus: number;
             /** Id */
             id: number;
             /**
@@ -2002,6 +2018,11 @@ export interface components {
             eval_dataset_id?: number | null;
             /** Finished At */
             finished_at: string | null;
+            /**
+             * Gpus
+             * @description processes the job runs as (its world size): GPUs, or CPU processes on a CPU worker
+             */
+            gpus: number;
             /** Id */
             id: number;
             /**
@@ -2144,6 +2165,12 @@ export interface components {
              */
             device?: components["schemas"]["DeviceChoice"];
             /**
+             * Gpus
+             * @description processes the job runs as, one per GPU (on a CPU worker: CPU processes, gloo); dataset.batch_size stays the global batch, split across them
+             * @default 1
+             */
+            gpus?: number;
+            /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
@@ -2175,6 +2202,11 @@ export interface components {
             error: string | null;
             /** Finished At */
             finished_at: string | null;
+            /**
+             * Gpus
+             * @description processes the job runs as (its world size): GPUs, or CPU processes on a CPU worker
+             */
+            gpus: number;
             /** Id */
             id: number;
             /**
@@ -2259,12 +2291,34 @@ export interface components {
              */
             self_condition?: boolean;
         };
+        /**
+         * WorkerCapacity
+         * @description A live worker as /api/health lists it (no token needed: no host names or pids).
+         */
+        WorkerCapacity: {
+            /** Device */
+            device: string;
+            /**
+             * Gpus
+             * @description the most processes one job may run on it: its GPUs (one process each), or on a CPU worker its WORKER_NPROC
+             */
+            gpus: number;
+            /** Name */
+            name: string;
+            /** Queues */
+            queues: components["schemas"]["Queue"][];
+        };
         /** WorkerOut */
         WorkerOut: {
             /** Current Job Id */
             current_job_id: number | null;
             /** Device */
             device: string;
+            /**
+             * Gpus
+             * @description the most processes one job may run on it: its GPUs (one process each), or on a CPU worker its WORKER_NPROC
+             */
+            gpus: number;
             /** Hostname */
             hostname: string | null;
             /**
@@ -2349,6 +2403,7 @@ export type TrainJobCreate = components['schemas']['TrainJobCreate'];
 export type TrainJobOut = components['schemas']['TrainJobOut'];
 export type UiGroup = components['schemas']['UiGroup'];
 export type UNetConfig = components['schemas']['UNetConfig'];
+export type WorkerCapacity = components['schemas']['WorkerCapacity'];
 export type WorkerOut = components['schemas']['WorkerOut'];
 export type $defs = Record<string, never>;
 export interface operations {
