@@ -9,7 +9,7 @@ PY_STAMP := $(VENV)/.installed
 FE_STAMP := frontend/dist/.built
 FE_SOURCES := $(shell find frontend/src frontend/index.html frontend/package.json frontend/package-lock.json frontend/vite.config.ts frontend/tsconfig*.json -type f 2>/dev/null)
 
-.PHONY: setup test run stop bench frontend api-client system-deps clean example-data
+.PHONY: setup test run stop bench frontend api-client system-deps clean example-data readme-image
 
 setup: $(PY_STAMP) $(FE_STAMP)
 
@@ -49,6 +49,11 @@ stop:
 
 example-data: $(PY_STAMP)
 	$(PY) scripts/make_example_data.py examples
+
+# docs/sample-viewer.png (the README's picture) from the tour: the real stack trains the tiny_3d
+# preset on the example phantoms and Chromium saves the sample's NiiVue view; prints the times.
+readme-image: setup example-data
+	$(PY) scripts/readme_image.py
 
 bench: setup
 	@bash bench/setup_bench_env.sh
