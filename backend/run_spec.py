@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backend.dispatch import resolve_device, runs_on_gpu
 from backend.jobs import JobKind
+from backend.params import RowId
 from backend.storage import Storage
 from ddpm.config import DEFAULT_SAMPLER, FinetuneConfig, Sampler, TrainConfig, describe_errors
 
@@ -43,7 +44,7 @@ class FinetuneParams(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     config: FinetuneConfig
-    eval_dataset_id: Optional[int] = Field(None, description=(
+    eval_dataset_id: Optional[RowId] = Field(None, description=(
         "a second labelled dataset the finished model is evaluated on (and its predictions "
         "written); null = the held-out split of the dataset (dataset.val_fraction, drawn with seed), "
         "cases it never trained on"))

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from backend.dispatch import DeviceChoice, Queue
 from backend.jobs import JobKind, JobStatus
+from backend.params import RowId
 from backend.run_spec import FinetuneParams, LabelBudgets, SampleParams, StudyParams
 from ddpm.config import ErrorItem, FinetuneConfig, TrainConfig
 
@@ -236,7 +237,7 @@ GpuCount = Annotated[int, Field(ge=1, le=1024, description=(
 class TrainJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal[JobKind.train]
-    dataset_id: int
+    dataset_id: RowId
     config: TrainConfig = Field(..., description="a training config; dataset.path and experiment_path "
                                                  "are filled in by the server")
     device: DeviceChoice = Field(DeviceChoice.auto, description=(
@@ -248,7 +249,7 @@ class TrainJobCreate(BaseModel):
 class SampleJobCreate(SampleParams):
     model_config = ConfigDict(extra="forbid")
     kind: Literal[JobKind.sample]
-    source_job_id: int = Field(..., description="a train job with a checkpoint")
+    source_job_id: RowId = Field(..., description="a train job with a checkpoint")
     device: DeviceChoice = Field(DeviceChoice.auto, description="gpu: wait for a GPU worker; cpu; "
                                                                 "auto: a GPU when a GPU worker is up")
 
@@ -256,10 +257,10 @@ class SampleJobCreate(SampleParams):
 class FinetuneJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal[JobKind.finetune]
-    source_job_id: Optional[int] = Field(None, description="a finished train job whose weights are "
+    source_job_id: Optional[RowId] = Field(None, description="a finished train job whose weights are "
                                                           "fine-tuned; null = the same kind of U-Net from "
                                                           "scratch (config.model.unet)")
-    dataset_id: int = Field(..., description="a labelled dataset (images/ + labels/, or imagesTr/ + labelsTr/)")
+    dataset_id: RowId = Field(..., description="a labelled dataset (images/ + labels/, or imagesTr/ + labelsTr/)")
     eval_dataset_id: Optional[int] = FinetuneParams.model_fields["eval_dataset_id"]
     config: FinetuneConfig = Field(..., description="a fine-tune config; dataset.path, experiment_path and "
                                                     "pretrained are filled in by the server")
@@ -268,7 +269,7 @@ class FinetuneJobCreate(BaseModel):
 
 class StudyJobCreate(FinetuneJobCreate):
     kind: Literal[JobKind.study]  # type: ignore[assignment]
-    source_job_id: int = Field(..., description="the finished train job whose weights the pretrained arm "
+    source_job_id: RowId = Field(..., description="the finished train job whose weights the pretrained arm "
                                                 "fine-tunes (the scratch arm takes its architecture)")
     labels: LabelBudgets = StudyParams.model_fields["labels"]
     seeds: int = StudyParams.model_fields["seeds"]

@@ -19,6 +19,7 @@ from backend import dataset_store, labelled_store
 from backend.deps import get_session, get_storage, require_token
 from backend.jobs import ACTIVE
 from backend.models import Dataset, DatasetFile, Job
+from backend.params import DatasetId, FileId
 from backend.pathsafe import UnsafePath, sanitize_relative_path
 from backend.schemas import DatasetCreate, DatasetDetail, DatasetOut, ErrorResponse, FileOut, LabelledOut
 from backend.settings import Settings
@@ -95,7 +96,7 @@ def list_datasets(session: Session = Depends(get_session)):
 
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetDetail, responses=ERRORS)
-def get_dataset(dataset_id: int, session: Session = Depends(get_session)):
+def get_dataset(dataset_id: DatasetId, session: Session = Depends(get_session)):
     return dataset_detail(session, _get(session, dataset_id))
 
 
@@ -108,7 +109,7 @@ def get_dataset(dataset_id: int, session: Session = Depends(get_session)):
                        507: {"model": ErrorResponse, "description": "the server's disk is full"}, **ERRORS},
             openapi_extra={"requestBody": {"required": True, "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
-async def upload_file(dataset_id: int, path: str, request: Request):
+async def upload_file(dataset_id: DatasetId, path: str, request: Request):
     """The raw bytes of one file at ``path`` (its path in the uploaded folder). Streamed to disk,
     validated by content, kept only if valid; a re-sent path replaces the old file."""
     settings: Settings = request.app.state.settings
@@ -189,7 +190,7 @@ async def _drain(request: Request, stream=None) -> None:  # noqa: ANN001
 
 
 @router.post("/datasets/{dataset_id}/commit", response_model=DatasetDetail, responses=ERRORS)
-def commit_dataset(dataset_id: int, session: Session = Depends(get_session)):
+def commit_dataset(dataset_id: DatasetId, session: Session = Depends(get_session)):
     """Check the set (at least one file, one kind, one channel count) and mark it ``ready``.
     422 with the reasons, each naming ``files`` or ``files/<path>``. Committing twice is harmless."""
     ds = _get(session, dataset_id)
@@ -202,7 +203,7 @@ def commit_dataset(dataset_id: int, session: Session = Depends(get_session)):
 @router.get("/datasets/{dataset_id}/files/{file_id}", response_class=FileResponse,
             responses={200: {"content": {"application/octet-stream": {}}, "description": "the file's bytes"},
                        **ERRORS})
-def get_file(dataset_id: int, file_id: int, session: Session = Depends(get_session),
+def get_file(dataset_id: DatasetId, file_id: FileId, session: Session = Depends(get_session),
              storage: Storage = Depends(get_storage)):
     """The file's bytes, for NiiVue; Content-Disposition carries its name with its extension."""
     f = session.get(DatasetFile, file_id)
@@ -217,7 +218,7 @@ def get_file(dataset_id: int, file_id: int, session: Session = Depends(get_sessi
 
 @router.delete("/datasets/{dataset_id}/files/{file_id}", status_code=204, response_class=Response,
                responses=ERRORS)
-def delete_file(dataset_id: int, file_id: int, session: Session = Depends(get_session),
+def delete_file(dataset_id: DatasetId, file_id: FileId, session: Session = Depends(get_session),
                 storage: Storage = Depends(get_storage)):
     """204: one file removed from a dataset still uploading (a refused mix, a stray file), so
     the rest can be committed; 409 once the dataset is committed."""
@@ -229,7 +230,7 @@ def delete_file(dataset_id: int, file_id: int, session: Session = Depends(get_se
 
 
 @router.delete("/datasets/{dataset_id}", status_code=204, response_class=Response, responses=ERRORS)
-def delete_dataset(dataset_id: int, session: Session = Depends(get_session),
+def delete_dataset(dataset_id: DatasetId, session: Session = Depends(get_session),
                    storage: Storage = Depends(get_storage)):
     """204; 409 while a queued or running job uses it. Its files go too."""
     ds = _get(session, dataset_id)

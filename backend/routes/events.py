@@ -25,6 +25,7 @@ from backend.deps import require_token_or_query
 from backend.events import events_after, last_event_id
 from backend.jobs import TERMINAL, get_job, status_payload
 from backend.models import Event
+from backend.params import EventIdAfter, JobId, parse_event_id
 from backend.reporting import progress_payload
 from backend.schemas import ErrorResponse, JobLive
 
@@ -48,24 +49,16 @@ def _fetch(factory, job_id: int, after: int) -> list[tuple[int, str, dict]]:  # 
         return [(e.id, e.type, e.data) for e in events_after(s, job_id, after, limit=500)]
 
 
-def _parse_id(value: Optional[str]) -> Optional[int]:
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
 @router.get("/jobs/{job_id}/events", response_class=EventSourceResponse,
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "events: progress, metrics, status, sample (data = JSON)"},
                        404: {"model": ErrorResponse}})
-async def job_events(job_id: int, request: Request,
+async def job_events(job_id: JobId, request: Request,
                      last_event_id_header: Optional[str] = Header(None, alias="Last-Event-ID"),
-                     after: Optional[int] = Query(None, ge=0, description="replay events after this id "
-                                                                          "(EventSource cannot set headers)")):
+                     after: EventIdAfter = None):
     app = request.app
     factory, settings, notifier = app.state.session_factory, app.state.settings, app.state.notifier
-    start = _parse_id(last_event_id_header)
+    start = parse_event_id(last_event_id_header)
     if start is None:
         start = after
     snapshot = None
@@ -144,7 +137,7 @@ def _live(factory, job_id: int) -> JobLive:  # noqa: ANN001
 
 
 @router.get("/jobs/{job_id}/live", response_model=JobLive, responses={404: {"model": ErrorResponse}})
-async def job_live(job_id: int, request: Request) -> JobLive:
+async def job_live(job_id: JobId, request: Request) -> JobLive:
     """The job page's state after a reload: its training-loss curve so far (the progress events,
     thinned evenly on long runs), its newest phase and the device / precision it runs with."""
     return await to_thread.run_sync(_live, request.app.state.session_factory, job_id)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from backend.deps import get_session, get_storage, require_token
 from backend.jobs import JobKind, get_job
 from backend.models import Job
+from backend.params import JobId
 from backend.schemas import ErrorResponse, Evaluation, PredictionOut, StudyOut
 from backend.storage import Storage
 from ddpm.config import FinetuneConfig, TrainConfig
@@ -68,7 +69,7 @@ def _send(path: Path, download_name: str) -> FileResponse:
 
 
 @router.get("/jobs/{job_id}/finetune-config", response_model=FinetuneConfig, responses=ERRORS)
-def finetune_defaults(job_id: int, session: Session = Depends(get_session)):
+def finetune_defaults(job_id: JobId, session: Session = Depends(get_session)):
     """The fine-tune config a form starts from for this train job's weights: the defaults, with
     what the pretrained run decides (its U-Net, is_3d, image size and intensity keys) filled in
     (``pretrained`` stays null: the server sets it from ``source_job_id``)."""
@@ -77,7 +78,7 @@ def finetune_defaults(job_id: int, session: Session = Depends(get_session)):
 
 
 @router.get("/jobs/{job_id}/evaluation", response_model=Evaluation, responses=ERRORS)
-def job_evaluation(job_id: int, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
+def job_evaluation(job_id: JobId, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
     """Dice of the finished model on the evaluation cases (the eval dataset, or the held-out split)."""
     _job_of(session, job_id, JobKind.finetune)
     return _read_json(storage.evaluation_path(job_id),
@@ -85,7 +86,7 @@ def job_evaluation(job_id: int, session: Session = Depends(get_session), storage
 
 
 @router.get("/jobs/{job_id}/predictions", response_model=list[PredictionOut], responses=ERRORS)
-def job_predictions(job_id: int, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
+def job_predictions(job_id: JobId, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
     """The predicted label map of every evaluation case, with its image."""
     _job_of(session, job_id, JobKind.finetune)
     base = f"/api/jobs/{job_id}/predictions/"
@@ -98,7 +99,7 @@ def job_predictions(job_id: int, session: Session = Depends(get_session), storag
             responses={200: {"content": {"application/gzip": {}, "image/png": {}},
                              "description": "the label map (uint8 classes; NIfTI with the image's affine)"},
                        **ERRORS})
-def job_prediction(job_id: int, case: str, session: Session = Depends(get_session),
+def job_prediction(job_id: JobId, case: str, session: Session = Depends(get_session),
                    storage: Storage = Depends(get_storage)):
     _job_of(session, job_id, JobKind.finetune)
     entry = _entry(storage, job_id, case)
@@ -109,7 +110,7 @@ def job_prediction(job_id: int, case: str, session: Session = Depends(get_sessio
 @router.get("/jobs/{job_id}/predictions/{case}/image", response_class=FileResponse,
             responses={200: {"content": {"application/gzip": {}, "image/png": {}},
                              "description": "the image the label map was predicted from"}, **ERRORS})
-def job_prediction_image(job_id: int, case: str, session: Session = Depends(get_session),
+def job_prediction_image(job_id: JobId, case: str, session: Session = Depends(get_session),
                          storage: Storage = Depends(get_storage)):
     _job_of(session, job_id, JobKind.finetune)
     path = storage.resolve(_entry(storage, job_id, case)["image"])
@@ -119,7 +120,7 @@ def job_prediction_image(job_id: int, case: str, session: Session = Depends(get_
 
 
 @router.get("/jobs/{job_id}/study", response_model=StudyOut, responses=ERRORS)
-def job_study(job_id: int, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
+def job_study(job_id: JobId, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
     """Dice per label budget of each arm (mean, sd over seeds) and every finished run."""
     _job_of(session, job_id, JobKind.study)
     return _read_json(storage.run_dir(job_id) / STUDY_JSON, f"job {job_id} has no study result yet")
@@ -128,7 +129,7 @@ def job_study(job_id: int, session: Session = Depends(get_session), storage: Sto
 @router.get("/jobs/{job_id}/study.png", response_class=FileResponse,
             responses={200: {"content": {"image/png": {}}, "description": "Dice against labelled cases"},
                        **ERRORS})
-def job_study_plot(job_id: int, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
+def job_study_plot(job_id: JobId, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
     _job_of(session, job_id, JobKind.study)
     path = storage.run_dir(job_id) / STUDY_PNG
     if not path.is_file():

@@ -16,6 +16,7 @@ from backend.finetune_jobs import create_finetune_job, rest_fields
 from backend.job_create import (JobInputError, create_sample_job, create_train_job, requeue_target)
 from backend.jobs import ACTIVE, JobKind, JobStatus, ensure_deletable, fail_queued, get_job, request_cancel, resume
 from backend.models import Job, Metric, Sample
+from backend.params import JobId, Offset, OptionalDatasetIdQuery, StepAfter
 from backend.reporting import progress_payload, sample_urls
 from backend.schemas import (ErrorResponse, FinetuneJobCreate, JobCreate, JobOut, MetricOut, SampleJobCreate,
                              SampleOut)
@@ -81,8 +82,8 @@ def create_job(body: JobCreate, session: Session = Depends(get_session),
 
 
 @router.get("/jobs", response_model=list[JobOut])
-def list_jobs(status: Optional[JobStatus] = None, kind: Optional[JobKind] = None, dataset_id: Optional[int] = None,
-              limit: int = Query(200, ge=1, le=1000), offset: int = Query(0, ge=0),
+def list_jobs(status: Optional[JobStatus] = None, kind: Optional[JobKind] = None, dataset_id: OptionalDatasetIdQuery = None,
+              limit: int = Query(200, ge=1, le=1000), offset: Offset = 0,
               session: Session = Depends(get_session)):
     """Newest first; filter by ``status``, ``kind``, ``dataset_id``."""
     stmt = select(Job.__table__).order_by(Job.id.desc()).limit(limit).offset(offset)
@@ -99,13 +100,13 @@ def list_jobs(status: Optional[JobStatus] = None, kind: Optional[JobKind] = None
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, response_model_exclude_unset=True, responses=ERRORS)
-def get_job_route(job_id: int, session: Session = Depends(get_session)):
+def get_job_route(job_id: JobId, session: Session = Depends(get_session)):
     return job_out(get_job(session, job_id))
 
 
 @router.get("/jobs/{job_id}/metrics", response_model=list[MetricOut], response_model_exclude_unset=True,
             responses=ERRORS)
-def job_metrics(job_id: int, since_step: int = Query(-1, description="only steps after this one"),
+def job_metrics(job_id: JobId, since_step: StepAfter = -1,
                 session: Session = Depends(get_session)):
     """``[{step, train_loss, val_loss, lr, ...}]`` in step order."""
     get_job(session, job_id)
@@ -115,7 +116,7 @@ def job_metrics(job_id: int, since_step: int = Query(-1, description="only steps
 
 
 @router.get("/jobs/{job_id}/samples", response_model=list[SampleOut], responses=ERRORS)
-def job_samples(job_id: int, session: Session = Depends(get_session)):
+def job_samples(job_id: JobId, session: Session = Depends(get_session)):
     get_job(session, job_id)
     rows = session.scalars(select(Sample).where(Sample.job_id == job_id)
                            .order_by(Sample.step, Sample.index, Sample.id))
@@ -124,7 +125,7 @@ def job_samples(job_id: int, session: Session = Depends(get_session)):
 
 @router.post("/jobs/{job_id}/cancel", status_code=202, response_model=JobOut, response_model_exclude_unset=True,
              responses=ERRORS)
-def cancel_job(job_id: int, session: Session = Depends(get_session)):
+def cancel_job(job_id: JobId, session: Session = Depends(get_session)):
     """A queued job ends ``cancelled`` now; a running one gets ``cancel_requested`` and stops
     (with a checkpoint) within seconds. 409 for finished jobs."""
     return job_out(request_cancel(session, job_id))
@@ -132,7 +133,7 @@ def cancel_job(job_id: int, session: Session = Depends(get_session)):
 
 @router.post("/jobs/{job_id}/resume", status_code=202, response_model=JobOut, response_model_exclude_unset=True,
              responses={**ERRORS, 503: {"model": ErrorResponse}})
-def resume_job(job_id: int, session: Session = Depends(get_session),
+def resume_job(job_id: JobId, session: Session = Depends(get_session),
                settings: Settings = Depends(get_app_settings)):
     """A cancelled or failed job goes back to ``queued`` and continues from its newest checkpoint."""
     job = resume(session, job_id)
@@ -143,7 +144,7 @@ def resume_job(job_id: int, session: Session = Depends(get_session),
 
 
 @router.delete("/jobs/{job_id}", status_code=204, response_class=Response, responses=ERRORS)
-def delete_job(job_id: int, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
+def delete_job(job_id: JobId, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
     """204 for a finished job, with its run folder (checkpoints, samples, log); 409 while it is
     queued or running, or while an active sample job reads its weights."""
     job = get_job(session, job_id)
@@ -161,7 +162,7 @@ def delete_job(job_id: int, session: Session = Depends(get_session), storage: St
             responses={200: {"content": {"application/octet-stream": {}},
                              "description": "EMA weights (safetensors; the config in its metadata); of a fine-tune job: the segmenter (`ddpm export` layout 'segmenter')"},
                        **ERRORS})
-def job_checkpoint(job_id: int, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
+def job_checkpoint(job_id: JobId, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
     job = get_job(session, job_id)
     if job.kind not in (JobKind.train, JobKind.finetune):
         raise HTTPException(404, f"job {job_id} is a {job.kind} job; weights belong to train and fine-tune jobs")
@@ -174,7 +175,7 @@ def job_checkpoint(job_id: int, session: Session = Depends(get_session), storage
 
 @router.get("/jobs/{job_id}/log", response_class=FileResponse,
             responses={200: {"content": {"text/plain": {}}, "description": "the job's log"}, **ERRORS})
-def job_log(job_id: int, tail: Optional[int] = Query(None, ge=1, le=16 << 20,
+def job_log(job_id: JobId, tail: Optional[int] = Query(None, ge=1, le=16 << 20,
                                                      description="only the last this many bytes"),
             session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
     """The worker's log of the job (full tracebacks of failures end up here)."""

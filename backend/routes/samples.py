@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from backend.download_names import sample_file_name
 from backend.deps import get_session, get_storage, require_token
 from backend.models import Sample
+from backend.params import SampleId
 from backend.schemas import ErrorResponse
 from backend.storage import Storage
 
@@ -34,7 +35,7 @@ def _file(session: Session, storage: Storage, sample_id: int, which: str) -> tup
 
 @router.get("/samples/{sample_id}/volume.nii.gz", response_class=FileResponse,
             responses={200: {"content": {"application/gzip": {}}, "description": "NIfTI volume"}, **ERRORS})
-def sample_volume(sample_id: int, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
+def sample_volume(sample_id: SampleId, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
     s, path = _file(session, storage, sample_id, "volume")
     return FileResponse(path, media_type="application/gzip", content_disposition_type="inline",
                         filename=sample_file_name(session, s, ".nii.gz"))
@@ -42,7 +43,7 @@ def sample_volume(sample_id: int, session: Session = Depends(get_session), stora
 
 @router.get("/samples/{sample_id}/preview.png", response_class=FileResponse,
             responses={200: {"content": {"image/png": {}}, "description": "PNG preview"}, **ERRORS})
-def sample_preview(sample_id: int, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
+def sample_preview(sample_id: SampleId, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
     s, path = _file(session, storage, sample_id, "preview")
     return FileResponse(path, media_type="image/png", content_disposition_type="inline",
                         filename=sample_file_name(session, s, ".png"))
