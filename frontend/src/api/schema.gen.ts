@@ -2538,6 +2538,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a dataset's id */
                 dataset_id: number;
             };
             cookie?: never;
@@ -2587,6 +2588,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a dataset's id */
                 dataset_id: number;
             };
             cookie?: never;
@@ -2634,6 +2636,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a dataset's id */
                 dataset_id: number;
             };
             cookie?: never;
@@ -2683,7 +2686,9 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a dataset's id */
                 dataset_id: number;
+                /** @description a dataset file's id */
                 file_id: number;
             };
             cookie?: never;
@@ -2733,7 +2738,9 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a dataset's id */
                 dataset_id: number;
+                /** @description a dataset file's id */
                 file_id: number;
             };
             cookie?: never;
@@ -2781,6 +2788,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a dataset's id */
                 dataset_id: number;
                 path: string;
             };
@@ -2898,9 +2906,11 @@ export interface operations {
     list_jobs_api_jobs_get: {
         parameters: {
             query?: {
+                /** @description only this dataset's */
                 dataset_id?: number | null;
                 kind?: components["schemas"]["JobKind"] | null;
                 limit?: number;
+                /** @description skip this many */
                 offset?: number;
                 status?: components["schemas"]["JobStatus"] | null;
             };
@@ -2977,6 +2987,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a job's id */
                 job_id: number;
             };
             cookie?: never;
@@ -3026,6 +3037,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a job's id */
                 job_id: number;
             };
             cookie?: never;
@@ -3073,6 +3085,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a job's id */
                 job_id: number;
             };
             cookie?: never;
@@ -3122,6 +3135,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a job's id */
                 job_id: number;
             };
             cookie?: never;
@@ -3171,6 +3185,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a job's id */
                 job_id: number;
             };
             cookie?: never;
@@ -3218,6 +3233,7 @@ export interface operations {
                 "Last-Event-ID"?: string | null;
             };
             path: {
+                /** @description a job's id */
                 job_id: number;
             };
             cookie?: never;
@@ -3258,6 +3274,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a job's id */
                 job_id: number;
             };
             cookie?: never;
@@ -3301,6 +3318,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description a job's id */
                 job_id: number;
             };
             cookie?: never;
@@ -3344,6 +3362,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description a job's id */
                 job_id: number;
             };
             cookie?: never;
@@ -3396,6 +3415,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description a job's id */
                 job_id: number;
             };
             cookie?: never;
@@ -3445,6 +3465,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a job's id */
                 job_id: number;
             };
             cookie?: never;
@@ -3486,6 +3507,7 @@ export interface operations {
             header?: never;
             path: {
                 case: string;
+                /** @description a job's id */
                 job_id: number;
             };
             cookie?: never;
@@ -3528,6 +3550,7 @@ export interface operations {
             header?: never;
             path: {
                 case: string;
+                /** @description a job's id */
                 job_id: number;
             };
             cookie?: never;
@@ -3569,6 +3592,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a job's id */
                 job_id: number;
             };
             cookie?: never;
@@ -3627,6 +3651,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a job's id */
                 job_id: number;
             };
             cookie?: never;
@@ -3676,6 +3701,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a job's id */
                 job_id: number;
             };
             cookie?: never;
@@ -3716,6 +3742,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a job's id */
                 job_id: number;
             };
             cookie?: never;
@@ -3756,6 +3783,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a sample's id */
                 sample_id: number;
             };
             cookie?: never;
@@ -3796,6 +3824,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description a sample's id */
                 sample_id: number;
             };
             cookie?: never;
