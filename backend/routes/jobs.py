@@ -146,12 +146,12 @@ def resume_job(job_id: JobId, session: Session = Depends(get_session),
 @router.delete("/jobs/{job_id}", status_code=204, response_class=Response, responses=ERRORS)
 def delete_job(job_id: JobId, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
     """204 for a finished job, with its run folder (checkpoints, samples, log); 409 while it is
-    queued or running, or while an active sample job reads its weights."""
+    queued or running, or while an active sample, fine-tune or study job reads its weights."""
     job = get_job(session, job_id)
     ensure_deletable(job)
     users = list(session.scalars(select(Job.id).where(Job.source_job_id == job_id, Job.status.in_(ACTIVE))))
     if users:
-        raise HTTPException(409, f"job {job_id}'s weights are used by active sample job(s) {users}")
+        raise HTTPException(409, f"job {job_id}'s weights are used by active job(s) {users} (sampling or fine-tuning)")
     session.delete(job)
     session.commit()
     storage.remove_tree(storage.run_dir(job_id))

@@ -236,7 +236,7 @@ export interface paths {
         /**
          * Delete Job
          * @description 204 for a finished job, with its run folder (checkpoints, samples, log); 409 while it is
-         *     queued or running, or while an active sample job reads its weights.
+         *     queued or running, or while an active sample, fine-tune or study job reads its weights.
          */
         delete: operations["delete_job_api_jobs__job_id__delete"];
         options?: never;

@@ -14,10 +14,11 @@ import { LazyViewer } from "../components/LazyViewer";
 import { LossChart } from "../components/LossChart";
 import { ErrorBox } from "../components/Notice";
 import { ProgressBar } from "../components/ProgressBar";
+import { RunFacts } from "../components/RunFacts";
 import { StatusBadge } from "../components/StatusBadge";
 import { StudyChart } from "../components/StudyChart";
 import { diceSeries } from "../lib/finetune";
-import { formatDuration, formatNumber } from "../lib/format";
+import { formatDuration, formatNumber, formatRate } from "../lib/format";
 import { useLoad } from "../lib/hooks";
 import { isTerminal } from "../lib/job";
 import { Link } from "../lib/router";
@@ -51,10 +52,15 @@ export function FinetuneJobPage({ live }: { live: Live }) {
       )}
       <section className="card">
         <ProgressBar label="Fine-tune progress" fraction={p?.fraction ?? 0} text={`step ${p.step} / ${p.total}`} />
+        <RunFacts live={live} />
         <dl className="stats">
           <div>
             <dt>Step</dt>
             <dd data-testid="job-step">{`${p.step} / ${p.total}`}</dd>
+          </div>
+          <div>
+            <dt>Speed</dt>
+            <dd>{formatRate(live.itPerS)}</dd>
           </div>
           <div>
             <dt>ETA</dt>

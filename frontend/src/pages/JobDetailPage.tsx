@@ -11,11 +11,11 @@ import { LossChart } from "../components/LossChart";
 import { ErrorBox } from "../components/Notice";
 import { FinetuneJobPage } from "./FinetuneJobPage";
 import { ProgressBar } from "../components/ProgressBar";
+import { RunFacts } from "../components/RunFacts";
 import { SampleGallery } from "../components/SampleGallery";
 import { StatusBadge } from "../components/StatusBadge";
 import { lossRows } from "../lib/chartData";
 import { formatDuration, formatNumber, formatRate, formatTime } from "../lib/format";
-import { phaseText } from "../lib/jobEvents";
 import { useLoad } from "../lib/hooks";
 import { Link } from "../lib/router";
 import { useJobLive } from "../lib/useJobLive";
@@ -47,17 +47,7 @@ export function JobDetailPage({ id }: { id: number }) {
       )}
       <section className="card">
         <ProgressBar label="Training progress" fraction={fraction} text={p ? `step ${p.step} / ${p.total}` : job.status} />
-        {job.status === "running" && live.phase && (
-          <p className="muted" data-testid="job-phase">
-            {phaseText(live.phase)}…
-          </p>
-        )}
-        {live.runInfo?.precision && (
-          <p className="muted" data-testid="job-precision">
-            precision: {live.runInfo.precision}
-            {live.runInfo.precision_reason ? ` — ${live.runInfo.precision_reason}` : ""} (on {live.runInfo.device ?? "?"})
-          </p>
-        )}
+        <RunFacts live={live} />
         <dl className="stats">
           <div>
             <dt>Step</dt>
