@@ -9,8 +9,8 @@ another worker resumes the job.
 A rank loads the run spec the child wrote (``spec.pkl``), trains with the engine (which joins the
 group from torchrun's environment and reports from rank 0 only), and ends with:
 - rank 0: ``("done", {"status", "step"})`` on the relay (``worker.rank_relay``), exit 0;
-- a failure: its one-line reason in ``rank<r>.error`` of the job dir, exit 1 (or the engine's
-  EXIT_PEER_LOST when another rank failed first).
+- a failure: its one-line reason in ``rank<r>.error`` of the job dir (marked ``peer lost`` when a
+  collective failed because another rank died first), exit 1.
 """
 from __future__ import annotations
 
@@ -67,10 +67,8 @@ def _run_rank(job_dir: Path) -> int:
                         format=f"%(asctime)s %(levelname)s rank{rank} %(name)s: %(message)s")
     try:
         spec = pickle.loads((job_dir / SPEC_FILE).read_bytes())
-        from ddpm.exit_codes import EXIT_PEER_LOST
         from ddpm.train import run_training
         from ddpm.train.callbacks import TrainCallbacks
-        from ddpm.train.launch import stopped_by_peer
 
         conn = None
         if rank == 0:
@@ -81,30 +79,33 @@ def _run_rank(job_dir: Path) -> int:
             callbacks = _make_callbacks(conn, RelayStop(conn))
         else:
             callbacks = TrainCallbacks()  # the engine reduces a non-zero rank's callbacks to should_stop
-        try:
-            with stopped_by_peer("train"):
-                result = run_training(spec.config, spec.paths.run_dir, callbacks, resume=True)
-        except SystemExit as exc:
-            if exc.code == EXIT_PEER_LOST:
-                error_file(job_dir, rank).write_text(PEER_LOST_PREFIX + "another process of the job failed")
-            raise
+        result = run_training(spec.config, spec.paths.run_dir, callbacks, resume=True)
         if conn is not None:
             callbacks.flush_progress()
             callbacks.send("done", {"status": result.status, "step": int(result.step)})
             conn.close()
         return 0
-    except SystemExit:
-        raise
     except BaseException as exc:  # noqa: BLE001 - the child names the failing rank with this line
         from worker.failures import reason_for
 
         traceback.print_exc()
+        if _peer_lost(exc):
+            error_file(job_dir, rank).write_text(PEER_LOST_PREFIX + " ".join(str(exc).split())[:160])
+            return 1
         try:
             data_dir = str(spec.paths.data_dir)  # type: ignore[possibly-undefined]
         except NameError:
             data_dir = ""
         error_file(job_dir, rank).write_text(reason_for(exc, data_dir))
         return 1
+
+
+def _peer_lost(exc: BaseException) -> bool:
+    """A collective failed because another process of the job died (it names the first cause)."""
+    import torch.distributed as tdist
+
+    # gloo reports a dead peer as a plain RuntimeError ("Connection closed by peer")
+    return isinstance(exc, tdist.DistError) or (isinstance(exc, RuntimeError) and "by peer" in str(exc))
 
 
 def main(argv: list[str]) -> int:
