@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence, get_args
 from ddpm.config import DEFAULT_SAMPLER, Precision, Sampler  # torch-free: --help stays fast
 from ddpm.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from ddpm.finetune import cli as finetune_cli  # torch-free too
+from ddpm.launch import add_launch_flags  # torch-free at import
 
 # OpenMP threads that spin while they wait steal the cores from each other when other processes
 # share them, which makes CPU training several times slower (bench/RESULTS.md "engine").
@@ -68,12 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--gpu", type=int, help="override the config's gpu (-1 = CPU)")
     t.add_argument("--threads", type=_positive,
                    help="CPU threads for torch (1 is fastest for tiny models on a busy machine)")
-    t.add_argument("--nproc", type=_positive,
-                   help="train with N processes on this machine (gloo on the CPU, one GPU each with NCCL); "
-                        "dataset.batch_size stays the global batch, split across them")
-    t.add_argument("--max-restarts", type=_nonneg, default=0,
-                   help="restart the processes up to R times after a failure; they resume from the newest "
-                        "checkpoint (default 0)")
+    add_launch_flags(t)
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("--run", required=True, help="run folder (<experiment_path>/<run name>)")
@@ -146,7 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ddpm.run.checkpoint import latest_checkpoint
     from ddpm.run.run_dir import run_dir_for
     from ddpm.train import run_training
-    from ddpm.train.console import ConsoleCallbacks, report_result, stop_on_ctrl_c
+    from ddpm.train.console import ConsoleCallbacks, stop_on_ctrl_c
 
     cfg = load_config(args.config)
     if args.gpu is not None:
@@ -157,21 +153,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.resume and latest_checkpoint(run_dir / "checkpoints") is None:
         raise UsageError(f"--resume: {run_dir} holds no checkpoint to resume from")
-    from ddpm.train import distributed as dd
-    from ddpm.train.launch import run_group, stopped_by_peer
+    from ddpm.launch import launch_if_asked, rank_exit, stopped_by_peer
 
-    if args.nproc is not None or args.max_restarts:
-        if dd.env_world().active:
-            raise UsageError("--nproc/--max-restarts: this process is already one of a launched job "
-                             f"(WORLD_SIZE={dd.env_world().world_size}); the launcher sets the process count")
-        dd.split_batch(cfg.dataset.batch_size, args.nproc or 1)  # before any process starts
-        return run_group("train", args.argv, args.nproc or 1, args.max_restarts)
-
+    code = launch_if_asked("train", args, cfg.dataset.batch_size)
+    if code is not None:
+        return code
     with stop_on_ctrl_c(ConsoleCallbacks(run_dir)) as callbacks, stopped_by_peer("train"):
         result = run_training(cfg, run_dir, callbacks, resume=True)
-    if not dd.env_world().is_main:  # rank 0 prints how the job ended
-        return 0 if result.status == "completed" else EXIT_INTERRUPTED
-    return report_result(result)
+    return rank_exit(result)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

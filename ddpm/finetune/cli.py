@@ -9,6 +9,7 @@ import argparse
 import sys
 from typing import Any, Callable
 
+from ddpm.launch import add_launch_flags
 from ddpm.run.errors import RunError
 
 
@@ -37,6 +38,7 @@ def add_parsers(sub: Any) -> None:
     f.add_argument("--name", help="run folder name under experiment_path (default: the config file's stem)")
     f.add_argument("--gpu", type=int, help="override the config's gpu (-1 = CPU)")
     f.add_argument("--threads", type=int, help="CPU threads for torch")
+    add_launch_flags(f)
 
     for name, text in (("evaluate", "Dice of a fine-tuned run's predictions on a labelled folder"),
                        ("predict", "write a fine-tuned run's label map of every image in a folder")):
@@ -68,7 +70,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from ddpm.config import load_finetune_config
     from ddpm.finetune.trainer import run_finetune
     from ddpm.run.run_dir import run_dir_for
-    from ddpm.train.console import ConsoleCallbacks, report_result, stop_on_ctrl_c
+    from ddpm.launch import launch_if_asked, rank_exit, stopped_by_peer
+    from ddpm.train.console import ConsoleCallbacks, stop_on_ctrl_c
 
     cfg = load_finetune_config(args.config)
     if args.gpu is not None:
@@ -77,9 +80,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         run_dir = run_dir_for(cfg.experiment_path, args.config, args.name)
     except ValueError as exc:
         raise RunError(str(exc)) from None
-    with stop_on_ctrl_c(ConsoleCallbacks(run_dir)) as callbacks:
+    code = launch_if_asked("finetune", args, cfg.dataset.batch_size)
+    if code is not None:
+        return code
+    with stop_on_ctrl_c(ConsoleCallbacks(run_dir)) as callbacks, stopped_by_peer("finetune"):
         result = run_finetune(cfg, run_dir, callbacks, resume=True)
-    return report_result(result)
+    return rank_exit(result)
 
 
 def cmd_study(args: argparse.Namespace) -> int:

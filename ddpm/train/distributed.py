@@ -1,6 +1,6 @@
 """Several processes as one training job: torch.distributed set up from the launcher's environment.
 
-torchrun (or ``ddpm train --nproc N``, which runs torch's elastic agent: ``ddpm.train.launch``)
+torchrun (or ``ddpm train --nproc N``, which runs torch's elastic agent: ``ddpm.launch``)
 starts every process with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set; a
 process started without them is a job of one and nothing here talks to other processes.
 

@@ -228,3 +228,19 @@ def test_rank_devices_come_from_local_rank(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "1")
     dist, device = dd.start(-1)
     assert (dist.world_size, device) == (1, torch.device("cpu")) and not dist.started_group
+
+
+def test_finetune_runs_on_two_processes(tmp_path):
+    from finetune_helpers import ft_dict, write_json, write_labelled
+
+    data = write_labelled(tmp_path / "labelled", n=5)
+    unet = {"dim": 8, "channel_mults": [1, 2], "res_blocks": 1, "num_head_channels": 8}
+    config = write_json(tmp_path / "ft.json", ft_dict(data, tmp_path / "exp", None, is_3d=True,
+                                                      dataset={"image_size": 16},
+                                                      model={"unet": unet, "precision": "fp32"}))
+    done = subprocess.run([sys.executable, "-m", "ddpm", "finetune", "--config", str(config), "--nproc", "2"],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("done: 6 steps") == 1
+    records = [json.loads(line) for line in (tmp_path / "exp" / "ft" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [3, 6] and all("val_dice" in r for r in records)

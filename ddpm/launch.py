@@ -1,6 +1,6 @@
-"""``ddpm train --nproc N``: N processes of this command on this machine, run by torch's elastic
-agent (the engine torchrun uses; no scheduler of our own), and the one line that says why a job
-of several processes failed.
+"""``ddpm train|finetune --nproc N``: N processes of the command on this machine, run by torch's
+elastic agent (the engine torchrun uses; no scheduler of our own), and the one line that says why
+a job of several processes failed. Torch-free at import (``ddpm --help`` stays fast).
 
 Each process is ``python -m ddpm <the same arguments>`` without ``--nproc``/``--max-restarts``;
 it finds its rank in the environment the agent sets (``ddpm.train.distributed``). With
@@ -9,6 +9,7 @@ new group resumes from the run's newest checkpoint like any rerun of the command
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
@@ -16,11 +17,56 @@ import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Callable, Optional
 
 from ddpm.exit_codes import EXIT_FAILED, EXIT_PEER_LOST
+from ddpm.run.errors import RunError
 
 LAUNCH_FLAGS = ("--nproc", "--max-restarts")  # the parent's own flags, not passed to the ranks
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.strip().isdigit() or int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be an integer of at least {minimum}")
+        return int(text)
+    return parse
+
+
+def add_launch_flags(parser: argparse.ArgumentParser) -> None:
+    """``--nproc`` and ``--max-restarts`` for a command that trains (train, finetune)."""
+    parser.add_argument("--nproc", type=_count(1),
+                        help="train with N processes on this machine (gloo on the CPU, one GPU each with "
+                             "NCCL); dataset.batch_size stays the global batch, split across them")
+    parser.add_argument("--max-restarts", type=_count(0), default=0,
+                        help="restart the processes up to R times after a failure; they resume from the "
+                             "newest checkpoint (default 0)")
+
+
+def launch_if_asked(command: str, args: argparse.Namespace, batch_size: int) -> Optional[int]:
+    """With ``--nproc``/``--max-restarts``: run the job's processes and return its exit code;
+    without: None (this process trains, alone or as a rank torchrun started)."""
+    from ddpm.train import distributed as dd
+
+    if args.nproc is None and not args.max_restarts:
+        return None
+    if dd.env_world().active:
+        raise RunError(f"--nproc/--max-restarts: this process is already one of a launched job "
+                         f"(WORLD_SIZE={dd.env_world().world_size}); the launcher sets the process count")
+    dd.split_batch(batch_size, args.nproc or 1)  # before any process starts
+    return run_group(command, args.argv, args.nproc or 1, args.max_restarts)
+
+
+def rank_exit(result: Any) -> int:
+    """How a rank's training ended as an exit code; rank 0 alone prints it."""
+    from ddpm.exit_codes import EXIT_INTERRUPTED
+
+    from ddpm.train.console import report_result
+    from ddpm.train.distributed import env_world
+
+    if env_world().is_main:
+        return report_result(result)
+    return 0 if result.status == "completed" else EXIT_INTERRUPTED
 
 
 def rank_argv(argv: Sequence[str]) -> list[str]:
