@@ -147,6 +147,7 @@ class RunInfoOut(BaseModel):
     device: Optional[str] = Field(None, description="the torch device, e.g. cpu or cuda:0")
     precision: Optional[str] = Field(None, description="what runs: fp32, bf16 or fp16")
     precision_reason: Optional[str] = Field(None, description="why, e.g. 'auto: the CPU (...) runs bf16 natively'")
+    world_size: Optional[int] = Field(None, description="processes the run started as (1 without torchrun)")
 
 
 class JobLive(BaseModel):
@@ -183,7 +184,7 @@ class _JobOutBase(BaseModel):
     device: DeviceChoice = Field(..., description="as asked when created")
     queue: Queue = Field(..., description="the Celery queue its task went to")
     gpus: int = Field(..., description="processes the job runs as (its world size): GPUs, or CPU processes "
-                                       "on a CPU worker")
+                                     "on a CPU worker")
     dataset_id: Optional[int]
     source_job_id: Optional[int]
     progress: Progress

@@ -2,6 +2,7 @@
 import { useState } from "react";
 import { api } from "./api/endpoints";
 import { LoginDialog } from "./components/LoginDialog";
+import { capacityText } from "./lib/devices";
 import { useLoad } from "./lib/hooks";
 import { Link, matchPath, useLocation } from "./lib/router";
 import { DatasetDetailPage } from "./pages/DatasetDetailPage";
@@ -46,9 +47,12 @@ function HealthBadge() {
   if (!h.data) return <span className="health">…</span>;
   const ok = h.data.status === "ok";
   const workers = h.data.workers;
+  const live = h.data.live_workers ?? [];
+  const each = live.map((w) => `${w.name}: ${capacityText(w)} (${w.device})`).join("; ");
   return (
-    <span className={`health ${ok ? "ok" : "bad"}`} title={`database ${h.data.database}, broker ${h.data.broker}`}>
+    <span className={`health ${ok ? "ok" : "bad"}`} title={`database ${h.data.database}, broker ${h.data.broker}${each ? `; ${each}` : ""}`}>
       {ok ? "online" : h.data.status} · {workers} worker{workers === 1 ? "" : "s"}
+      {live.length > 0 && <span data-testid="worker-gpus"> ({live.map(capacityText).join(", ")})</span>}
     </span>
   );
 }

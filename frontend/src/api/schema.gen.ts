@@ -1736,6 +1736,11 @@ export interface components {
              * @description why, e.g. 'auto: the CPU (...) runs bf16 natively'
              */
             precision_reason?: string | null;
+            /**
+             * World Size
+             * @description processes the run started as (1 without torchrun)
+             */
+            world_size?: number | null;
         } & {
             [key: string]: unknown;
         };

@@ -4,7 +4,7 @@ import { lossRows } from "./chartData";
 import { applyEvent, applyLive, initialLive, mergeMetrics, phaseText, type LiveState } from "./jobEvents";
 
 const job: Job = {
-  id: 5, kind: "train", status: "queued", device: "auto", queue: "cpu", dataset_id: 1, source_job_id: null, config: {},
+  id: 5, kind: "train", status: "queued", device: "auto", queue: "cpu", gpus: 1, dataset_id: 1, source_job_id: null, config: {},
   progress: { step: 0, total: 40, fraction: 0, eta_s: null, it_s: null }, last_metrics: null, checkpoint_step: null, error: null,
   cancel_requested: false, worker: null, attempts: 0, created_at: "2026-01-01T00:00:00Z", started_at: null, finished_at: null,
 };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { liveDevices } from "./devices";
+import { capacityText, largestWorker, liveDevices } from "./devices";
 import { getPath, setPath } from "./objpath";
 import { matchPath } from "./router";
 import { sampleIs3d } from "./sampleKind";
@@ -24,6 +24,15 @@ describe("small helpers", () => {
 
   it("lists the live workers' devices, GPUs first", () => {
     expect(liveDevices([{ device: "cpu" }, { device: "cuda:1" }, { device: "cuda:0" }, { device: "cpu" }])).toEqual(["cuda:0", "cuda:1", "cpu"]);
+  });
+
+  it("says what a worker holds in its own unit and finds the largest", () => {
+    expect(capacityText({ device: "cuda:0-1 (GPUs 0,1)", gpus: 2 })).toBe("2 GPUs");
+    expect(capacityText({ device: "cuda:0 (GPU 3)", gpus: 1 })).toBe("1 GPU");
+    expect(capacityText({ device: "cpu", gpus: 2 })).toBe("2 processes");
+    expect(capacityText({ device: "cpu", gpus: 1 })).toBe("1 process");
+    expect(largestWorker([{ gpus: 1 }, { gpus: 4 }, { gpus: 2 }])).toBe(4);
+    expect(largestWorker([])).toBe(0);
   });
 
   it("decides 3D vs 2D samples as the API documents it (a .nii.gz or only a PNG)", () => {

@@ -70,6 +70,10 @@ export function JobDetailPage({ id }: { id: number }) {
             <dd>{formatNumber(lm?.lr)}</dd>
           </div>
           <div>
+            <dt title="processes the job runs as: one per GPU, or CPU processes on a CPU worker">World size</dt>
+            <dd data-testid="job-world-size">{live.runInfo?.world_size ?? job.gpus}</dd>
+          </div>
+          <div>
             <dt>Worker</dt>
             <dd>{job.worker ?? "—"}</dd>
           </div>

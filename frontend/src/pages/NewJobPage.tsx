@@ -9,7 +9,7 @@ import { ConfigForm } from "../components/ConfigForm";
 import { ErrorBox } from "../components/Notice";
 import { errorPaths, groupFields, withDefaults, withoutUnavailable, writeField, type Config } from "../lib/configForm";
 import { useConfigCheck } from "../lib/useConfigCheck";
-import { DEVICE_CHOICES, liveDevices, liveHardware } from "../lib/devices";
+import { capacityText, DEVICE_CHOICES, largestWorker, liveDevices, liveHardware } from "../lib/devices";
 import { fieldErrors, mapErrorsToFields, type FieldError } from "../lib/errors";
 import { formatBytes, formatCount } from "../lib/format";
 import { useLoad } from "../lib/hooks";
@@ -32,6 +32,7 @@ export function NewJobPage() {
   const [preset, setPreset] = useState<Preset | null>(null);
   const [config, setConfig] = useState<Config | null>(null);
   const [device, setDevice] = useState<Device>("auto");
+  const [gpus, setGpus] = useState(1); // a job field (processes it runs as), not a config key
   const [mode, setMode] = useState<"form" | "json">("form");
   const [jsonText, setJsonText] = useState("");
   const [jsonError, setJsonError] = useState<string | null>(null);
@@ -68,7 +69,7 @@ export function NewJobPage() {
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [presets, dataset?.id, dataset?.kind]);
 
-  const paths = schema.data ? errorPaths(schema.data, KIND) : [];
+  const paths = schema.data ? errorPaths(schema.data, KIND, ["device", "dataset_id", "gpus"]) : [];
   // the job's own 422 (after Start) wins over the live check of the same config
   const shown = submitErrors.length ? submitErrors : check.errors;
   const mapped = mapErrorsToFields(shown, paths);
@@ -108,7 +109,7 @@ export function NewJobPage() {
     setSubmitError(null);
     setSubmitErrors([]);
     try {
-      const job = await api.createTrainJob({ dataset_id: Number(datasetId), config: cfg as never, device });
+      const job = await api.createTrainJob({ dataset_id: Number(datasetId), config: cfg as never, device, gpus });
       navigate(`/jobs/${job.id}`);
     } catch (err) {
       if (err instanceof ApiError && err.status === 422) setSubmitErrors(fieldErrors(err.detail));
@@ -160,6 +161,28 @@ export function NewJobPage() {
         <span id="device-hint" className="muted small">
           {devices.length ? `live workers: ${devices.join(", ")}` : "no live worker: the job waits in the queue"}
         </span>
+        <label className="inline" title="Processes the job runs as, one per GPU (on a CPU worker: CPU processes). dataset.batch_size stays the global batch, split across them.">
+          GPUs
+          <input
+            type="number"
+            aria-label="GPUs"
+            min={1}
+            max={Math.max(1, largestWorker(workers.data ?? []))}
+            step={1}
+            value={gpus}
+            aria-describedby="gpus-hint"
+            aria-invalid={!!byField.gpus}
+            onChange={(e) => setGpus(Math.max(1, Math.floor(Number(e.target.value) || 1)))}
+          />
+        </label>
+        <span id="gpus-hint" className="muted small" data-testid="worker-capacity">
+          {(workers.data ?? []).length ? `largest worker: ${largestWorker(workers.data ?? [])} (${(workers.data ?? []).map((w) => `${w.name}: ${capacityText(w)}`).join(", ")})` : ""}
+        </span>
+        {byField.gpus && (
+          <span className="field-error" role="alert">
+            {byField.gpus.join("; ")}
+          </span>
+        )}
         {byField.device && (
           <span className="field-error" role="alert">
             {byField.device.join("; ")}
