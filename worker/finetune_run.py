@@ -95,7 +95,7 @@ class FinetuneCallbacks:
         self.inner.on_checkpoint(self.offset + step, path)
 
 
-def _evaluate_and_predict(spec: FinetuneRunSpec, eval_dir: Path) -> dict[str, Any]:
+def _evaluate_and_predict(spec: FinetuneRunSpec, eval_dir: Path, cb: Any) -> dict[str, Any]:
     from ddpm.finetune.inference import (case_name, evaluate_folder, images_of, load_finetuned, predict_file,
                                          write_evaluation, write_label_map)
 
@@ -105,7 +105,9 @@ def _evaluate_and_predict(spec: FinetuneRunSpec, eval_dir: Path) -> dict[str, An
     write_evaluation(evaluation, paths.evaluation_path)
     paths.predictions_dir.mkdir(parents=True, exist_ok=True)
     manifest = []
-    for image in images_of(eval_dir):
+    images = images_of(eval_dir)
+    for done, image in enumerate(images):  # counted, so the supervisor sees a long pass is alive
+        cb.on_phase("predicting", done, len(images))
         labels, header = predict_file(run, image)
         out = write_label_map(labels, header, paths.predictions_dir)
         manifest.append({"case": case_name(image), "label": out.name,
@@ -130,13 +132,12 @@ def run_finetune_job(spec: FinetuneRunSpec, cb: Any) -> dict[str, Any]:
     if result.status == "stopped":
         return {"stopped": True, "step": result.step}
     _export(spec)
-    if hasattr(cb, "on_phase"):
-        cb.on_phase("evaluating")
+    cb.on_phase("evaluating")
     if spec.params.eval_data:
         eval_dir = Path(spec.params.eval_data)
     else:
         eval_dir = _link_pairs(split_pairs(cfg)[1], spec.paths.run_dir / "heldout")
-    evaluation = _evaluate_and_predict(spec, eval_dir)
+    evaluation = _evaluate_and_predict(spec, eval_dir, cb)
     log.info("job %s: mean Dice %.4f on %d evaluation cases", spec.job_id, evaluation["mean_dice"],
              len(evaluation["cases"]))
     return {"stopped": False, "step": result.step, "mean_dice": evaluation["mean_dice"]}
@@ -159,6 +160,8 @@ def run_study_job(spec: StudyRunSpec, cb: Any) -> dict[str, Any]:
 
     def progress(event: Any) -> None:
         watcher.offset = (event.index - 1) * iterations
+        if event.phase == "evaluating":
+            cb.on_phase("evaluating")
         if event.phase in ("skipped", "finished"):
             log.info("study run %d/%d %s: %s, Dice %.4f", event.index, event.total, event.run.name,
                      event.phase, event.mean_dice)
