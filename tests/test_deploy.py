@@ -74,18 +74,38 @@ def test_app_services_share_one_database_broker_and_data_volume():
         assert "data:/data" in SERVICES[name]["volumes"]
 
 
+ALL_GPUS = "worker-all-gpus"
+
+
 def test_one_worker_per_gpu_with_nvidia_reservation_and_large_shm():
     seen = set()
     for name, worker in WORKERS.items():
         devices = worker["deploy"]["resources"]["reservations"]["devices"]
         assert len(devices) == 1 and devices[0]["driver"] == "nvidia"
         assert "gpu" in devices[0]["capabilities"]
-        ids = tuple(devices[0]["device_ids"])
-        assert len(ids) == 1 and ids not in seen, "each worker owns exactly one GPU"
-        seen.add(ids)
         size = re.fullmatch(r"(\d+)gb", worker["shm_size"])
         assert size and int(size.group(1)) >= 8
         assert worker["environment"]["WORKER_NAME"] == name
+        if name == ALL_GPUS:
+            continue
+        ids = tuple(devices[0]["device_ids"])
+        assert len(ids) == 1 and ids not in seen, "each worker owns exactly one GPU"
+        seen.add(ids)
+
+
+def test_the_all_gpus_worker_owns_every_gpu_and_only_runs_in_its_own_layout():
+    """Its job of gpus N runs on the first N GPUs it sees; a per-GPU worker beside it on the same
+    machine would share them, so it has a profile of its own that no per-GPU worker has."""
+    worker = WORKERS[ALL_GPUS]
+    (devices,) = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert devices["count"] == "all" and "device_ids" not in devices
+    # its capacity is what it sees (WORKER_NPROC defaults to the visible GPU count)
+    assert "WORKER_NPROC" not in worker["environment"] and "CUDA_VISIBLE_DEVICES" not in worker["environment"]
+    assert "WORKER_NPROC" in WORKER_ENV
+    profiles = set(worker["profiles"])
+    for name, other in WORKERS.items():
+        if name != ALL_GPUS:
+            assert not profiles & set(other.get("profiles", [])), name
 
 
 def test_backend_port_and_frontend_path_match_settings():
