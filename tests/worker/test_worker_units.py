@@ -61,7 +61,7 @@ def env(monkeypatch):
     from backend.settings import get_settings
 
     for k in ("WORKER_QUEUES", "WORKER_NAME", "WORKER_DEVICE", "WORKER_HEARTBEAT_INTERVAL_S",
-              "WORKER_HEARTBEAT_TIMEOUT_S", "WORKER_CANCEL_GRACE_S", "WORKER_LOGLEVEL"):
+              "WORKER_HEARTBEAT_TIMEOUT_S", "WORKER_CANCEL_GRACE_S", "WORKER_LOGLEVEL", "WORKER_NPROC"):
         monkeypatch.delenv(k, raising=False)
     get_settings.cache_clear()
     yield monkeypatch
@@ -103,6 +103,28 @@ def test_worker_settings_from_the_environment(env):
     env.setenv("WORKER_HEARTBEAT_INTERVAL_S", "2")
     with pytest.raises(SystemExit, match="at most half"):
         load_settings()
+
+
+def test_a_worker_declares_the_processes_one_job_may_run_on_it(env):
+    from worker import worker_settings as ws
+
+    env.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert ws.load_settings().nproc == 1  # a CPU worker runs one-process jobs unless told more
+    env.setenv("WORKER_NPROC", "2")
+    assert ws.load_settings().nproc == 2
+    env.setenv("WORKER_NPROC", "0")
+    with pytest.raises(SystemExit, match="WORKER_NPROC: .*(got '0')"):
+        ws.load_settings()
+    # a GPU worker (no GPU here: the count torch would report stands in) owns what it sees
+    env.delenv("WORKER_NPROC")
+    env.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    env.setattr(ws, "_count_cuda_devices", lambda: 2)
+    s = ws.load_settings()
+    assert (s.device.has_gpu, s.device.gpus, s.nproc) == (True, 2, 2)
+    assert s.device.label == "cuda:0-1 (GPUs 2,3)"
+    env.setenv("WORKER_NPROC", "3")
+    with pytest.raises(SystemExit, match="WORKER_NPROC=3 but this worker sees 2 GPU"):
+        ws.load_settings()
 
 
 def test_celery_settings_for_long_jobs():
