@@ -14,6 +14,7 @@ from backend import errors
 from backend.api_docs import mount_api_docs
 from backend.celery_client import recover_stale_jobs, resend_queued_jobs
 from backend.db import make_engine, make_session_factory, migrate
+from backend.housekeeping import housekeeping
 from backend.notifier import Notifier
 from backend.routes import config, datasets, events, finetune, jobs, samples, system
 from backend.settings import Settings, get_settings
@@ -88,11 +89,13 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        reaper = asyncio.get_running_loop().create_task(_reap_stale_jobs(app))
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(_reap_stale_jobs(app)), loop.create_task(housekeeping(app))]
         yield
-        reaper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reaper
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await app.state.notifier.close()
         engine.dispose()
 

@@ -7,8 +7,10 @@ from typing import Any, Optional, Sequence
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 
 from backend.jobs import JobKind, JobNotFound, JobStateError
+from backend.storage_errors import describe, storage_failure
 from ddpm.config import CONFIG_KINDS, describe_errors
 
 log = logging.getLogger("backend")
@@ -63,6 +65,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(JobNotFound)
     async def _missing(_: Request, exc: JobNotFound) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(DBAPIError)
+    async def _storage(request: Request, exc: Exception) -> JSONResponse:
+        failure = storage_failure(exc, request.app.state.storage.root)
+        if failure is None:
+            return await _anything(request, exc)
+        status, cause = failure
+        log.error("%s %s: %s (%s)", request.method, request.url.path, cause, exc)
+        return JSONResponse({"detail": describe(cause)}, status_code=status)
 
     @app.exception_handler(Exception)
     async def _anything(request: Request, exc: Exception) -> JSONResponse:

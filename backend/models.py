@@ -42,8 +42,8 @@ class Base(DeclarativeBase):
     pass
 
 
-# Dataset states
-UPLOADING, READY = "uploading", "ready"
+# Dataset states; DELETING: a delete began (backend.deletion), the dataset is gone for every route
+UPLOADING, READY, DELETING = "uploading", "ready", "deleting"
 
 
 class Dataset(Base):

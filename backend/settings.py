@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     worker_heartbeat_timeout_s: float = Field(60.0, gt=0, description="silence before a job is re-queued")
     sse_poll_s: float = Field(0.25, gt=0, description="DB poll interval behind the Redis wake-up")
     sse_ping_s: float = Field(15.0, gt=0, description="SSE keep-alive comment interval")
+    housekeeping_s: float = Field(300.0, gt=0, description="how often the API removes crash leftovers "
+                                  "(temp files of interrupted uploads, half-done deletes); also at start")
+    stale_upload_s: float = Field(60.0, ge=0, description="an upload temp file no live upload holds is "
+                                  "removed once untouched this long")
     cors_origins: list[str] = Field(default_factory=list, description="empty = CORS off")
     frontend_dir: Optional[Path] = Field(None, description="default: <repo>/frontend/dist")
 

@@ -20,8 +20,11 @@ import contextlib
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import IO, Iterator, Optional, Union
+
+TRASH_PREFIX = "trash-"  # DATA_DIR/tmp entries being deleted (backend.deletion)
 
 
 class Storage:
@@ -103,15 +106,24 @@ class Storage:
         return p if p.is_relative_to(self.root) else None
 
     # removal -----------------------------------------------------------------
-    def remove_tree(self, path: Path) -> None:
-        """Delete a dataset/run folder: renamed aside first so a half-deleted tree is never seen."""
+    def move_to_trash(self, path: Path, label: str) -> None:
+        """Move ``path`` (if present) to ``tmp/trash-<label>-<random>`` in one rename: readers
+        never see a half-deleted tree, and a crash leaves a folder whose name says what it was."""
         if not path.exists():
             return
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        trash = Path(tempfile.mkdtemp(prefix="trash-", dir=self.tmp_dir))
-        os.replace(path, trash / "x")
-        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(path, self.tmp_dir / f"{TRASH_PREFIX}{label}-{uuid.uuid4().hex[:12]}")
 
+    def empty_trash(self, label: str) -> None:
+        """Delete what ``move_to_trash(..., label)`` put aside (best effort: the sweep retries)."""
+        for entry in self.tmp_dir.glob(f"{TRASH_PREFIX}{label}-*"):
+            shutil.rmtree(entry, ignore_errors=True)
+
+    def remove_tree(self, path: Path) -> None:
+        """Delete a folder: renamed aside first so a half-deleted tree is never seen."""
+        label = f"tree-{uuid.uuid4().hex[:12]}"
+        self.move_to_trash(path, label)
+        self.empty_trash(label)
 
 def fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):

@@ -8,6 +8,7 @@ Anything refused raises ``sniff.Rejected`` and the temp file is removed by ``dis
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 import zlib
@@ -98,6 +99,7 @@ class UploadSink:
     def __init__(self, tmp_dir: Path, fmt: str, limits: Limits, max_file_bytes: int, budget_bytes: int):
         tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=tmp_dir)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # "in progress" for backend.housekeeping, until the process ends
         self.path = Path(name)
         self._fh = os.fdopen(fd, "wb")
         self.fmt, self.limits = fmt, limits

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 from pathlib import PurePosixPath
 from typing import Optional
 
@@ -11,20 +10,22 @@ from anyio import to_thread
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect
 
-from backend import dataset_store, labelled_store
+from backend import dataset_store, deletion, labelled_store
 from backend.deps import get_session, get_storage, require_token
 from backend.jobs import ACTIVE
-from backend.models import Dataset, DatasetFile, Job
+from backend.models import DELETING, Dataset, DatasetFile, Job
 from backend.params import DatasetId, FileId
 from backend.pathsafe import UnsafePath, sanitize_relative_path
 from backend.schemas import DatasetCreate, DatasetDetail, DatasetOut, ErrorResponse, FileOut, LabelledOut
 from backend.settings import Settings
 from backend.sniff import Limits, Rejected, format_from_name
 from backend.storage import Storage
+from backend.storage_errors import describe, storage_failure
 from backend.uploads import UploadSink
 
 router = APIRouter(tags=["datasets"], dependencies=[Depends(require_token)])
@@ -71,9 +72,9 @@ def dataset_detail(session: Session, ds: Dataset) -> DatasetDetail:
     return DatasetDetail(**base.model_dump(), files=[file_out(f) for f in files], labelled_data=labelled)
 
 
-def _get(session: Session, dataset_id: int) -> Dataset:
+def _get(session: Session, dataset_id: int, deleting_ok: bool = False) -> Dataset:
     ds = session.get(Dataset, dataset_id, populate_existing=True)
-    if ds is None:
+    if ds is None or (ds.status == DELETING and not deleting_ok):
         raise HTTPException(404, f"dataset {dataset_id} does not exist")
     return ds
 
@@ -89,7 +90,7 @@ def create_dataset(body: DatasetCreate, session: Session = Depends(get_session))
 
 @router.get("/datasets", response_model=list[DatasetOut])
 def list_datasets(session: Session = Depends(get_session)):
-    rows = list(session.scalars(select(Dataset).order_by(Dataset.id.desc())))
+    rows = list(session.scalars(select(Dataset).where(Dataset.status != DELETING).order_by(Dataset.id.desc())))
     sums = dataset_store.totals(session)
     labelled = dataset_store.labelled_ids(session)
     return [dataset_out(ds, *sums.get(ds.id, (0, 0)), ds.id in labelled) for ds in rows]
@@ -106,6 +107,7 @@ def get_dataset(dataset_id: DatasetId, session: Session = Depends(get_session)):
                                                                    "dimensions, inflated size)"},
                        415: {"model": ErrorResponse, "description": "type unsupported or content not "
                                                                    "matching the extension"},
+                       503: {"model": ErrorResponse, "description": "the data volume is read-only or failing"},
                        507: {"model": ErrorResponse, "description": "the server's disk is full"}, **ERRORS},
             openapi_extra={"requestBody": {"required": True, "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
@@ -164,10 +166,11 @@ async def upload_file(dataset_id: DatasetId, path: str, request: Request):
         raise HTTPException(exc.status, f"{rel}: {exc.reason}") from None
     except ClientDisconnect:
         raise HTTPException(400, f"{rel}: upload interrupted") from None
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise HTTPException(507, f"{rel}: the server's disk is full") from None
-        raise
+    except (OSError, DBAPIError) as exc:
+        failure = storage_failure(exc, storage.root)  # the one mapping of storage faults, with the file's name
+        if failure is None:
+            raise
+        raise HTTPException(failure[0], f"{rel}: {describe(failure[1])}") from None
     finally:
         if pending is not None:  # a refusal or disconnect while a write was in flight
             with contextlib.suppress(BaseException):
@@ -232,12 +235,11 @@ def delete_file(dataset_id: DatasetId, file_id: FileId, session: Session = Depen
 @router.delete("/datasets/{dataset_id}", status_code=204, response_class=Response, responses=ERRORS)
 def delete_dataset(dataset_id: DatasetId, session: Session = Depends(get_session),
                    storage: Storage = Depends(get_storage)):
-    """204; 409 while a queued or running job uses it. Its files go too."""
-    ds = _get(session, dataset_id)
+    """204; 409 while a queued or running job uses it. Its files go too. Retrying a delete that
+    failed part-way (503/507) finishes it."""
+    ds = _get(session, dataset_id, deleting_ok=True)
     busy = list(session.scalars(select(Job.id).where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE))))
     if busy:
         raise HTTPException(409, f"dataset {dataset_id} is used by active job(s) {busy}; cancel them first")
-    session.delete(ds)
-    session.commit()
-    storage.remove_tree(storage.dataset_dir(dataset_id))
+    deletion.delete_dataset(session, storage, ds.id)  # mark, files, row: a retry finishes it
     return Response(status_code=204)

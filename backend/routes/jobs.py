@@ -10,6 +10,7 @@ import pydantic_core
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend import deletion
 from backend.celery_client import EnqueueError, enqueue_job
 from backend.deps import get_app_settings, get_session, get_storage, require_token
 from backend.finetune_jobs import create_finetune_job, rest_fields
@@ -152,9 +153,7 @@ def delete_job(job_id: JobId, session: Session = Depends(get_session), storage: 
     users = list(session.scalars(select(Job.id).where(Job.source_job_id == job_id, Job.status.in_(ACTIVE))))
     if users:
         raise HTTPException(409, f"job {job_id}'s weights are used by active job(s) {users} (sampling or fine-tuning)")
-    session.delete(job)
-    session.commit()
-    storage.remove_tree(storage.run_dir(job_id))
+    deletion.delete_job(session, storage, job_id)  # files, then the row: a retry finishes it
     return Response(status_code=204)
 
 
