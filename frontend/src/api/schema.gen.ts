@@ -100,7 +100,8 @@ export interface paths {
         post?: never;
         /**
          * Delete Dataset
-         * @description 204; 409 while a queued or running job uses it. Its files go too.
+         * @description 204; 409 while a queued or running job uses it. Its files go too. Retrying a delete that
+         *     failed part-way (503/507) finishes it.
          */
         delete: operations["delete_dataset_api_datasets__dataset_id__delete"];
         options?: never;
@@ -2861,6 +2862,15 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description the data volume is read-only or failing */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
