@@ -100,3 +100,30 @@ def test_a_two_process_job_survives_a_worker_sigkill(stack, start_worker, datase
     log = job_log(client, job["id"])
     assert re.search(rf"resuming from \S*step-{last:08d}\.pt at step {last} of 60", log), log[-3000:]
     assert [m["step"] for m in client.get(f"/api/jobs/{job['id']}/metrics").json()] == list(range(10, 61, 10))
+
+
+def test_a_two_process_job_cancels_through_rank_0_and_a_failing_rank_is_named(stack, start_worker, dataset_2d):
+    client = stack.client
+    w = start_worker("c", WORKER_NPROC="2")
+    r = create(client, dataset_2d, config(TWO_PROCESS_CONFIG, iterations=5000, freq_metrics=1000,
+                                          freq_checkpoint=1000), gpus=2)
+    job = r.json()
+    wait_job(client, job["id"], timeout=240, what="training steps",
+             until=lambda j: j["progress"]["step"] >= 5)
+    family = w.children()
+    assert len(ranks_of(family)) == 2
+    assert client.post(f"/api/jobs/{job['id']}/cancel").status_code == 202
+    final = wait_job(client, job["id"], timeout=60)
+    assert final["status"] == "cancelled", final
+    # the stop reached rank 0, which checkpointed where the job stood; then every rank ended
+    assert final["checkpoint_step"] is not None and final["checkpoint_step"] >= 5
+    assert gone(ranks_of(family), 15)
+    assert "stopped at step" in job_log(client, job["id"])
+
+    # a batch of 3 cannot be split over 2 processes: the engine's own line, naming the rank
+    cfg = config(TWO_PROCESS_CONFIG, iterations=4)
+    cfg["dataset"]["batch_size"] = 3
+    failed = wait_job(client, create(client, dataset_2d, cfg, gpus=2).json()["id"], timeout=240)
+    assert failed["status"] == "failed"
+    assert re.match(r"rank \d of 2 failed: invalid config: dataset\.batch_size: 3 cannot be split evenly "
+                    r"across 2 processes", failed["error"]), failed["error"]
