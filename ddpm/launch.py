@@ -19,10 +19,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Callable, Optional
 
-from ddpm.exit_codes import EXIT_FAILED, EXIT_PEER_LOST
+from ddpm.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_PEER_LOST
 from ddpm.run.errors import RunError
 
 LAUNCH_FLAGS = ("--nproc", "--max-restarts")  # the parent's own flags, not passed to the ranks
+# after Ctrl-C the agent waits this long for the ranks (rank 0 writes a checkpoint) before SIGKILL
+SHUTDOWN_WAIT_S = 300
 
 
 def _count(minimum: int) -> Callable[[str], int]:
@@ -59,8 +61,6 @@ def launch_if_asked(command: str, args: argparse.Namespace, batch_size: int) -> 
 
 def rank_exit(result: Any) -> int:
     """How a rank's training ended as an exit code; rank 0 alone prints it."""
-    from ddpm.exit_codes import EXIT_INTERRUPTED
-
     from ddpm.train.console import report_result
     from ddpm.train.distributed import env_world
 
@@ -100,6 +100,7 @@ def first_cause(failures: dict[int, Any]) -> tuple[int, Any]:
 
 def run_group(command: str, argv: Sequence[str], nproc: int, max_restarts: int) -> int:
     """Run ``python -m ddpm <argv>`` as ``nproc`` processes here; the exit code of the job."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -107,11 +108,19 @@ def run_group(command: str, argv: Sequence[str], nproc: int, max_restarts: int) 
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     # the agent's own log (rendezvous, the failure table) would bury the one line below
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    # Ctrl-C: the agent passes SIGINT to the ranks (their own sessions), which agree to stop;
+    # rank 0 writes a checkpoint within the agent's shutdown wait, then the agent raises here
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=max_restarts,
-                          monitor_interval=0.2, start_method="spawn")
+                          monitor_interval=0.2, start_method="spawn", shutdown_timeout=SHUTDOWN_WAIT_S)
     try:
         elastic_launch(config, sys.executable)("-m", "ddpm", *rank_argv(argv))
+    except SignalException as exc:
+        if exc.sigval != signal.SIGINT:
+            sys.stderr.write(f"ddpm {command}: stopped by {exc.sigval.name}: the processes were ended "
+                             "(the run resumes from its newest checkpoint when started again)\n")
+            return EXIT_FAILED
+        return EXIT_INTERRUPTED
     except ChildFailedError as exc:
         rank, failure = first_cause(exc.failures)
         restarts = f" after {max_restarts} restart(s)" if max_restarts else ""
