@@ -99,7 +99,10 @@ class UploadSink:
     def __init__(self, tmp_dir: Path, fmt: str, limits: Limits, max_file_bytes: int, budget_bytes: int):
         tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=tmp_dir)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # "in progress" for backend.housekeeping, until the process ends
+        # "in progress" for backend.housekeeping until discard() (or the process ends): a lock on
+        # a descriptor of its own, so closing the file for validation keeps it
+        self._lock_fd = os.open(name, os.O_RDONLY)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         self.path = Path(name)
         self._fh = os.fdopen(fd, "wb")
         self.fmt, self.limits = fmt, limits
@@ -147,3 +150,6 @@ class UploadSink:
             self._fh.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
