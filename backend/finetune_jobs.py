@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from backend.dispatch import queue_for, resolve_device
@@ -24,7 +25,7 @@ from backend.run_spec import FinetuneParams, StudyParams
 from backend.schemas import FinetuneJobCreate, StudyJobCreate
 from backend.settings import Settings
 from backend.storage import Storage
-from ddpm.config import ConfigError, FinetuneConfig, TrainConfig
+from ddpm.config import ConfigError, FinetuneConfig, TrainConfig, describe_errors
 from ddpm.finetune.labelled import LAYOUTS, find_pairs
 
 LABELLED_LAYOUT = "images/ and labels/ holding files of the same names (or nnU-Net's imagesTr/ and labelsTr/)"
@@ -71,6 +72,15 @@ def labelled_folder(session: Session, storage: Storage, dataset_id: int, loc: st
     return roots[0]
 
 
+def source_train_config(job: Job) -> TrainConfig:
+    """A train job's stored config; JobInputError when it no longer validates (an older schema)."""
+    try:
+        return TrainConfig.model_validate(job.config)
+    except ValidationError as exc:
+        reasons = "; ".join(f"{loc}: {msg}" for loc, msg in describe_errors(TrainConfig, exc.errors()))
+        raise _err("source_job_id", f"job {job.id}'s config is not valid under the current schema ({reasons})") from None
+
+
 def _resolve_config(session: Session, storage: Storage, body: FinetuneJobCreate) -> FinetuneConfig:
     """The body's config with the source job's weights and choices merged in (unchanged from scratch)."""
     cfg = body.config
@@ -87,7 +97,7 @@ def _resolve_config(session: Session, storage: Storage, body: FinetuneJobCreate)
         raise _err("source_job_id", f"job {src.id} is {src.status} and has no checkpoint yet")
     cfg = cfg.model_copy(update={"pretrained": str(storage.run_dir(src.id))})
     try:
-        return cfg.with_pretrained(TrainConfig.model_validate(src.config))
+        return cfg.with_pretrained(source_train_config(src))
     except ConfigError as exc:
         raise JobInputError([{"loc": f"config.{key}", "msg": f"{msg} (job {src.id})"}
                              for key, msg in exc.errors]) from None

@@ -16,12 +16,14 @@ from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
 from backend.deps import get_session, get_storage, require_token
+from backend.finetune_jobs import source_train_config
+from backend.job_create import JobInputError
 from backend.jobs import JobKind, get_job
 from backend.models import Job
 from backend.params import JobId
 from backend.schemas import ErrorResponse, Evaluation, PredictionOut, StudyOut
 from backend.storage import Storage
-from ddpm.config import FinetuneConfig, TrainConfig
+from ddpm.config import FinetuneConfig
 
 router = APIRouter(tags=["fine-tuning"], dependencies=[Depends(require_token)])
 ERRORS = {404: {"model": ErrorResponse}}
@@ -68,13 +70,17 @@ def _send(path: Path, download_name: str) -> FileResponse:
                         content_disposition_type="attachment", filename=download_name)
 
 
-@router.get("/jobs/{job_id}/finetune-config", response_model=FinetuneConfig, responses=ERRORS)
+@router.get("/jobs/{job_id}/finetune-config", response_model=FinetuneConfig,
+            responses={**ERRORS, 409: {"model": ErrorResponse}})
 def finetune_defaults(job_id: JobId, session: Session = Depends(get_session)):
     """The fine-tune config a form starts from for this train job's weights: the defaults, with
     what the pretrained run decides (its U-Net, is_3d, image size and intensity keys) filled in
     (``pretrained`` stays null: the server sets it from ``source_job_id``)."""
     job = _job_of(session, job_id, JobKind.train)
-    return FinetuneConfig().with_pretrained(TrainConfig.model_validate(job.config))
+    try:
+        return FinetuneConfig().with_pretrained(source_train_config(job))
+    except JobInputError as exc:
+        raise HTTPException(409, exc.items[0]["msg"]) from None
 
 
 @router.get("/jobs/{job_id}/evaluation", response_model=Evaluation, responses=ERRORS)

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))  # the engine test
 from finetune_helpers import AFFINE, phantom  # noqa: E402
 
 from backend import jobs as jobstate  # noqa: E402
+from backend.models import Job  # noqa: E402
 from ddpm.config import FinetuneConfig  # noqa: E402
 
 UNET = {"dim": 8, "channel_mults": [1, 2], "res_blocks": 1, "attn_res": [], "num_head_channels": 8}
@@ -146,3 +147,16 @@ def test_finetune_config_of_a_train_job_starts_from_its_model(client, finished_t
     assert cfg["is_3d"] is True and cfg["dataset"]["image_size"] == 16 and cfg["model"]["unet"] == {
         **cfg["model"]["unet"], **UNET}
     assert cfg["pretrained"] is None and cfg["model"]["iterations"] == FinetuneConfig().model.iterations
+
+
+def test_a_source_whose_config_no_longer_validates_is_named(client, app, make_dataset, finished_train_job):
+    with app.state.session_factory() as s:  # stored under an older schema
+        job = s.get(Job, finished_train_job)
+        job.config = {**job.config, "model": {**job.config["model"], "retired_key": 1}}
+        s.commit()
+    r = client.get(f"/api/jobs/{finished_train_job}/finetune-config")
+    assert r.status_code == 409 and "retired_key" in r.json()["detail"]
+    ds = make_dataset(labelled_files(), name="labelled")
+    msg = _detail(post(client, kind="finetune", source_job_id=finished_train_job, dataset_id=ds,
+                       config=FT_CFG))["source_job_id"]
+    assert "not valid under the current schema" in msg and "model.retired_key" in msg
