@@ -17,8 +17,9 @@ Persistence and job plumbing (no FastAPI; the worker imports these):
   ``requeue_stale_jobs``
 - ``backend.dispatch``  ``TASK_NAMES``, ``Queue``, ``DeviceChoice`` and ``resolve_device``:
   the one device decision behind the API's queue and the worker's child device
-- ``backend.run_spec``  ``TrainRunSpec`` / ``SampleRunSpec`` (``RunSpec``): what the engine child
-  runs, built once from the job row by ``build_run_spec``; ``SampleParams``
+- ``backend.run_spec``  ``TrainRunSpec`` / ``SampleRunSpec`` / ``FinetuneRunSpec`` /
+  ``StudyRunSpec`` (``RunSpec``): what the engine child runs, built once from the job row by
+  ``build_run_spec``; ``SampleParams``, ``FinetuneParams``, ``StudyParams`` (what those jobs store)
 - ``backend.reporting`` ``report_progress``, ``add_metrics``, ``add_sample``, ``set_checkpoint``,
   ``discard_after``: rows + SSE events in one transaction
 - ``backend.events``    ``publish_event`` (a row in ``events`` + a Redis wake-up after commit)
@@ -28,6 +29,8 @@ API (FastAPI; ``backend.app:create_app``, ``python -m backend``): ``routes/`` (o
 resource), ``schemas`` (OpenAPI models; the train config is ``ddpm.config.TrainConfig``),
 ``deps`` (session, token), ``errors`` (JSON errors, no leaks; 422 items by key path), ``notifier``
 (Redis pub/sub fan-out for SSE), ``web`` (SPA + selective gzip), and the upload pipeline
-``pathsafe`` -> ``sniff`` -> ``uploads`` -> ``dataset_store``; ``job_create`` checks new jobs
-against the database. ``ddpm.config`` is the only engine module the backend imports.
+``pathsafe`` -> ``sniff`` -> ``uploads`` -> ``dataset_store``; ``job_create`` (train, sample) and
+``finetune_jobs`` (fine-tune, study) check new jobs against the database. Of the engine the
+backend imports only torch-free modules: ``ddpm.config`` and the labelled-folder rules
+(``ddpm.finetune.labelled`` / ``label_rules``); a test keeps the API process free of torch.
 """
