@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=_positive, help="CPU threads for torch")
     s.add_argument("--precision", choices=get_args(Precision), default="auto",
                    help="default auto: bf16 where this device runs it natively, else fp32")
+    add_launch_flags(s)
 
     i = sub.add_parser("inspect", help="show what the loader will do with each file under PATH")
     i.add_argument("path")
@@ -166,8 +167,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from ddpm.launch import launch_if_asked, stopped_by_peer
     from ddpm.sample import sample_run
+    from ddpm.train.distributed import env_world
 
+    code = launch_if_asked("sample", args, None)  # the batches are shared out whole
+    if code is not None:
+        return code
     device = None
     if args.gpu is not None:
         from ddpm.device import resolve_device
@@ -179,12 +185,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     try:
-        files = sample_run(args.run, args.num, sampler=args.sampler, steps=args.steps, seed=args.seed,
-                           out_dir=args.out, batch_size=args.batch_size, progress=progress,
-                           checkpoint=args.checkpoint, use_ema=not args.no_ema, device=device,
-                           precision=args.precision)
+        with stopped_by_peer("sample"):
+            files = sample_run(args.run, args.num, sampler=args.sampler, steps=args.steps, seed=args.seed,
+                               out_dir=args.out, batch_size=args.batch_size, progress=progress,
+                               checkpoint=args.checkpoint, use_ema=not args.no_ema, device=device,
+                               precision=args.precision)
     finally:
         bar.close()
+    if not env_world().is_main:  # rank 0 says what the job wrote
+        return 0
     out = Path(args.out) if args.out else Path(args.run) / "generated"
     kind = "volumes (.nii.gz) with previews" if files and files[0].volume_path else "images"
     print(f"wrote {len(files)} {kind} to {out}")

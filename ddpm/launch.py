@@ -1,4 +1,4 @@
-"""``ddpm train|finetune --nproc N``: N processes of the command on this machine, run by torch's
+"""``ddpm train|finetune|sample --nproc N``: N processes of the command on this machine, run by torch's
 elastic agent (the engine torchrun uses; no scheduler of our own), and the one line that says why
 a job of several processes failed. Torch-free at import (``ddpm --help`` stays fast).
 
@@ -36,7 +36,7 @@ def _count(minimum: int) -> Callable[[str], int]:
 
 
 def add_launch_flags(parser: argparse.ArgumentParser) -> None:
-    """``--nproc`` and ``--max-restarts`` for a command that trains (train, finetune)."""
+    """``--nproc`` and ``--max-restarts`` for a command that trains or samples."""
     parser.add_argument("--nproc", type=_count(1),
                         help="train with N processes on this machine (gloo on the CPU, one GPU each with "
                              "NCCL); dataset.batch_size stays the global batch, split across them")
@@ -45,9 +45,10 @@ def add_launch_flags(parser: argparse.ArgumentParser) -> None:
                              "newest checkpoint (default 0)")
 
 
-def launch_if_asked(command: str, args: argparse.Namespace, batch_size: int) -> Optional[int]:
+def launch_if_asked(command: str, args: argparse.Namespace, batch_size: Optional[int]) -> Optional[int]:
     """With ``--nproc``/``--max-restarts``: run the job's processes and return its exit code;
-    without: None (this process trains, alone or as a rank torchrun started)."""
+    without: None (this process works, alone or as a rank torchrun started). ``batch_size``: the
+    global batch a training job splits across its processes (None: sampling, whole batches)."""
     from ddpm.train import distributed as dd
 
     if args.nproc is None and not args.max_restarts:
@@ -55,7 +56,8 @@ def launch_if_asked(command: str, args: argparse.Namespace, batch_size: int) -> 
     if dd.env_world().active:
         raise RunError(f"--nproc/--max-restarts: this process is already one of a launched job "
                          f"(WORLD_SIZE={dd.env_world().world_size}); the launcher sets the process count")
-    dd.split_batch(batch_size, args.nproc or 1)  # before any process starts
+    if batch_size is not None:
+        dd.split_batch(batch_size, args.nproc or 1)  # before any process starts
     return run_group(command, args.argv, args.nproc or 1, args.max_restarts)
 
 

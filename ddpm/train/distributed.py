@@ -129,6 +129,15 @@ def from_main(obj: Any, dist: Dist) -> Any:
     return box[0]
 
 
+def gather(items: list, dist: Dist) -> list:
+    """Every rank's ``items``, concatenated in rank order, on every rank."""
+    if not dist.active:
+        return items
+    boxes: list[Any] = [None] * dist.world_size
+    tdist.all_gather_object(boxes, items)
+    return [item for box in boxes for item in box]
+
+
 def wrap(module: torch.nn.Module, dist: Dist, device: torch.device) -> torch.nn.Module:
     """``module`` averaging its gradients over the ranks (DDP), or itself in a job of one. Every
     step uses every trainable weight (self-conditioning is a mask, not a branch), so DDP needs
