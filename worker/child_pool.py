@@ -3,9 +3,10 @@
 A job's child is a *spawned* process (never forked: the worker may hold sockets, and CUDA does
 not survive a fork). Spawning one and importing torch and the engine takes seconds, which a job
 used to spend at 0% after its claim. The pool keeps one spare child that has done that work and
-waits for its run spec (``worker.runner.child_main``); a job takes it and the pool starts the
-next spare once that job ends (not while it runs: the import would compete with its first
-steps for the cores). The spare never initialises CUDA before it has a job.
+waits for its run spec (``worker.runner.child_main``); a job takes it, and the supervisor asks
+for the next spare once that job's set-up is done (it reached "training" or "sampling"), so the
+import does not compete with the job's own start for the cores, and a job queued behind it
+finds its child ready. The spare never initialises CUDA before it has a job.
 
 Every child is started by the pool's own thread, which lives as long as the worker: the kernel
 kills a child when the *thread* that started it exits (``PR_SET_PDEATHSIG`` in the runner), so

@@ -254,17 +254,26 @@ _RUNS = {JobKind.train: _run_train, JobKind.sample: _run_sample, JobKind.finetun
          JobKind.study: _run_study}
 
 
-def _preload() -> None:
-    """What every job needs, done before it is claimed (the child waits as a spare meanwhile).
-    Never CUDA: a GPU is initialised by the job that uses it."""
-    try:
-        import torch  # noqa: F401
-        import torch._dynamo  # noqa: F401 - a job's first optimizer imports it: seconds
-        import ddpm.sample  # noqa: F401
-        import ddpm.train  # noqa: F401
-        from ddpm.nn import kernels
+# What every job needs, cheapest first; a spare child stops preloading when its job arrives
+# (the job then imports the rest itself, only what it needs). torch._dynamo: a job's first
+# optimizer imports it, seconds on a busy CPU.
+PRELOAD = ("torch", "ddpm.sample", "ddpm.train", "torch._dynamo")
 
-        kernels.available()  # loads the built CPU kernels (a job would otherwise load them)
+
+def _preload(spec_conn: Connection) -> None:
+    """Import the engine ahead of the job while none is waiting. Never CUDA: a GPU is
+    initialised by the job that uses it."""
+    import importlib
+
+    try:
+        for name in PRELOAD:
+            if spec_conn.poll(0):
+                return
+            importlib.import_module(name)
+        if not spec_conn.poll(0):
+            from ddpm.nn import kernels
+
+            kernels.available()  # loads the built CPU kernels (a job would otherwise load them)
     except Exception:  # noqa: BLE001 - the job imports them again and reports what fails
         log.exception("preloading the engine failed")
 
@@ -274,7 +283,7 @@ def child_main(spec_conn: Connection, conn: Connection, stop_event, parent_pid: 
     job, exit), run it. Exit code 0 after a result message, 1 after failure."""
     _die_with_parent(parent_pid)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="watch-parent").start()
-    _preload()
+    _preload(spec_conn)
     try:
         spec: RunSpec = spec_conn.recv()
     except (EOFError, OSError):

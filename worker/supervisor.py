@@ -120,6 +120,10 @@ class Supervisor:
                         last_report = time.monotonic()
                         if kind == "phase":
                             phase = str(payload.get("phase") or phase)
+                            if phase in ("training", "sampling"):
+                                # set up: the next job's child may import now without slowing
+                                # this job's start, and is ready when this job ends
+                                self.ctx.children.refill()
                         if kind in ("result", "error"):
                             final = (kind, payload)
                             if payload.get("step") is not None:
