@@ -11,7 +11,10 @@ another worker may soon claim the job, so our child is killed before that can ha
 """
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import asdict
@@ -25,14 +28,34 @@ log = logging.getLogger("worker.heartbeat")
 FENCE_FRACTION = 0.75
 
 
-def local_precision_facts(cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
-    """This machine's CPU as the precision rule sees it, read torch-free (the worker process never
-    imports torch): ``{"cpu": DeviceFacts as a dict}``, or {} where /proc/cpuinfo is unreadable.
-    The API warns at submit when bf16 is asked and every worker of the job's queue emulates it."""
+# The GPU's facts come from the engine's own probe, run once in a throwaway process: the worker
+# never initialises CUDA itself (see worker_settings._count_cuda_devices).
+_CUDA_PROBE = ("import dataclasses, json, torch; from ddpm.precision import device_facts; "
+               "print(json.dumps(dataclasses.asdict(device_facts(torch.device('cuda', 0)))))")
+
+
+def _cuda_facts() -> Optional[dict[str, Any]]:
+    try:
+        out = subprocess.run([sys.executable, "-c", _CUDA_PROBE], capture_output=True, text=True,
+                             timeout=120, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, OSError, ValueError, IndexError) as exc:
+        log.warning("could not probe the GPU's precision facts: %s", exc)
+        return None
+
+
+def local_precision_facts(has_gpu: bool = False, cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
+    """This machine as the precision rule sees it: ``{"cpu": DeviceFacts as a dict}`` read
+    torch-free from /proc/cpuinfo (the worker process never imports torch), plus ``"cuda"`` on a
+    GPU worker. The API warns at submit when bf16 is asked and every worker of the job's queue
+    only emulates it."""
+    facts: dict[str, Any] = {}
+    if has_gpu and (cuda := _cuda_facts()) is not None:
+        facts["cuda"] = cuda
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
-        return {}
+        return facts
     flags: list[str] = []
     name = "unknown model"
     for line in text.splitlines():
@@ -42,7 +65,7 @@ def local_precision_facts(cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
             flags = value.split()
         elif key == "model name" and name == "unknown model":
             name = value.strip()
-    return {"cpu": asdict(cpu_facts(flags, name))}
+    return {**facts, "cpu": asdict(cpu_facts(flags, name))}
 
 
 class Heartbeat:
@@ -56,7 +79,7 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.beats = 0
-        self.precision_facts = local_precision_facts()
+        self.precision_facts = local_precision_facts(settings.device.has_gpu)
 
     # the task thread ----------------------------------------------------------------------
     def begin(self, job_id: int) -> None:

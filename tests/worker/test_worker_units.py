@@ -186,3 +186,19 @@ def test_a_job_that_cannot_run_as_stored_gets_one_line(tmp_path):
                      dataset_id=None, source_job_id=None, attempts=1, cancel_requested=False)
     with pytest.raises(RunSpecError, match="was deleted"):
         build_run_spec(orphan, Storage(tmp_path), False)
+
+
+def test_workers_report_precision_facts_read_from_cpuinfo_without_torch(tmp_path):
+    """What the API judges bf16 by (issue 13 item 12): the CPU's flags as the engine's rule reads
+    them; no torch in the worker process."""
+    from worker.heartbeat import local_precision_facts
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Old Xeon\nflags\t\t: fpu sse avx2 fma\n\n"
+                    "processor\t: 1\nmodel name\t: Old Xeon\nflags\t\t: fpu sse avx2 fma\n")
+    facts = local_precision_facts(False, str(info))
+    assert facts == {"cpu": {"kind": "cpu", "name": "the CPU (Old Xeon)", "native_bf16": False, "bf16_runs": True,
+                             "evidence": "no AVX512-BF16 or AMX-BF16"}}
+    info.write_text("model name\t: New Xeon\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16\n")
+    assert local_precision_facts(False, str(info))["cpu"]["native_bf16"] is True
+    assert local_precision_facts(False, str(tmp_path / "missing")) == {}
