@@ -183,3 +183,24 @@ def test_fp16_on_cpu_is_a_clear_config_error_and_bf16_trains(tmp_path):
     result = run_training(tiny_cfg(data, tmp_path / "exp", model={"precision": "bf16", "iterations": 2}),
                           tmp_path / "b")
     assert result.status == "completed"
+
+
+def test_the_trainer_reports_its_phases_and_the_data_counts(tmp_path):
+    """Issue 13 item 4: before its first step the loop says what it is doing, the data checks
+    count the files of both splits, and metric steps are an "evaluating" phase."""
+    data = write_images(tmp_path / "data", n=8)
+    cfg = tiny_cfg(data, tmp_path / "exp", model={"iterations": 4, "freq_metrics": 2})
+    phases: list[tuple] = []
+
+    class Phases(Recorder):
+        def on_phase(self, phase, done=None, total=None):  # noqa: ANN001
+            phases.append((phase, done, total, len(self.started)))
+
+    assert Trainer(cfg, tmp_path / "run", Phases()).run().status == "completed"
+    names = [p[0] for p in phases]
+    firsts = [names.index(n) for n in ("preparing data", "checking files", "hashing files",
+                                       "building model", "training", "evaluating")]
+    assert firsts == sorted(firsts), names
+    assert [p[1:3] for p in phases if p[0] == "checking files"] == [(i, 8) for i in range(1, 9)]
+    assert all(started == 0 for name, _, _, started in phases[:names.index("training") + 1])  # all before on_start
+    assert names.count("evaluating") == 2 and names[-1] == "training"  # back to training after each
