@@ -44,9 +44,10 @@ def labelled_root(files_dir: Path) -> list[Path]:
     return sorted(found)
 
 
-def labelled_folder(session: Session, storage: Storage, dataset_id: int, loc: str, is_3d: bool) -> Path:
-    """The labelled folder of dataset ``dataset_id``; JobInputError (at ``loc``) naming the
-    dataset's problem: missing, not committed, 2D/3D mismatch, no labelled layout, unpaired files."""
+def labelled_folder(session: Session, storage: Storage, dataset_id: int, loc: str, is_3d: bool) -> tuple[Path, int]:
+    """The labelled folder of dataset ``dataset_id`` and its number of pairs; JobInputError (at
+    ``loc``) naming the dataset's problem: missing, not committed, 2D/3D mismatch, no labelled
+    layout, unpaired files."""
     ds = session.get(Dataset, dataset_id)
     if ds is None:
         raise _err(loc, f"dataset {dataset_id} does not exist")
@@ -69,7 +70,7 @@ def labelled_folder(session: Session, storage: Storage, dataset_id: int, loc: st
         raise _err(loc, f"dataset {ds.id}: {problems[0].replace(prefix, '')}{more}")
     if not pairs:
         raise _err(loc, f"dataset {ds.id} has no image/label pairs in its {LABELLED_LAYOUT}")
-    return roots[0]
+    return roots[0], len(pairs)
 
 
 def source_train_config(job: Job) -> TrainConfig:
@@ -106,17 +107,21 @@ def _resolve_config(session: Session, storage: Storage, body: FinetuneJobCreate)
 def create_finetune_job(session: Session, settings: Settings, storage: Storage,
                         body: Union[FinetuneJobCreate, StudyJobCreate]) -> Job:
     cfg = _resolve_config(session, storage, body)
-    root = labelled_folder(session, storage, body.dataset_id, "dataset_id", cfg.is_3d)
+    root, cases = labelled_folder(session, storage, body.dataset_id, "dataset_id", cfg.is_3d)
     eval_data: Optional[Path] = None
     if body.eval_dataset_id is not None:
         if body.eval_dataset_id == body.dataset_id:
             raise _err("eval_dataset_id", "the evaluation dataset must hold other cases than the training "
                                           "one; leave it null to evaluate on a held-out split")
-        eval_data = labelled_folder(session, storage, body.eval_dataset_id, "eval_dataset_id", cfg.is_3d)
+        eval_data = labelled_folder(session, storage, body.eval_dataset_id, "eval_dataset_id", cfg.is_3d)[0]
     dataset = cfg.dataset.model_copy(update={"path": str(root)})
     cfg = cfg.model_copy(update={"experiment_path": str(storage.runs_dir), "dataset": dataset})
     common = {"config": cfg, "eval_dataset_id": body.eval_dataset_id,
               "eval_data": None if eval_data is None else str(eval_data)}
+    if isinstance(body, StudyJobCreate) and max(body.labels) >= cases:
+        # the engine checks the exact training split when the job starts; this much is certain now
+        raise _err("labels", f"{max(body.labels)} labelled cases: dataset {body.dataset_id} has {cases}, and "
+                             "some are held out for validation (and evaluation without an eval dataset)")
     if isinstance(body, StudyJobCreate):
         params: FinetuneParams = StudyParams(**common, labels=sorted(set(body.labels)), seeds=body.seeds)
         total = params.run_count * cfg.model.iterations

@@ -132,6 +132,9 @@ def test_source_and_config_errors_at_submit(client, make_dataset, finished_train
                        config={**FT_CFG, "task": {"num_classes": 1}}, labels=[0]))
     assert "config.task.num_classes" in bad and "labels.0" in bad
     assert "source_job_id" in _detail(post(client, kind="study", dataset_id=ds, config=FT_CFG))
+    too_many = _detail(post(client, kind="study", source_job_id=finished_train_job, dataset_id=ds, config=FT_CFG,
+                            labels=[1, 4]))["labels"]
+    assert too_many.startswith("4 labelled cases: dataset") and "has 4" in too_many
 
 
 def test_queued_source_has_no_weights(client, app, make_dataset):
