@@ -34,10 +34,10 @@ class Health(BaseModel):
 
 
 class WorkerCapacity(BaseModel):
-    """A live worker as /api/health lists it (no token needed: no host names or pids)."""
+    """A live worker as /api/health lists it (no token needed: no names, host names or pids;
+    GET /api/workers has those)."""
 
     model_config = ConfigDict(from_attributes=True)
-    name: str
     queues: list[Queue]
     device: str
     gpus: int = Field(..., description="the most processes one job may run on it: its GPUs (one "

@@ -48,7 +48,7 @@ function HealthBadge() {
   const ok = h.data.status === "ok";
   const workers = h.data.workers;
   const live = h.data.live_workers ?? [];
-  const each = live.map((w) => `${w.name}: ${capacityText(w)} (${w.device})`).join("; ");
+  const each = live.map((w) => `${capacityText(w)} (${w.device})`).join("; ");
   return (
     <span className={`health ${ok ? "ok" : "bad"}`} title={`database ${h.data.database}, broker ${h.data.broker}${each ? `; ${each}` : ""}`}>
       {ok ? "online" : h.data.status} · {workers} worker{workers === 1 ? "" : "s"}

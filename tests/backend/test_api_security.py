@@ -191,7 +191,8 @@ def test_workers_and_health_count_live_workers(app, client):
     from backend.leases import heartbeat
     from backend.worker_registry import remove_worker
 
-    assert client.get("/api/health").json() == {"status": "ok", "database": "ok", "broker": "ok", "workers": 0}
+    assert client.get("/api/health").json() == {"status": "ok", "database": "ok", "broker": "ok", "workers": 0,
+                                                "live_workers": []}
     with app.state.session_factory() as s:
         heartbeat(s, "gpu0@host", queues=["gpu", "cpu"], device="cuda:0")
     assert client.get("/api/health").json()["workers"] == 1

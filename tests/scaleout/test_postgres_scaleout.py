@@ -38,7 +38,9 @@ def pg_stack(tmp_path_factory):
 def test_two_workers_share_postgres_and_run_each_job_exactly_once(pg_stack):
     api, workers, db_url = pg_stack
     client = api.client
-    assert client.get("/api/health").json() == {"status": "ok", "database": "ok", "broker": "ok", "workers": 2}
+    assert client.get("/api/health").json() == {
+        "status": "ok", "database": "ok", "broker": "ok", "workers": 2,
+        "live_workers": [{"queues": ["cpu"], "device": "cpu", "gpus": 1}] * 2}
     ds = helpers.upload_dataset(client, "pg-shapes",
                                 [(f"shapes/img{i:02d}.png", helpers.png_bytes(i)) for i in range(6)])
     cfg = helpers.config(helpers.CONFIG_2D, iterations=12, freq_metrics=12, freq_checkpoint=12)

@@ -43,8 +43,8 @@ def gone(procs: list, timeout: float) -> bool:
 def test_a_two_process_job_runs_and_reports_once(stack, start_worker, dataset_2d):
     client = stack.client
     start_worker("pair", WORKER_NPROC="2")
-    health = client.get("/api/health").json()
-    assert [w["gpus"] for w in health["live_workers"] if w["name"].endswith("-pair")] == [2]
+    assert [w["gpus"] for w in client.get("/api/health").json()["live_workers"]] == [2]
+    assert [w["gpus"] for w in client.get("/api/workers").json() if w["name"].endswith("-pair")] == [2]
 
     r = create(client, dataset_2d, TWO_PROCESS_CONFIG, gpus=3)
     assert r.status_code == 422, r.text

@@ -2299,7 +2299,8 @@ export interface components {
         };
         /**
          * WorkerCapacity
-         * @description A live worker as /api/health lists it (no token needed: no host names or pids).
+         * @description A live worker as /api/health lists it (no token needed: no names, host names or pids;
+         *     GET /api/workers has those).
          */
         WorkerCapacity: {
             /** Device */
@@ -2309,8 +2310,6 @@ export interface components {
              * @description the most processes one job may run on it: its GPUs (one process each), or on a CPU worker its WORKER_NPROC
              */
             gpus: number;
-            /** Name */
-            name: string;
             /** Queues */
             queues: components["schemas"]["Queue"][];
         };
