@@ -133,19 +133,25 @@ def run_group(command: str, argv: Sequence[str], nproc: int, max_restarts: int) 
     return 0
 
 
+def peer_lost(exc: BaseException) -> bool:
+    """Whether ``exc``, raised in a rank of a job of several processes, says that another process
+    of the job died (that process is the cause to name, not this one)."""
+    import torch.distributed as tdist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return False
+    # gloo reports a dead peer as a plain RuntimeError ("Connection closed/reset by peer")
+    return isinstance(exc, tdist.DistError) or (isinstance(exc, RuntimeError) and "by peer" in str(exc))
+
+
 @contextmanager
 def stopped_by_peer(command: str) -> Iterator[None]:
     """In a rank of a job: a collective that fails because another process died ends this one
     with one line and EXIT_PEER_LOST (the launcher names the process that failed first)."""
-    import torch.distributed as tdist
-
     try:
         yield
-    except (tdist.DistError, RuntimeError) as exc:
-        # gloo reports a dead peer as a plain RuntimeError ("Connection closed by peer")
-        # (the trainer has already left the group: ask the environment whether this is a job of several)
-        if int(os.environ.get("WORLD_SIZE", "1")) < 2 or not (isinstance(exc, tdist.DistError)
-                                                              or "by peer" in str(exc)):
+    except RuntimeError as exc:  # DistError is a RuntimeError too
+        if not peer_lost(exc):
             raise
         reason = " ".join(str(exc).split())[:160]
         sys.stderr.write(f"ddpm {command}: rank {os.environ.get('RANK', '?')} stopped: another process "
