@@ -64,7 +64,8 @@ async def _reap_stale_jobs(app: FastAPI) -> None:
 
 def _document_validation_errors(app: FastAPI) -> None:
     """FastAPI documents every 422 as its default shape (loc = list); ours (errors.install) is
-    ErrorResponse with loc = a dotted key path, so the document says that instead."""
+    ErrorResponse with loc = a dotted key path, so the document says that instead; and it leaves
+    out the 400 of a JSON body that does not parse."""
     generate = app.openapi
 
     def openapi() -> dict:
@@ -74,6 +75,13 @@ def _document_validation_errors(app: FastAPI) -> None:
             if "HTTPValidationError" in comps and "ErrorResponse" in comps:
                 comps["HTTPValidationError"] = {"$ref": "#/components/schemas/ErrorResponse"}
                 comps.pop("ValidationError", None)
+            # a body that is not JSON at all is a 400 before validation: say so where a body is JSON
+            for ops in schema.get("paths", {}).values():
+                for op in ops.values():
+                    if "application/json" in op.get("requestBody", {}).get("content", {}):
+                        op["responses"].setdefault("400", {
+                            "description": "the body is not JSON", "content": {"application/json": {
+                                "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}})
             app.openapi_schema = schema
         return app.openapi_schema
 
