@@ -127,3 +127,25 @@ def test_a_two_process_job_cancels_through_rank_0_and_a_failing_rank_is_named(st
     assert failed["status"] == "failed"
     assert re.match(r"rank \d of 2 failed: invalid config: dataset\.batch_size: 3 cannot be split evenly "
                     r"across 2 processes", failed["error"]), failed["error"]
+
+
+def test_a_worker_too_small_for_a_job_hands_it_to_one_that_holds_it(stack, start_worker, dataset_2d):
+    client = stack.client
+    big = start_worker("big", WORKER_NPROC="2")
+    busy = create(client, dataset_2d, config(TWO_PROCESS_CONFIG, iterations=5000, freq_metrics=1000,
+                                             freq_checkpoint=1000), gpus=1).json()
+    wait_job(client, busy["id"], timeout=120, what="running", until=lambda j: j["status"] == "running")
+    r = create(client, dataset_2d, config(TWO_PROCESS_CONFIG, iterations=4, freq_metrics=4, freq_checkpoint=4),
+               gpus=2)
+    assert r.status_code == 201, r.text  # the big worker holds 2, though it is busy now
+    job = r.json()
+    small = start_worker("small")  # one process: takes the message and must give it back
+    deadline = time.monotonic() + 60
+    while "handed back to the queue" not in small.output():
+        assert time.monotonic() < deadline, small.output()[-2000:]
+        time.sleep(0.5)
+    assert get_job(client, job["id"])["status"] == "queued"
+    client.post(f"/api/jobs/{busy['id']}/cancel")
+    final = wait_job(client, job["id"], timeout=240)
+    assert final["status"] == "succeeded", final["error"]
+    assert final["worker"] == big.name and final["attempts"] == 1  # never claimed by the small one
