@@ -204,8 +204,8 @@ def commit_dataset(dataset_id: DatasetId, session: Session = Depends(get_session
 
 
 @router.get("/datasets/{dataset_id}/files/{file_id}", response_class=FileResponse,
-            responses={200: {"content": {"application/octet-stream": {}}, "description": "the file's bytes"},
-                       **ERRORS})
+            responses={200: {"content": {media: {} for media in sorted(set(MEDIA.values()))},
+                             "description": "the file's bytes, typed by its format"}, **ERRORS})
 def get_file(dataset_id: DatasetId, file_id: FileId, session: Session = Depends(get_session),
              storage: Storage = Depends(get_storage)):
     """The file's bytes, for NiiVue; Content-Disposition carries its name with its extension."""

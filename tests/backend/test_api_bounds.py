@@ -122,3 +122,14 @@ def test_every_success_response_names_its_content_type(client: TestClient) -> No
                for code, resp in op.get("responses", {}).items()
                if code.startswith("2") and code != "204" and not resp.get("content")]
     assert not missing, missing
+
+
+def test_a_served_file_has_a_documented_content_type(client: TestClient) -> None:
+    from upload_files import png_bytes
+
+    ds = client.post("/api/datasets", json={"name": "png"}).json()["id"]
+    f = client.put(f"/api/datasets/{ds}/files/a.png", content=png_bytes()).json()
+    r = client.get(f["url"])
+    assert r.status_code == 200
+    op = client.get("/openapi.json").json()["paths"]["/api/datasets/{dataset_id}/files/{file_id}"]["get"]
+    assert r.headers["content-type"].split(";")[0] in op["responses"]["200"]["content"]
