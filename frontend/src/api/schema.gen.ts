@@ -2718,13 +2718,17 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description the file's bytes */
+            /** @description the file's bytes, typed by its format */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/gzip": unknown;
                     "application/octet-stream": unknown;
+                    "image/jpeg": unknown;
+                    "image/png": unknown;
+                    "image/tiff": unknown;
                 };
             };
             /** @description Not Found */
