@@ -63,9 +63,11 @@ def start(gpu: Any) -> tuple[Dist, torch.device]:
     ``gpu`` is the config's request: a CPU request stays on the CPU (gloo); a CUDA request runs on
     device LOCAL_RANK of the devices this process sees (CUDA_VISIBLE_DEVICES) with NCCL."""
     dist = env_world()
-    device = resolve_device(gpu)
     if not dist.active:
-        return dist, device
+        return dist, resolve_device(gpu)
+    # the index in the request names a GPU of a one-process run; a rank's GPU is LOCAL_RANK
+    asks_cuda = gpu >= 0 if isinstance(gpu, int) else gpu is not None and torch.device(gpu).type == "cuda"
+    device = torch.device("cuda") if asks_cuda and torch.cuda.is_available() else resolve_device(gpu)
     if device.type == "cuda":
         count = torch.cuda.device_count()
         if dist.local_rank >= count:

@@ -223,15 +223,6 @@ def test_a_batch_that_does_not_split_is_one_line(one):
     assert not (one / "exp" / "uneven" / "checkpoints").exists()
 
 
-def test_rank_devices_come_from_local_rank(monkeypatch):
-    # a CPU request stays on the CPU whatever the rank (gloo); a job of one joins no group
-    from ddpm.train import distributed as dd
-
-    monkeypatch.setenv("WORLD_SIZE", "1")
-    dist, device = dd.start(-1)
-    assert (dist.world_size, device) == (1, torch.device("cpu")) and not dist.started_group
-
-
 def test_finetune_runs_on_two_processes(tmp_path):
     from finetune_helpers import ft_dict, write_json, write_labelled
 
@@ -266,3 +257,4 @@ def test_sampling_on_two_processes_writes_the_files_of_one(one):
         a = np.asarray(Image.open(one / "s1" / f"sample-{i:04d}.png"))
         b = np.asarray(Image.open(one / "s2" / f"sample-{i:04d}.png"))
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, i
+
