@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from backend.run_spec import TrainRunSpec
-from worker.rank_main import PEER_LOST_PREFIX, SPEC_FILE, error_file
+from worker.rank_files import PEER_LOST_PREFIX, SPEC_FILE, error_file
 from worker.rank_relay import STOP, RelayListener
 
 log = logging.getLogger("worker.rank_group")

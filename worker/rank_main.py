@@ -23,13 +23,9 @@ import time
 import traceback
 from pathlib import Path
 
-SPEC_FILE = "spec.pkl"
+from worker.rank_files import PEER_LOST_PREFIX, SPEC_FILE, error_file
+
 PARENT_POLL_S = 0.5
-PEER_LOST_PREFIX = "peer lost: "
-
-
-def error_file(job_dir: Path, rank: int) -> Path:
-    return job_dir / f"rank{rank}.error"
 
 
 def bind_to_parent() -> None:
