@@ -30,7 +30,7 @@ def main() -> int:
     import uvicorn
 
     uvicorn.run("backend.app:create_app", factory=True, host=settings.host, port=settings.port,
-                workers=settings.web_concurrency, proxy_headers=False, log_level="info",
+                workers=settings.resolved_web_concurrency, proxy_headers=False, log_level="info",
                 timeout_graceful_shutdown=5)
     return 0
 

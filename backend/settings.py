@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -19,7 +20,8 @@ class Settings(BaseSettings):
     allow_insecure: bool = Field(False, description="listen beyond loopback without a token")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    web_concurrency: int = Field(1, ge=1, le=64, description="API worker processes (uvicorn --workers)")
+    web_concurrency: Optional[int] = Field(None, ge=1, le=64, description=(
+        "API worker processes (uvicorn --workers); default: one per CPU core (one for an in-memory database)"))
     max_file_bytes: int = Field(2 * 1024**3, ge=1, description="largest single upload (bytes on the wire)")
     max_dataset_bytes: int = Field(50 * 1024**3, ge=1, description="largest dataset (sum of its files)")
     max_decompressed_bytes: int = Field(4 * 1024**3, ge=1,
@@ -50,6 +52,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.resolved_data_dir / 'db.sqlite'}"
+
+    @property
+    def resolved_web_concurrency(self) -> int:
+        """The processes ``python -m backend`` runs: each polls, serves SSE and sweeps on its own
+        (SQLite in WAL mode and every state change a conditional UPDATE make that safe)."""
+        if self.web_concurrency:
+            return self.web_concurrency
+        if ":memory:" in self.resolved_database_url:
+            return 1  # each process would have a database of its own
+        return max(1, min(64, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
     @property
     def resolved_frontend_dir(self) -> Path:

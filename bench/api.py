@@ -216,6 +216,41 @@ async def bench_latency(base: str, clients: int, per_client: int, interval: floa
     return {"n": len(lat), "p50": q[49] * 1e3, "p95": q[94] * 1e3, "p99": q[98] * 1e3, "rps": len(lat) / wall}
 
 
+async def bench_polling(base: str, clients: int, duration: float, job_ids: list[int]) -> dict[str, float]:
+    """``clients`` connections polling without pause for ``duration`` seconds, alternating
+    GET /api/jobs and GET /api/jobs/{id} (a jobs page and a job page). Errors are counted, not fatal."""
+    url = httpx.URL(base)
+    conns = [RawHTTP(url.host, url.port) for _ in range(clients)]
+    await asyncio.gather(*(c.connect() for c in conns))
+    lat: list[float] = []
+    errors = 0
+
+    async def one(k: int, conn: RawHTTP) -> None:
+        nonlocal errors
+        i = k
+        while time.perf_counter() < end:
+            path = "/api/jobs" if i % 2 == 0 else f"/api/jobs/{job_ids[i % len(job_ids)]}"
+            i += 1
+            t0 = time.perf_counter()
+            try:
+                status, _body = await conn.get(path)
+            except (OSError, asyncio.IncompleteReadError):
+                errors += 1
+                await conn.connect()
+                continue
+            lat.append(time.perf_counter() - t0)
+            errors += status != 200
+
+    t0 = time.perf_counter()
+    end = t0 + duration
+    await asyncio.gather(*(one(k, c) for k, c in enumerate(conns)))
+    wall = time.perf_counter() - t0
+    await asyncio.gather(*(c.close() for c in conns))
+    q = statistics.quantiles(lat, n=100)
+    return {"n": len(lat), "p50": q[49] * 1e3, "p95": q[94] * 1e3, "p99": q[98] * 1e3, "rps": len(lat) / wall,
+            "errors": errors}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--file-mb", type=int, default=512)
@@ -225,14 +260,19 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=50, help="jobs in the list")
     ap.add_argument("--interval", type=float, default=0.5, help="seconds between one client's polls")
     ap.add_argument("--skip-uploads", action="store_true")
-    ap.add_argument("--web-concurrency", type=int, default=1, help="API processes (WEB_CONCURRENCY)")
+    ap.add_argument("--web-concurrency", type=int, default=None,
+                    help="API processes (WEB_CONCURRENCY); default: the server's own default")
+    ap.add_argument("--poll-s", type=float, default=0.0,
+                    help="instead of the latency table: every client polls GET /api/jobs and "
+                         "GET /api/jobs/{id} without pause for this many seconds")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmpdir, redis_server() as redis_url:
         tmp = Path(tmpdir)
         data_dir = tmp / "data"
-        env = {"DATA_DIR": str(data_dir), "REDIS_URL": redis_url, "MAX_FILE_BYTES": str(8 << 30),
-               "WEB_CONCURRENCY": str(args.web_concurrency)}
-        env.pop("API_TOKEN", None)
+        env = {"DATA_DIR": str(data_dir), "REDIS_URL": redis_url, "MAX_FILE_BYTES": str(8 << 30)}
+        if args.web_concurrency is not None:
+            env["WEB_CONCURRENCY"] = str(args.web_concurrency)
+        os.environ.pop("WEB_CONCURRENCY", None)
         os.environ.pop("API_TOKEN", None)
         with api_server(env, cwd=str(REPO)) as (base, proc):
             if not args.skip_uploads:
@@ -243,6 +283,19 @@ def main() -> None:
                 for r in rows:
                     print("| " + " | ".join(r) + " |")
             seed_jobs(data_dir, redis_url, args.jobs)
+            if args.poll_s:
+                time.sleep(2.0)  # every API process up (they start one after another)
+                tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+                cpu0 = sum(sum(p.cpu_times()[:2]) for p in tree)
+                res = asyncio.run(bench_polling(base, args.clients, args.poll_s, list(range(1, args.jobs + 1))))
+                cpu_ms = (sum(sum(p.cpu_times()[:2]) for p in tree) - cpu0) / res["n"] * 1e3
+                print(f"\n{args.clients} clients polling GET /api/jobs ({args.jobs} jobs) and GET /api/jobs/{{id}} "
+                      f"without pause for {args.poll_s:.0f} s, WEB_CONCURRENCY={env.get('WEB_CONCURRENCY', 'default')}\n")
+                print("| API processes | requests | errors | p50 ms | p95 ms | p99 ms | req/s | API CPU ms/req |")
+                print("|---|---|---|---|---|---|---|---|")
+                print(f"| {env.get('WEB_CONCURRENCY', 'default')} | {res['n']} | {res['errors']} | {res['p50']:.1f} "
+                      f"| {res['p95']:.1f} | {res['p99']:.1f} | {res['rps']:.0f} | {cpu_ms:.2f} |")
+                return
             print(f"\nGET /api/jobs ({args.jobs} jobs in the list), {args.clients} concurrent clients\n")
             print("| load | requests | p50 ms | p95 ms | p99 ms | req/s |")
             print("|---|---|---|---|---|---|")

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 from servers import api_server, wait_until
 from upload_files import nifti_bytes
 
@@ -32,7 +33,8 @@ def test_a_killed_api_leaves_no_upload_temp_file_after_restart(tmp_path: Path, r
         ds = httpx.post(f"{base}/api/datasets", json={"name": "cut"}).json()["id"]
         sock = _start_upload(base, ds, "big.nii", body, 2 << 20)
         wait_until(lambda: any(p.stat().st_size >= 1 << 20 for p in _parts(data)), 10, "a part file")
-        proc.kill()  # SIGKILL: no cleanup code runs
+        for p in [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]:
+            p.kill()  # SIGKILL, every API process (one per core by default): no cleanup code runs
         proc.wait(10)
         sock.close()
     assert _parts(data), "the crash should have left the upload's temp file"
