@@ -6,6 +6,7 @@ from pathlib import Path
 
 SPEC_FILE = "spec.pkl"
 PEER_LOST_PREFIX = "peer lost: "  # the line of a rank that stopped because another one died
+AGENT_ERROR_FILE = "agent.error"  # the agent's line for the rank that failed first (exit code, signal)
 
 
 def error_file(job_dir: Path, rank: int) -> Path:

@@ -1,7 +1,7 @@
 """A train job of several processes, run from the worker's job child with torchrun.
 
 The job child is itself a process the supervisor spawned; it starts torchrun's agent as a
-SUBPROCESS in its own session (``worker.rank_main agent``), relays rank 0's reports to the
+SUBPROCESS in its own session (``worker.rank_main agent``: torch's elastic agent, what torchrun runs), relays rank 0's reports to the
 supervisor's pipe unchanged (``worker.rank_relay``), passes a stop request on to rank 0, and
 kills the agent's session on every way out. The agent and each rank die with their parent
 (PR_SET_PDEATHSIG), so a cancel that times out or a SIGKILLed worker (the supervisor or the
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from backend.run_spec import TrainRunSpec
-from worker.rank_files import PEER_LOST_PREFIX, SPEC_FILE, error_file
+from worker.rank_files import AGENT_ERROR_FILE, PEER_LOST_PREFIX, SPEC_FILE, error_file
 from worker.rank_relay import STOP, RelayListener
 
 log = logging.getLogger("worker.rank_group")
@@ -67,24 +67,20 @@ def _kill_session(agent: subprocess.Popen) -> None:
 
 
 def failure_reason(job_dir: Path, nproc: int, agent_code: Optional[int]) -> str:
-    """One line naming the rank that failed first: the first rank with its own reason, else a rank
-    that stopped because a peer failed, else the agent's exit."""
-    lost: Optional[int] = None
-    silent: list[int] = []
+    """One line naming the rank that failed first: the first rank with its own reason (an engine
+    error), else the agent's line for the rank that ended first (killed by a signal, an exit code)."""
     for rank in range(nproc):
         path = error_file(job_dir, rank)
-        if not path.exists():
-            silent.append(rank)
-            continue
-        text = path.read_text().strip()
-        if text.startswith(PEER_LOST_PREFIX):
-            lost = rank if lost is None else lost
-            continue
-        return f"rank {rank} of {nproc} failed: {text}"
-    if lost is not None and silent:
-        return (f"rank {silent[0]} of {nproc} died without a word (killed, most often by the system's "
-                "out-of-memory killer); the other processes stopped with it")
-    return f"the {nproc} training processes ended with exit code {agent_code} (torchrun); see the job log"
+        text = path.read_text().strip() if path.exists() else ""
+        if text and not text.startswith(PEER_LOST_PREFIX):
+            return f"rank {rank} of {nproc} failed: {text}"
+    agent = job_dir / AGENT_ERROR_FILE
+    if agent.exists():
+        line = agent.read_text().strip()
+        hint = (" (most often the system's out-of-memory killer: lower dataset.batch_size or "
+                "dataset.image_size)") if "SIGKILL" in line else ""
+        return f"{line} (one of {nproc} processes){hint}; the other processes stopped with it"
+    return f"the {nproc} training processes ended with exit code {agent_code}; see the job log"
 
 
 def run_rank_group(spec: TrainRunSpec, cb: Any, stop_event: Any) -> GroupResult:

@@ -1,8 +1,8 @@
 """One process of a worker's multi-process job, and the shim that starts torchrun's agent.
 
 ``python -m worker.rank_main agent <nproc> <job dir>``: bind this process's life to the job child
-(PR_SET_PDEATHSIG), then exec torchrun, which runs ``python -m worker.rank_main rank <job dir>``
-``nproc`` times. A rank binds its life to the agent the same way, so a SIGKILLed worker takes the
+(PR_SET_PDEATHSIG), then run torch's elastic agent (the engine of torchrun), which starts
+``python -m worker.rank_main rank <job dir>`` ``nproc`` times. A rank binds its life to the agent the same way, so a SIGKILLed worker takes the
 child, the agent and every rank with it: no orphan keeps training (and writing checkpoints) while
 another worker resumes the job.
 
@@ -23,7 +23,7 @@ import time
 import traceback
 from pathlib import Path
 
-from worker.rank_files import PEER_LOST_PREFIX, SPEC_FILE, error_file
+from worker.rank_files import AGENT_ERROR_FILE, PEER_LOST_PREFIX, SPEC_FILE, error_file
 
 PARENT_POLL_S = 0.5
 
@@ -49,11 +49,29 @@ def bind_to_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="watch-parent").start()
 
 
-def _exec_agent(nproc: int, job_dir: str) -> None:
-    bind_to_parent()  # kept across exec: the agent dies with the job child
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "--max-restarts=0", "--monitor-interval=0.5", "-m", "worker.rank_main", "rank", job_dir]
-    os.execv(sys.executable, args)
+def _run_agent(nproc: int, job_dir: Path) -> int:
+    """torch's elastic agent (what torchrun runs) over ``nproc`` ranks on this machine; when a rank
+    fails, the engine's one line for the rank that failed first goes to ``agent.error``."""
+    bind_to_parent()  # the agent dies with the job child
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from ddpm.launch import describe_failure, first_cause
+
+    # the agent's own log (rendezvous, the failure table) would bury the job's one line
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex,
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
+                          monitor_interval=0.5, start_method="spawn")
+    try:
+        elastic_launch(config, sys.executable)("-u", "-m", "worker.rank_main", "rank", str(job_dir))
+    except ChildFailedError as exc:
+        rank, failure = first_cause(exc.failures)
+        (job_dir / AGENT_ERROR_FILE).write_text(describe_failure(rank, failure))
+        return 1
+    return 0
 
 
 def _run_rank(job_dir: Path) -> int:
@@ -85,9 +103,13 @@ def _run_rank(job_dir: Path) -> int:
         from worker.failures import reason_for
 
         traceback.print_exc()
-        if _peer_lost(exc):
+        from ddpm.launch import peer_lost
+
+        if peer_lost(exc):
+            from ddpm.exit_codes import EXIT_PEER_LOST
+
             error_file(job_dir, rank).write_text(PEER_LOST_PREFIX + " ".join(str(exc).split())[:160])
-            return 1
+            return EXIT_PEER_LOST  # the agent names the rank that failed first, not this one
         try:
             data_dir = str(spec.paths.data_dir)  # type: ignore[possibly-undefined]
         except NameError:
@@ -96,17 +118,9 @@ def _run_rank(job_dir: Path) -> int:
         return 1
 
 
-def _peer_lost(exc: BaseException) -> bool:
-    """A collective failed because another process of the job died (it names the first cause)."""
-    import torch.distributed as tdist
-
-    # gloo reports a dead peer as a plain RuntimeError ("Connection closed by peer")
-    return isinstance(exc, tdist.DistError) or (isinstance(exc, RuntimeError) and "by peer" in str(exc))
-
-
 def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "agent":
-        _exec_agent(int(argv[1]), argv[2])
+        return _run_agent(int(argv[1]), Path(argv[2]))
     if len(argv) == 2 and argv[0] == "rank":
         code = _run_rank(Path(argv[1]))
         sys.stdout.flush()

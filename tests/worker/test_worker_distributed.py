@@ -23,8 +23,8 @@ def ranks_of(procs: list) -> list:
     out = []
     for p in procs:
         try:
-            cmd = p.cmdline()  # a rank: python -u -m worker.rank_main rank DIR (torchrun's agent names it too)
-            if "worker.rank_main" in cmd and "torch.distributed.run" not in cmd:
+            cmd = p.cmdline()  # a rank: python -u -m worker.rank_main rank DIR (the agent: ... agent N DIR)
+            if "worker.rank_main" in cmd and "rank" in cmd:
                 out.append(p)
         except psutil.Error:
             pass
@@ -149,3 +149,21 @@ def test_a_worker_too_small_for_a_job_hands_it_to_one_that_holds_it(stack, start
     final = wait_job(client, job["id"], timeout=240)
     assert final["status"] == "succeeded", final["error"]
     assert final["worker"] == big.name and final["attempts"] == 1  # never claimed by the small one
+
+
+def test_a_rank_killed_mid_run_fails_the_job_naming_it(stack, start_worker, dataset_2d):
+    client = stack.client
+    w = start_worker("k", WORKER_NPROC="2")
+    job = create(client, dataset_2d, config(TWO_PROCESS_CONFIG, iterations=5000, freq_metrics=1000,
+                                            freq_checkpoint=1000), gpus=2).json()
+    wait_job(client, job["id"], timeout=240, what="training steps", until=lambda j: j["progress"]["step"] >= 3)
+    family = w.children()
+    ranks = {int(p.environ()["RANK"]): p for p in ranks_of(family)}
+    ranks[1].kill()  # kill -9 of one rank (the OOM killer does the same)
+    final = wait_job(client, job["id"], timeout=90)
+    assert final["status"] == "failed"
+    pid = ranks[1].pid
+    assert final["error"] == (f"rank 1 (pid {pid}) was killed by SIGKILL (one of 2 processes) (most often the "
+                              "system's out-of-memory killer: lower dataset.batch_size or dataset.image_size); "
+                              "the other processes stopped with it"), final["error"]
+    assert gone(ranks_of(family), 15)
