@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Optional
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse
 import pydantic_core
 from sqlalchemy import Select, Text, cast, select
@@ -17,6 +17,7 @@ from backend.deps import get_app_settings, get_session, get_storage, require_tok
 from backend.finetune_jobs import create_finetune_job, rest_fields
 from backend.job_create import (JobInputError, create_sample_job, create_train_job, requeue_target)
 from backend.jobs import ACTIVE, JobKind, JobStatus, ensure_deletable, fail_queued, get_job, request_cancel, resume
+from backend.list_cache import JOB_LISTS
 from backend.models import Job, Metric, Sample
 from backend.params import JobId, Offset, OptionalDatasetIdQuery, StepAfter
 from backend.reporting import progress_payload, sample_urls
@@ -105,10 +106,11 @@ def create_job(body: JobCreate, session: Session = Depends(get_session),
 
 
 @router.get("/jobs", response_model=list[JobOut])
-def list_jobs(status: Optional[JobStatus] = None, kind: Optional[JobKind] = None, dataset_id: OptionalDatasetIdQuery = None,
+def list_jobs(request: Request, status: Optional[JobStatus] = None, kind: Optional[JobKind] = None, dataset_id: OptionalDatasetIdQuery = None,
               limit: int = Query(200, ge=1, le=1000), offset: Offset = 0,
               session: Session = Depends(get_session)):
-    """Newest first; filter by ``status``, ``kind``, ``dataset_id``."""
+    """Newest first; filter by ``status``, ``kind``, ``dataset_id``. Polled by every open jobs page:
+    answers are shared for up to a fifth of a second (backend.list_cache)."""
     stmt = job_rows().order_by(Job.id.desc()).limit(limit).offset(offset)
     if status:
         stmt = stmt.where(Job.status == status)
@@ -118,8 +120,11 @@ def list_jobs(status: Optional[JobStatus] = None, kind: Optional[JobKind] = None
         stmt = stmt.where(Job.dataset_id == dataset_id)
     # The hot polling route: plain rows, the stored JSON spliced in (test_list_matches_detail
     # keeps it identical to JobOut).
-    rows = session.execute(stmt).mappings().all()
-    return Response(b"[" + b",".join(job_json(r) for r in rows) + b"]", media_type="application/json")
+    gzipped = "gzip" in request.headers.get("accept-encoding", "")
+    body = JOB_LISTS.get((status, kind, dataset_id, limit, offset), lambda: b"[" + b",".join(
+        job_json(r) for r in session.execute(stmt).mappings()) + b"]", gzipped)
+    headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzipped else {}
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, response_model_exclude_unset=True, responses=ERRORS)
