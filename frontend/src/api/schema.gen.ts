@@ -205,7 +205,8 @@ export interface paths {
         };
         /**
          * List Jobs
-         * @description Newest first; filter by ``status``, ``kind``, ``dataset_id``.
+         * @description Newest first; filter by ``status``, ``kind``, ``dataset_id``. Polled by every open jobs page:
+         *     answers are shared for up to a fifth of a second (backend.list_cache).
          */
         get: operations["list_jobs_api_jobs_get"];
         put?: never;
