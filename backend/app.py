@@ -14,7 +14,7 @@ from backend import errors
 from backend.api_docs import mount_api_docs
 from backend.celery_client import recover_stale_jobs, resend_queued_jobs
 from backend.db import make_engine, make_session_factory, migrate
-from backend.housekeeping import housekeeping
+from backend.housekeeping import housekeeping, sweep_once
 from backend.notifier import Notifier
 from backend.routes import config, datasets, events, finetune, jobs, samples, system
 from backend.settings import Settings, get_settings
@@ -97,6 +97,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await to_thread.run_sync(sweep_once, app)  # leftovers of a crash go before the first request
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(_reap_stale_jobs(app)), loop.create_task(housekeeping(app))]
         yield

@@ -58,20 +58,21 @@ def sweep_upload_parts(storage: Storage, min_age_s: float) -> list[str]:
 
 
 def sweep_once(app: FastAPI) -> None:
+    """One round; a failing one (a read-only volume...) is logged, the next round retries."""
     storage: Storage = app.state.storage
-    parts = sweep_upload_parts(storage, app.state.settings.stale_upload_s)
-    if parts:
-        log.info("removed %d temp file(s) of interrupted uploads", len(parts))
-    finished = finish_deletes(app.state.session_factory, storage)
-    if finished:
-        log.warning("finished deletes a crash interrupted: %s", ", ".join(finished))
+    try:
+        parts = sweep_upload_parts(storage, app.state.settings.stale_upload_s)
+        if parts:
+            log.info("removed %d temp file(s) of interrupted uploads", len(parts))
+        finished = finish_deletes(app.state.session_factory, storage)
+        if finished:
+            log.warning("finished deletes a crash interrupted: %s", ", ".join(finished))
+    except Exception as exc:  # noqa: BLE001 - never stop the API over leftovers
+        log.warning("housekeeping round failed: %s", exc)
 
 
 async def housekeeping(app: FastAPI) -> None:
-    """At start, then every HOUSEKEEPING_S, until cancelled; a failing round is logged and retried."""
+    """Every HOUSEKEEPING_S until cancelled (the API's start runs the first round before serving)."""
     while True:
-        try:
-            await to_thread.run_sync(sweep_once, app)
-        except Exception as exc:  # noqa: BLE001 - e.g. a read-only volume: try again next round
-            log.warning("housekeeping round failed: %s", exc)
         await asyncio.sleep(app.state.settings.housekeeping_s)
+        await to_thread.run_sync(sweep_once, app)
