@@ -48,7 +48,7 @@ def test_create_train_job_fills_paths_and_enqueues_only_the_id(client, settings,
     assert job["config"]["dataset"]["path"] == str(root / "datasets" / str(ds3d) / "files")
     assert job["config"]["experiment_path"] == str(root / "runs")
     assert job["config"]["model"]["lr"] == 1e-4  # defaults resolved and stored
-    assert job["progress"] == {"step": 0, "total": 20, "fraction": 0.0, "eta_s": None, "it_s": None}
+    assert job["progress"] == {"step": 0, "total": 20, "fraction": 0.0, "eta_s": None, "it_s": None, "loss": None}
     assert queued_tasks(redis_conn, "cpu") == [{"task": "ddpm.train", "args": [job["id"]], "kwargs": {}}]
     assert queued_tasks(redis_conn, "gpu") == []
 
@@ -218,7 +218,7 @@ def test_metrics_samples_and_files(client, app, settings, ds3d):
         smp = reporting.add_sample(s, storage, jid, 0, [8, 9, 10], sdir / "s0.nii.gz", sdir / "s0.png", step=10)
         smp2d = reporting.add_sample(s, storage, jid, 1, [16, 16], None, "runs/%d/samples/s0.png" % jid, step=10)
     job = client.get(f"/api/jobs/{jid}").json()
-    assert job["progress"] == {"step": 10, "total": 20, "fraction": 0.5, "eta_s": 2.0, "it_s": 5.0}
+    assert job["progress"] == {"step": 10, "total": 20, "fraction": 0.5, "eta_s": 2.0, "it_s": 5.0, "loss": None}
     assert job["last_metrics"] == {"step": 10, "train_loss": 0.25, "lr": 1e-4, "grad_norm": 0.9, "val_loss_t0_250": 0.1}
     assert client.get(f"/api/jobs/{jid}/metrics").json() == [
         {"step": 5, "train_loss": 0.5, "lr": 1e-4},

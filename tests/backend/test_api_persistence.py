@@ -266,19 +266,25 @@ def test_discard_after_drops_rows_past_the_checkpoint(factory, settings):
         assert jobs.get_job(s, jid).last_metrics == {"step": 20, "train_loss": 0.2}
 
 
-def test_progress_events_are_pruned_to_the_newest(factory):
+def test_progress_events_stay_bounded_keeping_the_newest_and_a_thinned_history(factory):
     from backend import reporting
     from backend.models import Event
 
+    keep, older, every = reporting.KEEP_PROGRESS_EVENTS, reporting.KEEP_OLDER_PROGRESS, reporting.PRUNE_EVERY
+    total = keep + 3 * older + 3 * every  # enough for the older part to be thinned twice
     jid = new_job(factory)
     with factory() as s:
         reporting.add_metrics(s, jid, 0, {"train_loss": 1.0})
-        for step in range(reporting.KEEP_PROGRESS_EVENTS + 3 * reporting.PRUNE_EVERY):
+        for step in range(total):
             reporting.report_progress(s, jid, step, 10_000)
         steps = [e.data["step"] for e in s.query(Event).filter_by(job_id=jid, type="progress").order_by(Event.id)]
-        assert len(steps) <= reporting.KEEP_PROGRESS_EVENTS + reporting.PRUNE_EVERY
-        assert steps[-1] == reporting.KEEP_PROGRESS_EVENTS + 3 * reporting.PRUNE_EVERY - 1
-        assert steps == list(range(steps[0], steps[-1] + 1))  # the newest, contiguous
+        assert len(steps) <= keep + older + every  # bounded, however long the run
+        assert steps[-keep:] == list(range(total - keep, total))  # the newest, contiguous
+        assert steps[0] == 0  # the run's first point stays: a reloaded chart starts at the start
+        history = steps[:-keep]
+        assert history == sorted(history) and len(history) > older // 2  # spread over the run, not cut
+        gaps = [b - a for a, b in zip(history, history[1:])]
+        assert max(gaps) <= total // 16  # thinned evenly: no hole in the middle of the curve
         assert s.query(Event).filter_by(job_id=jid, type="metrics").count() == 1  # others untouched
 
 
