@@ -15,7 +15,7 @@ Persistence and job plumbing (no FastAPI; the worker imports these):
 - ``backend.worker_registry``  the workers table: ``live_workers``, ``remove_worker``
 - ``backend.leases``    ``claim_job``, ``heartbeat``, ``renew_lease``, ``release_job``,
   ``requeue_stale_jobs``
-- ``backend.dispatch``  ``TASK_NAMES``, ``Queue``, ``DeviceChoice`` and ``resolve_device``:
+- ``backend.dispatch``  ``TASK_NAMES``, ``Queue``, ``DeviceChoice`` and ``choose_device``:
   the one device decision behind the API's queue and the worker's child device
 - ``backend.run_spec``  ``TrainRunSpec`` / ``SampleRunSpec`` / ``FinetuneRunSpec`` /
   ``StudyRunSpec`` (``RunSpec``): what the engine child runs, built once from the job row by

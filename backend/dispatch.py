@@ -2,7 +2,7 @@
 the job's device is decided.
 
 Two knobs say where a job runs: ``device`` of the job request (auto / cpu / gpu) and, for train
-jobs, the config's ``gpu`` (-1 = CPU). ``resolve_device`` folds them into one choice; the API
+jobs, the config's ``gpu`` (-1 = CPU). ``choose_device`` folds them into one choice; the API
 picks the queue from it (``queue_for``) and the worker the child's device (``runs_on_gpu``).
 Torch-free, Celery-free: the API, the worker and its engine child all import it.
 """
@@ -34,7 +34,7 @@ TASK_NAMES: dict[JobKind, str] = {JobKind.train: "ddpm.train", JobKind.sample: "
                                   JobKind.finetune: "ddpm.finetune", JobKind.study: "ddpm.study"}
 
 
-def resolve_device(requested: str, config_gpu: Optional[int] = None) -> DeviceChoice:
+def choose_device(requested: str, config_gpu: Optional[int] = None) -> DeviceChoice:
     """The job's device: an explicit ``cpu`` / ``gpu`` request wins; under ``auto`` a train
     (or fine-tune) config's ``gpu: -1`` means the CPU, anything else leaves the choice to the free workers."""
     choice = DeviceChoice(requested)

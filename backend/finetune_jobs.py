@@ -17,7 +17,7 @@ from typing import Optional, Union
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from backend.dispatch import queue_for, resolve_device
+from backend.dispatch import queue_for, choose_device
 from backend.job_create import JobInputError, has_checkpoint, live_queues
 from backend.jobs import JobKind, JobStatus
 from backend.models import READY, Dataset, Job
@@ -128,7 +128,7 @@ def create_finetune_job(session: Session, settings: Settings, storage: Storage,
     else:
         params = FinetuneParams(**common)
         total = cfg.model.iterations
-    queue = queue_for(resolve_device(body.device, cfg.gpu), live_queues(session, settings))
+    queue = queue_for(choose_device(body.device, cfg.gpu), live_queues(session, settings))
     job = Job(kind=body.kind, status=JobStatus.queued, device=body.device, queue=queue, dataset_id=body.dataset_id,
               source_job_id=body.source_job_id, config=params.model_dump(mode="json"), total=total)
     session.add(job)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from backend.capacity import capacity_problem
-from backend.dispatch import Queue, queue_for, resolve_device
+from backend.dispatch import Queue, queue_for, choose_device
 from backend.jobs import JobKind, JobStatus
 from backend.models import READY, Dataset, Job
 from backend.run_spec import SampleParams, with_server_paths
@@ -52,7 +52,7 @@ def create_train_job(session: Session, settings: Settings, storage: Storage, bod
     if problems:
         raise JobInputError(problems)
     config = with_server_paths(body.config, storage, body.dataset_id)
-    queue = queue_for(resolve_device(body.device, config.gpu), live_queues(session, settings))
+    queue = queue_for(choose_device(body.device, config.gpu), live_queues(session, settings))
     too_big = capacity_problem(session, queue, body.gpus, settings.worker_heartbeat_timeout_s)
     if too_big:
         raise _err("gpus", too_big)
@@ -82,7 +82,7 @@ def create_sample_job(session: Session, settings: Settings, storage: Storage, bo
         raise _err("steps", f"at most {n_train}: job {src.id}'s model was trained with {n_train} timesteps "
                             f"(model.beta_schedule.train.n_timestep), and {params.sampler} sampling "
                             "takes at most one step per timestep")
-    queue = queue_for(resolve_device(body.device), live_queues(session, settings))
+    queue = queue_for(choose_device(body.device), live_queues(session, settings))
     job = Job(kind=JobKind.sample, status=JobStatus.queued, device=body.device, queue=queue, dataset_id=None,
               source_job_id=src.id, config=params.model_dump(mode="json"), total=params.num_samples)
     session.add(job)
@@ -98,4 +98,4 @@ def requeue_target(session: Session, settings: Settings, job: Job) -> Queue:
         config_gpu = (job.config.get("config") or {}).get("gpu")
     else:
         config_gpu = None
-    return queue_for(resolve_device(job.device, config_gpu), live_queues(session, settings))
+    return queue_for(choose_device(job.device, config_gpu), live_queues(session, settings))

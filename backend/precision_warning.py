@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from sqlalchemy.orm import Session
 
-from backend.dispatch import DeviceChoice, Queue, queue_for, resolve_device
+from backend.dispatch import DeviceChoice, Queue, queue_for, choose_device
 from backend.models import Worker
 from backend.worker_registry import live_workers
 from ddpm.config import ConfigError
@@ -35,7 +35,7 @@ def emulated_bf16_warning(session: Session, timeout_s: float, config: Optional[d
     if not config or (config.get("model") or {}).get("precision") != "bf16":
         return None
     workers = live_workers(session, timeout_s)
-    queue = queue_for(resolve_device(device, config.get("gpu")), {q for w in workers for q in (w.queues or [])})
+    queue = queue_for(choose_device(device, config.get("gpu")), {q for w in workers for q in (w.queues or [])})
     facts = [_facts_for(w, queue) for w in workers if queue in (w.queues or [])]
     if not facts or any(f is None for f in facts):
         return None

@@ -2,7 +2,7 @@
 
 The worker builds it once from the job row (``build_run_spec``): the config is validated there,
 every path is derived from DATA_DIR there, and the device is decided there (through
-``backend.dispatch.resolve_device``, the same decision the API used to pick the queue). The
+``backend.dispatch.choose_device``, the same decision the API used to pick the queue). The
 child receives the object itself (pickled by multiprocessing spawn, not validated again) and
 reads its fields; it never opens the database.
 
@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, Optional, Protocol, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from backend.dispatch import resolve_device, runs_on_gpu
+from backend.dispatch import choose_device, runs_on_gpu
 from backend.jobs import JobKind
 from backend.params import RowId
 from backend.storage import Storage
@@ -172,7 +172,7 @@ def _finetune_spec(job: JobFields, paths: RunPaths, worker_has_gpu: bool) -> Run
     cfg = params.config
     if cfg.pretrained is not None and not Path(cfg.pretrained).exists():
         raise RunSpecError("the train job whose weights this job fine-tunes was deleted")
-    gpu = runs_on_gpu(resolve_device(job.device, cfg.gpu), worker_has_gpu)
+    gpu = runs_on_gpu(choose_device(job.device, cfg.gpu), worker_has_gpu)
     params = params.model_copy(update={"config": cfg.model_copy(update={"gpu": 0 if gpu else -1})})
     return cls(job_id=job.id, device=GPU_DEVICE if gpu else CPU_DEVICE, paths=paths, params=params)
 
@@ -188,14 +188,14 @@ def build_run_spec(job: JobFields, storage: Storage, worker_has_gpu: bool) -> Ru
         except ValidationError as exc:  # stored under an older schema
             reasons = "; ".join(f"{loc}: {msg}" for loc, msg in describe_errors(TrainConfig, exc.errors()))
             raise RunSpecError(f"the job's stored config is not valid any more: {reasons}") from None
-        gpu = runs_on_gpu(resolve_device(job.device, config.gpu), worker_has_gpu)
+        gpu = runs_on_gpu(choose_device(job.device, config.gpu), worker_has_gpu)
         # the engine reads ``gpu``: 0 = this worker's GPU, -1 = the CPU
         config = config.model_copy(update={"gpu": 0 if gpu else -1})
         return TrainRunSpec(job_id=job.id, device=GPU_DEVICE if gpu else CPU_DEVICE, paths=paths, config=config,
                             nproc=int(getattr(job, "gpus", 1) or 1))
     if job.source_job_id is None:
         raise RunSpecError("the train job this sample job reads was deleted")
-    gpu = runs_on_gpu(resolve_device(job.device), worker_has_gpu)
+    gpu = runs_on_gpu(choose_device(job.device), worker_has_gpu)
     return SampleRunSpec(job_id=job.id, device=GPU_DEVICE if gpu else CPU_DEVICE, paths=paths,
                          source_run_dir=storage.run_dir(job.source_job_id),
                          params=SampleParams.model_validate(job.config))

@@ -151,13 +151,13 @@ def test_celery_settings_for_long_jobs():
     ("cpu", 0, {"gpu", "cpu"}, "cpu", "cpu"),
 ])
 def test_one_device_decision_for_queue_and_child(tmp_path, requested, config_gpu, live, queue, on_gpu_worker):
-    """The API's queue and the worker's child device come from the same resolve_device."""
-    from backend.dispatch import queue_for, resolve_device
+    """The API's queue and the worker's child device come from the same choose_device."""
+    from backend.dispatch import queue_for, choose_device
     from backend.run_spec import build_run_spec
     from backend.storage import Storage
     from worker.store import JobView
 
-    assert queue_for(resolve_device(requested, config_gpu), live) == queue
+    assert queue_for(choose_device(requested, config_gpu), live) == queue
     cfg = {**load_config({"model": {"iterations": 5}, "dataset": {"image_size": 16}}).model_dump(mode="json"),
            "gpu": config_gpu}
     job = JobView(id=3, kind="train", status="running", device=requested, queue=queue, config=cfg, dataset_id=1,
