@@ -38,7 +38,7 @@ def test_make_targets_the_readme_names_exist():
 def test_configs_the_readme_names_exist_and_cli_subcommands_answer():
     for path in set(re.findall(r"configs/[a-z0-9_/]+\.json", README)):
         assert (ROOT / path).is_file(), path
-    for sub in ("train", "sample", "inspect", "export", "kernels", "finetune", "evaluate", "predict"):
+    for sub in ("train", "sample", "inspect", "export", "kernels", "finetune", "evaluate", "predict", "study"):
         assert f"ddpm {sub}" in README
         out = subprocess.run([sys.executable, "-m", "ddpm", sub, "--help"], cwd=ROOT,
                              capture_output=True, text=True)
