@@ -9,6 +9,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
+from ddpm.config import DEFAULT_SAMPLER
+
 from e2e_data import png_folder
 from e2e_ui import shot, watch_job
 
@@ -65,8 +67,11 @@ def test_2d_upload_train_sample_grid(page, stack, tmp_path):  # noqa: ANN001
     page.get_by_label("Model").select_option(str(job_id))
     page.get_by_label("Number of samples").fill("4")
     page.get_by_label("Steps").fill("8")
+    # the form's defaults (sampler, ...) come from the served OpenAPI document: until they are
+    # there the button waits, so a quick click cannot send an empty sampler
+    expect(page.get_by_label("Sampler")).to_have_value(DEFAULT_SAMPLER.value)
     page.get_by_role("button", name="Generate samples").click()
-    page.wait_for_url(re.compile(r"/samples/\d+$"))
+    expect(page).to_have_url(re.compile(r"/samples/\d+$"), timeout=60_000)
     grid = page.get_by_label("Sample images")
     grid.wait_for(timeout=180_000)
     expect(grid.locator("img")).to_have_count(4)

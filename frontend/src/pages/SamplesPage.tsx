@@ -98,7 +98,7 @@ export function SamplesPage() {
             Seed
             <input aria-label="Seed" inputMode="numeric" size={6} value={seed} onChange={(e) => setSeed(e.target.value)} />
           </label>
-          <button type="submit" className="primary" disabled={busy}>
+          <button type="submit" className="primary" disabled={busy || !served.data}>
             Generate samples
           </button>
         </div>
