@@ -1,7 +1,11 @@
 """Turn a POST /api/jobs body into a queued job row: check it against the database, fill the
 server's paths and pick the queue. The body itself was validated by its schema (the train
-config is ``ddpm.config.TrainConfig``); what is checked here needs the database."""
+config is ``ddpm.config.TrainConfig``); what is checked here needs the database, or, like the
+split of the batch across ``gpus`` processes, more than the config alone. A resumed job passes
+the same process-count checks (``requeue_target``), so neither waits forever in a queue."""
 from __future__ import annotations
+
+from typing import Optional
 
 from sqlalchemy.orm import Session
 
@@ -14,7 +18,7 @@ from backend.schemas import SampleJobCreate, TrainJobCreate
 from backend.settings import Settings
 from backend.storage import Storage
 from backend.worker_registry import live_workers
-from ddpm.config import TrainConfig, config_to_dict
+from ddpm.config import TrainConfig, batch_split_problems, config_to_dict
 
 
 class JobInputError(ValueError):
@@ -53,14 +57,28 @@ def create_train_job(session: Session, settings: Settings, storage: Storage, bod
         raise JobInputError(problems)
     config = with_server_paths(body.config, storage, body.dataset_id)
     queue = queue_for(choose_device(body.device, config.gpu), live_queues(session, settings))
-    too_big = capacity_problem(session, queue, body.gpus, settings.worker_heartbeat_timeout_s)
-    if too_big:
-        raise _err("gpus", too_big)
+    problems = process_problems(session, settings, queue, body.gpus, config.dataset.batch_size)
+    if problems:
+        raise JobInputError(problems)
     job = Job(kind=JobKind.train, status=JobStatus.queued, device=body.device, queue=queue, gpus=body.gpus,
               dataset_id=body.dataset_id, config=config_to_dict(config), total=config.model.iterations)
     session.add(job)
     session.commit()
     return job
+
+
+def process_problems(session: Session, settings: Settings, queue: str, gpus: int,
+                     batch_size: Optional[int]) -> list[dict[str, str]]:
+    """Why a job of ``gpus`` processes on ``queue`` cannot run: no live worker holds that many,
+    or its global batch (None: the job has none) does not split across them (the engine's own
+    rule, ``ddpm.config.batch_split_problems``). The batch is checked only against a count some
+    worker can hold: a count that must change anyway would make the batch advice wrong."""
+    too_big = capacity_problem(session, queue, gpus, settings.worker_heartbeat_timeout_s)
+    if too_big:
+        return [{"loc": "gpus", "msg": too_big}]
+    if batch_size is None:
+        return []
+    return [{"loc": f"config.{key}", "msg": msg} for key, msg in batch_split_problems(batch_size, gpus)]
 
 
 def has_checkpoint(job: Job, storage: Storage) -> bool:
@@ -90,12 +108,22 @@ def create_sample_job(session: Session, settings: Settings, storage: Storage, bo
     return job
 
 
-def requeue_target(session: Session, settings: Settings, job: Job) -> Queue:
-    """A resumed job's queue, chosen again (a GPU worker may have come up since)."""
+def _engine_config(job: Job) -> dict:
+    """The engine config stored with a train, fine-tune or study job ({} for a sample job)."""
     if job.kind == JobKind.train:
-        config_gpu = job.config.get("gpu")
-    elif job.kind in (JobKind.finetune, JobKind.study):  # stored as backend.run_spec.FinetuneParams
-        config_gpu = (job.config.get("config") or {}).get("gpu")
-    else:
-        config_gpu = None
-    return queue_for(choose_device(job.device, config_gpu), live_queues(session, settings))
+        return job.config or {}
+    if job.kind in (JobKind.finetune, JobKind.study):  # stored as backend.run_spec.FinetuneParams
+        return (job.config or {}).get("config") or {}
+    return {}
+
+
+def requeue_target(session: Session, settings: Settings, job: Job) -> Queue:
+    """A resumed job's queue, chosen again (a GPU worker may have come up since); JobInputError
+    with submit's numbers when its ``gpus`` cannot run there (the job stays as it is)."""
+    config = _engine_config(job)
+    queue = queue_for(choose_device(job.device, config.get("gpu")), live_queues(session, settings))
+    batch_size = (config.get("dataset") or {}).get("batch_size")
+    problems = process_problems(session, settings, queue, int(job.gpus or 1), batch_size)
+    if problems:
+        raise JobInputError(problems)
+    return queue

@@ -16,7 +16,8 @@ from backend.celery_client import EnqueueError, enqueue_job
 from backend.deps import get_app_settings, get_session, get_storage, require_token
 from backend.finetune_jobs import create_finetune_job, rest_fields
 from backend.job_create import (JobInputError, create_sample_job, create_train_job, requeue_target)
-from backend.jobs import ACTIVE, JobKind, JobStatus, ensure_deletable, fail_queued, get_job, request_cancel, resume
+from backend.jobs import (ACTIVE, RESUMABLE, JobKind, JobStatus, ensure_deletable, fail_queued, get_job,
+                          request_cancel, resume)
 from backend.list_cache import JOB_LISTS
 from backend.models import Job, Metric, Sample
 from backend.params import JobId, Offset, OptionalDatasetIdQuery, StepAfter
@@ -160,12 +161,21 @@ def cancel_job(job_id: JobId, session: Session = Depends(get_session)):
 
 
 @router.post("/jobs/{job_id}/resume", status_code=202, response_model=JobOut, response_model_exclude_unset=True,
-             responses={**ERRORS, 503: {"model": ErrorResponse}})
+             responses={**ERRORS, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
 def resume_job(job_id: JobId, session: Session = Depends(get_session),
                settings: Settings = Depends(get_app_settings)):
-    """A cancelled or failed job goes back to ``queued`` and continues from its newest checkpoint."""
+    """A cancelled or failed job goes back to ``queued`` and continues from its newest checkpoint.
+    422 with the numbers, as at submit, when no live worker can hold its ``gpus`` (it would
+    wait in the queue forever); the job then stays as it is."""
+    job = get_job(session, job_id)
+    queue = job.queue
+    if job.status in RESUMABLE:  # a job that cannot be resumed gets resume()'s 409 instead
+        try:
+            queue = requeue_target(session, settings, job)
+        except JobInputError as exc:
+            raise HTTPException(422, exc.items) from None
     job = resume(session, job_id)
-    job.queue = requeue_target(session, settings, job)
+    job.queue = queue
     session.commit()
     _enqueue(session, settings, job)
     return job_out(job)

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ValidationError
 
 from ddpm.config.errors import ConfigError, ErrorItem, describe_errors
 from ddpm.config.finetune import FinetuneConfig
-from ddpm.config.rules import attention_sides, feature_sides, unet_shape_problems, valid_sizes_near
+from ddpm.config.rules import (attention_sides, batch_split_problems, feature_sides, split_batch,
+                               unet_shape_problems, valid_sizes_near)
 from ddpm.config.train import (DEFAULT_SAMPLER, UI_GROUPS, WIDGETS, BetaScheduleConfig, DatasetConfig,
                                IntensityConfig, ModelConfig, Precision, Sampler, SamplingScheduleConfig,
                                ScheduleConfig, TrainConfig, UiGroup, UNetConfig, Widget)
@@ -23,9 +24,9 @@ from ddpm.config.train import (DEFAULT_SAMPLER, UI_GROUPS, WIDGETS, BetaSchedule
 __all__ = ["BetaScheduleConfig", "CONFIG_KINDS", "ConfigError", "DEFAULT_SAMPLER", "DatasetConfig",
            "ErrorItem", "FinetuneConfig", "IntensityConfig", "ModelConfig", "Precision", "Sampler",
            "SamplingScheduleConfig", "ScheduleConfig", "TrainConfig", "UI_GROUPS", "UNetConfig",
-           "UiGroup", "WIDGETS", "Widget", "attention_sides", "config_to_dict", "describe_errors",
-           "feature_sides", "load_config", "load_finetune_config", "unet_shape_problems",
-           "valid_sizes_near"]
+           "UiGroup", "WIDGETS", "Widget", "attention_sides", "batch_split_problems", "config_to_dict",
+           "describe_errors", "feature_sides", "load_config", "load_finetune_config", "split_batch",
+           "unet_shape_problems", "valid_sizes_near"]
 
 # Every kind of config, by the name the API, the form and the README use for it.
 CONFIG_KINDS: dict[str, type[BaseModel]] = {"train": TrainConfig, "finetune": FinetuneConfig}

@@ -1,10 +1,13 @@
-"""The U-Net shape rules of a config (torch-free): which feature-map sides a U-Net has, where
-attention runs, and why a shape cannot be built. ``ddpm.config`` re-exports these names;
-``TrainConfig`` reports the problems by key path and ``UNet`` raises them for a direct
-construction, so the rules live here only."""
+"""The shape rules of a config (torch-free): which feature-map sides a U-Net has, where
+attention runs, why a shape cannot be built, and how a global batch splits across processes.
+``ddpm.config`` re-exports these names; ``TrainConfig`` reports the U-Net problems by key path and
+``UNet`` raises them for a direct construction; the engine (``ddpm.train.distributed``) and the
+API's job creation both apply the batch rule, so the rules live here only."""
 from __future__ import annotations
 
 from typing import Optional
+
+from ddpm.config.errors import ConfigError
 
 
 def feature_sides(image_size: int, levels: int) -> list[int]:
@@ -48,3 +51,24 @@ def valid_sizes_near(size: int, factor: int) -> list[int]:
     """The two sizes around ``size`` that a U-Net with this downsampling factor accepts."""
     lower = max(factor, size // factor * factor)
     return sorted({lower, lower + factor})
+
+
+def batch_split_problems(batch_size: int, processes: int) -> list[tuple[str, str]]:
+    """Why a global micro-batch of ``batch_size`` cannot run as ``processes`` processes, as
+    (config key, reason) pairs; [] when it splits evenly. The batch is global (the same training
+    whatever the process count, the learning rate never scaled), so each process takes an equal
+    share and a remainder would change what one optimizer step sees."""
+    if batch_size % processes:
+        return [("dataset.batch_size", f"{batch_size} cannot be split evenly across {processes} processes; "
+                                       f"use a multiple of {processes} (the batch is global: each process "
+                                       "takes batch_size / processes)")]
+    return []
+
+
+def split_batch(batch_size: int, processes: int) -> int:
+    """Samples per process of a global micro-batch of ``batch_size``; a ConfigError naming the
+    numbers when it does not split evenly."""
+    problems = batch_split_problems(batch_size, processes)
+    if problems:
+        raise ConfigError(problems)
+    return batch_size // processes

@@ -23,6 +23,7 @@ import torch
 import torch.distributed as tdist
 
 from ddpm.config import ConfigError
+from ddpm.config.rules import split_batch  # noqa: F401  (the rule the API applies at submit too)
 from ddpm.device import resolve_device
 
 from .callbacks import TrainCallbacks
@@ -92,16 +93,6 @@ def start(gpu: Any) -> tuple[Dist, torch.device]:
 def finish(dist: Optional[Dist]) -> None:
     if dist is not None and dist.started_group and tdist.is_initialized():
         tdist.destroy_process_group()
-
-
-def split_batch(batch_size: int, world_size: int) -> int:
-    """Samples per process of a global micro-batch of ``batch_size``; a ConfigError naming the
-    numbers when it does not split evenly."""
-    if batch_size % world_size:
-        raise ConfigError([("dataset.batch_size", f"{batch_size} cannot be split evenly across {world_size} "
-                                                  f"processes; use a multiple of {world_size} (the batch is "
-                                                  "global: each process takes batch_size / processes)")])
-    return batch_size // world_size
 
 
 def mean_over_ranks(value: torch.Tensor, dist: Dist) -> torch.Tensor:

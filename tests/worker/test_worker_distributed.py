@@ -102,7 +102,7 @@ def test_a_two_process_job_survives_a_worker_sigkill(stack, start_worker, datase
     assert [m["step"] for m in client.get(f"/api/jobs/{job['id']}/metrics").json()] == list(range(10, 61, 10))
 
 
-def test_a_two_process_job_cancels_through_rank_0_and_a_failing_rank_is_named(stack, start_worker, dataset_2d):
+def test_a_two_process_job_cancels_through_rank_0_and_an_unsplittable_batch_is_refused(stack, start_worker, dataset_2d):
     client = stack.client
     w = start_worker("c", WORKER_NPROC="2")
     r = create(client, dataset_2d, config(TWO_PROCESS_CONFIG, iterations=5000, freq_metrics=1000,
@@ -120,13 +120,14 @@ def test_a_two_process_job_cancels_through_rank_0_and_a_failing_rank_is_named(st
     assert gone(ranks_of(family), 15)
     assert "stopped at step" in job_log(client, job["id"])
 
-    # a batch of 3 cannot be split over 2 processes: the engine's own line, naming the rank
+    # a batch of 3 cannot be split over 2 processes: refused at submit with the engine's own rule
+    # (ddpm.config.batch_split_problems), before any rank starts
     cfg = config(TWO_PROCESS_CONFIG, iterations=4)
     cfg["dataset"]["batch_size"] = 3
-    failed = wait_job(client, create(client, dataset_2d, cfg, gpus=2).json()["id"], timeout=240)
-    assert failed["status"] == "failed"
-    assert re.match(r"rank \d of 2 failed: invalid config: dataset\.batch_size: 3 cannot be split evenly "
-                    r"across 2 processes", failed["error"]), failed["error"]
+    r = create(client, dataset_2d, cfg, gpus=2)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == "config.dataset.batch_size"
+    assert r.json()["detail"][0]["msg"].startswith("3 cannot be split evenly across 2 processes")
 
 
 def test_a_worker_too_small_for_a_job_hands_it_to_one_that_holds_it(stack, start_worker, dataset_2d):
