@@ -470,6 +470,8 @@ export interface paths {
         /**
          * Resume Job
          * @description A cancelled or failed job goes back to ``queued`` and continues from its newest checkpoint.
+         *     422 with the numbers, as at submit, when no live worker can hold its ``gpus`` (it would
+         *     wait in the queue forever); the job then stays as it is.
          */
         post: operations["resume_job_api_jobs__job_id__resume_post"];
         delete?: never;
@@ -3681,13 +3683,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Unprocessable Entity */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Service Unavailable */
