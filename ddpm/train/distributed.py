@@ -28,8 +28,9 @@ from ddpm.device import resolve_device
 
 from .callbacks import TrainCallbacks
 
-# a rank waits this long in a collective: rank 0 alone draws metric samples, which for a large 3D
-# model takes minutes; a process that dies is noticed by the launcher, not by this timeout
+# a rank waits this long in a collective: at a metric step rank 0 alone measures the held-out loss
+# and writes the samples, which for a large 3D model takes minutes; a process that dies is noticed
+# by the launcher, not by this timeout
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=60)
 
 

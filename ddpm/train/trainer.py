@@ -4,22 +4,24 @@ One optimizer step = ``grad_accumulation`` micro-batches of ``batch_size``, each
 by ``grad_accumulation`` before backward (the gradient is the mean over the micro-batches), then
 gradient-norm clipping, the optimizer, the LR schedule and the EMA. A step whose loss or
 gradient norm is not finite is skipped (counted as a step, weights untouched); after
-``MAX_NONFINITE`` in a row training stops with NonFiniteLossError.
+``MAX_NONFINITE`` in a row training stops with NonFiniteLossError. The step never waits for the
+host (``ddpm.train.step``): its numbers stay on the device (``ddpm.train.tally``) until the loop
+reports (progress, metric steps, checkpoints, the end).
 
 Exact resume: a checkpoint holds everything the next step depends on (weights, EMA, optimizer,
-LR schedule, grad scaler, global RNG states, the position in the data stream and the interval
-statistics), so on CPU a run stopped and resumed produces the same losses as one that never
-stopped.
+LR schedule, grad scaler, global RNG states, the position in the data stream, the interval
+statistics and the non-finite counters: ``ddpm.train.trainer_state``), so on CPU a run stopped and
+resumed produces the same losses as one that never stopped.
 
 Several processes (torchrun or ``ddpm train --nproc``; ``ddpm.train.distributed``): each reads
 its share of every global micro-batch and DDP averages the gradients, so a job trains like one
 process on the same config; rank 0 alone writes the run folder and calls the callbacks, and a
-checkpoint resumes on any number of processes.
+checkpoint resumes on any number of processes. A metric step's preview samples are drawn by
+every process together (``ddpm.train.metric_samples``).
 """
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import deque
 from contextlib import nullcontext
@@ -32,7 +34,7 @@ import random
 import torch
 from torch.utils.data import DataLoader
 
-from ddpm.config import ConfigError, TrainConfig, config_to_dict
+from ddpm.config import TrainConfig, config_to_dict
 from ddpm.precision import autocast_dtype, resolve_precision
 
 from ddpm.run import checkpoint as ck
@@ -47,15 +49,13 @@ from .data_order import InfiniteOrder, RankShard, SeededItems, ignore_sigint_in_
 from .ema import EMA
 from .errors import NonFiniteLossError
 from .lr import make_scheduler
-from .step import optimizer_step
+from .metric_samples import DrawnSamples, draw_metric_samples
 from .metrics import HeldOut, MetricsLog, format_metrics_line, intensity_stats, json_safe
+from .step import optimizer_step
+from .tally import MAX_NONFINITE, StepTally, TallyRead
+from .trainer_state import checkpoint_state, restore
 
 log = logging.getLogger("ddpm.train")
-
-MAX_NONFINITE = 5
-# keys a resumed run must share with its checkpoint: they change what the weights mean
-_MUST_MATCH = ("is_3d", "model.unet", "model.beta_schedule.train", "model.objective",
-               "model.use_ema", "model.optimizer", "dataset.image_size", "dataset.image_channels")
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,6 @@ def run_training(cfg: TrainConfig, run_dir: Union[str, Path], callbacks: Optiona
     return Trainer(cfg, run_dir, callbacks).run(resume=resume)
 
 
-def _get(d: dict, dotted: str) -> Any:
-    for part in dotted.split("."):
-        d = d.get(part) if isinstance(d, dict) else None
-    return d
-
-
 class Trainer:
     """The loop and its state. ``build_datasets`` / ``build_model`` are the seams a test or a
     custom dataset (e.g. an overridden ``read_volume``) can replace in a subclass."""
@@ -91,7 +85,9 @@ class Trainer:
         self.step = 0
         self.consumed = 0
         self.skipped = 0
+        self.streak = 0  # non-finite steps in a row up to the last read
         self.interval = {"loss_sum": 0.0, "gn_sum": 0.0, "count": 0}
+        self.progress_sums = {"loss": 0.0, "n": 0}  # since the previous progress report
         self.last_ckpt: Optional[Path] = None
         self.last_ckpt_step = -1
         self.dist: Optional[dd.Dist] = None  # set by run() (or the first _setup): the job's processes
@@ -191,6 +187,8 @@ class Trainer:
             persistent_workers=nw > 0, worker_init_fn=ignore_sigint_in_worker if nw > 0 else None,
             generator=torch.Generator().manual_seed(cfg.seed))
         self.heldout: Optional[HeldOut] = None
+        self.drawn: Optional[DrawnSamples] = None  # the metric step's samples (rank 0)
+        self.tally = StepTally(self.device, self.step, self.skipped, self.streak)
         self.loss_module = dd.wrap(dd.LossOf(self.model), self.dist, self.device)
         if rng is not None:
             ck.restore_rng(rng)  # last: nothing after this may draw random numbers before step 1
@@ -201,46 +199,19 @@ class Trainer:
 
     def _load(self, path: Path) -> dict[str, Any]:
         # on the CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest
-        state = ck.load_checkpoint(path, map_location="cpu")
-        old = state["config"]
-        new = config_to_dict(self.cfg)
-        diffs = [k for k in _MUST_MATCH if _get(old, k) != _get(new, k)]
-        if diffs:
-            raise ConfigError([(k, f"differs from the run's checkpoint {path.name} ({_get(old, k)!r}); "
-                                   "a run can only resume with the same model") for k in diffs])
-        self.model.load_state_dict(state["model"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.step = int(state["step"])
-        self.consumed = int(state["data_order"]["consumed"])
-        self.skipped = int(state.get("skipped_steps", 0))
-        self.interval = dict(state.get("interval", self.interval))
+        rng = restore(self, ck.load_checkpoint(path, map_location="cpu"), path)
         self.last_ckpt, self.last_ckpt_step = path, self.step
         log.info("resuming from step %d (%s)", self.step, path)
-        return state["rng"]
+        return rng
 
     # ---- checkpoints -----------------------------------------------------------------------
     def save(self, final: bool = False) -> Path:
+        self.read_tally()  # the device counters go into the checkpoint
         if not self.dist.is_main:  # every rank holds the same state; rank 0 writes it
             self.last_ckpt = self.paths.checkpoints / ck.checkpoint_name(self.step, final)
             self.last_ckpt_step = self.step
             return self.last_ckpt
-        rng = ck.capture_rng()
-        if self.device.type == "cuda":
-            rng["device"] = torch.cuda.get_rng_state(self.device)
-        state = {
-            "config": config_to_dict(self.cfg), "model": self.model.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.fp16 else None, "rng": rng,
-            "data_order": self.order.state(self.consumed), "output_spacing": self.output_spacing,
-            "skipped_steps": self.skipped, "interval": dict(self.interval),
-            "torch_version": str(torch.__version__), "saved_at": now_iso(),
-        }
+        state = checkpoint_state(self)
         path = ck.save_checkpoint(state, self.paths.checkpoints, self.step, final=final)
         ck.prune_checkpoints(self.paths.checkpoints, self.cfg.model.keep_checkpoints)
         self.last_ckpt, self.last_ckpt_step = path, self.step
@@ -250,8 +221,33 @@ class Trainer:
 
     # ---- one optimizer step ----------------------------------------------------------------
     def train_step(self, batches: Any) -> tuple[float, float, bool]:
-        """(mean loss, grad norm, finite) of one optimizer step (``ddpm.train.step``)."""
-        return optimizer_step(self, batches)
+        """(mean loss, grad norm, finite) of one optimizer step (``ddpm.train.step``), read back
+        at once: for tests and notebooks. The loop steps without reading (``read_tally``)."""
+        out = optimizer_step(self, batches)
+        loss, grad_norm, nonfinite = torch.stack([out.loss, out.grad_norm, out.nonfinite.float()]).tolist()
+        return loss, grad_norm, not nonfinite
+
+    def read_tally(self) -> TallyRead:
+        """The steps' numbers since the previous read, brought to the host: the interval sums
+        (``self.interval``), the skipped count and the streak. Raises NonFiniteLossError when the
+        streak reached MAX_NONFINITE: found at this read rather than at that step (reading every
+        step would make each step wait for the host), but naming the step it happened at."""
+        r = self.tally.read()
+        self.interval["loss_sum"] += r.loss_sum
+        self.interval["gn_sum"] += r.grad_norm_sum
+        self.interval["count"] += r.count
+        self.progress_sums["loss"] += r.progress_loss_sum
+        self.progress_sums["n"] += r.progress_count
+        if r.skipped > self.skipped:
+            log.warning("up to step %d: %d more step(s) skipped for a non-finite loss or gradient (%d in a "
+                        "row at step %d; %d in all)", r.step, r.skipped - self.skipped, r.streak, r.step, r.skipped)
+        self.skipped, self.streak = r.skipped, r.streak
+        if r.tripped_at:
+            raise NonFiniteLossError(
+                f"training stopped at step {r.tripped_at}: {MAX_NONFINITE} consecutive non-finite losses or "
+                "gradients; lower model.lr, set model.grad_clip, or use precision fp32 "
+                f"(last good checkpoint: {self.last_ckpt or 'none'})")
+        return r
 
     # ---- metrics ---------------------------------------------------------------------------
     def _heldout(self) -> HeldOut:
@@ -265,8 +261,20 @@ class Trainer:
                 self.heldout = HeldOut(source, self.model.num_timesteps, self.cfg.seed)
         return self.heldout
 
+    def draw_samples(self) -> Optional[DrawnSamples]:
+        """A metric step's preview samples, drawn by every rank (each calls this), on rank 0."""
+        m = self.cfg.model
+        count = getattr(m, "metric_samples", 0)  # a config that previews nothing (fine-tuning) has none
+        if count <= 0:
+            return None
+        eval_model = self.ema.model if self.ema is not None else self.model
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # metrics never shift the training RNG
+            return draw_metric_samples(eval_model, count, self.dist, self.cfg.seed, m.metric_sampler,
+                                       m.metric_steps, autocast_dtype(self.precision))
+
     def metrics(self, rates: dict[str, float]) -> dict[str, Any]:
-        self.cb.on_phase("evaluating")  # held-out loss and preview samples: no steps meanwhile
+        """Rank 0's part of a metric step: the held-out loss, the files of ``self.drawn``, the record."""
         cfg, m = self.cfg, self.cfg.model
         n = self.interval["count"]
         rec: dict[str, Any] = {
@@ -281,19 +289,12 @@ class Trainer:
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # metrics never shift the training RNG
             rec.update(held.denoising_loss(eval_model, cfg.dataset.batch_size * 2, self.autocast))
-            files = []
-            if m.metric_samples > 0:
-                t0 = time.perf_counter()
-                gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
-                was = eval_model.training
-                eval_model.eval()
-                x = eval_model.sample(m.metric_samples, sampler=m.metric_sampler, steps=m.metric_steps,
-                                      generator=gen, autocast_dtype=autocast_dtype(self.precision))
-                eval_model.train(was)
-                x01 = (x.float() + 1) / 2
-                files = save_samples(x01, self.paths.samples_at(self.step), self.output_spacing)
-                rec.update(intensity_stats(x01, held.data01()))
-                rec["sample_time_s"] = time.perf_counter() - t0
+        files = []
+        if self.drawn is not None:
+            files = save_samples(self.drawn.x01, self.paths.samples_at(self.step), self.output_spacing)
+            rec.update(intensity_stats(self.drawn.x01, held.data01()))
+            rec["sample_time_s"] = self.drawn.seconds
+            self.drawn = None
         self.interval = {"loss_sum": 0.0, "gn_sum": 0.0, "count": 0}
         rec = json_safe(rec)
         self.metrics_log.append(rec)
@@ -301,7 +302,6 @@ class Trainer:
         if files:
             self.cb.on_samples(self.step, files)
         self.cb.on_metrics(self.step, rec)
-        self.cb.on_phase("training")
         return rec
 
     # ---- the loop --------------------------------------------------------------------------
@@ -338,9 +338,7 @@ class Trainer:
 
         throttle = ProgressThrottle(self.progress_interval_s)
         window: deque[float] = deque(maxlen=50)  # durations of recent steps (excludes metrics)
-        prog = {"loss": 0.0, "n": 0}
         started = time.perf_counter()
-        streak = 0
         batches = iter(self.loader)
         try:
             while self.step < total:
@@ -350,40 +348,28 @@ class Trainer:
                     return TrainResult("stopped", self.step, path)
                 t0 = time.perf_counter()
                 lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
-                loss, gn, finite = self.train_step(batches)
+                optimizer_step(self, batches)  # no host read: its numbers stay in self.tally
                 self.step += 1
                 self.consumed += samples_per_step
                 window.append(time.perf_counter() - t0)
-                if finite:
-                    streak = 0
-                    self.interval["loss_sum"] += loss
-                    self.interval["gn_sum"] += gn if math.isfinite(gn) else 0.0
-                    self.interval["count"] += 1
-                    prog["loss"] += loss
-                    prog["n"] += 1
-                else:
-                    streak += 1
-                    self.skipped += 1
-                    log.warning("step %d: non-finite loss or gradient (loss=%s, grad norm=%s); step skipped "
-                                "(%d in a row)", self.step, loss, gn, streak)
-                    if streak >= MAX_NONFINITE:
-                        raise NonFiniteLossError(
-                            f"training stopped at step {self.step}: {streak} consecutive non-finite losses or "
-                            "gradients; lower model.lr, set model.grad_clip, or use precision fp32 "
-                            f"(last good checkpoint: {self.last_ckpt or 'none'})")
                 it_s = len(window) / max(sum(window), 1e-9)
                 rates = {"lr": lr, "it_s": it_s, "samples_s": it_s * samples_per_step,
                          "elapsed_s": time.perf_counter() - started}
                 metric_due = self.step % m.freq_metrics == 0 or self.step == total
                 if throttle.due(force=metric_due or self.step == total):
+                    last = self.read_tally()  # every rank reads: a streak stops them all
+                    prog, self.progress_sums = self.progress_sums, {"loss": 0.0, "n": 0}
                     self.cb.on_progress(ProgressInfo(
                         step=self.step, total=total, loss=prog["loss"] / prog["n"] if prog["n"] else float("nan"),
-                        lr=lr, grad_norm=gn, it_s=it_s,
+                        lr=lr, grad_norm=last.last_grad_norm, it_s=it_s,
                         samples_s=rates["samples_s"], eta_s=(total - self.step) / it_s,
                         elapsed_s=rates["elapsed_s"]))
-                    prog = {"loss": 0.0, "n": 0}
-                if metric_due and self.dist.is_main:  # the other ranks wait at the next step
-                    self.metrics(rates)
+                if metric_due:
+                    self.cb.on_phase("evaluating")  # held-out loss and preview samples: no steps meanwhile
+                    self.drawn = self.draw_samples()  # every rank draws its share
+                    if self.dist.is_main:  # the other ranks wait at the next step
+                        self.metrics(rates)
+                    self.cb.on_phase("training")
                 if self.step == total:
                     path = self.save(final=True)
                     log.info("completed %d steps", total)
