@@ -4,22 +4,20 @@
 // train job the form starts from that job's fine-tune config (its U-Net and input keys).
 import { useEffect, useMemo, useState, type FormEvent } from "react";
 import { api } from "../api/endpoints";
-import { ApiError } from "../api/client";
 import { ConfigForm } from "../components/ConfigForm";
+import { DatasetSelect, DeviceSelect, ErrorList, FieldErrorNote, StartBar } from "../components/JobFormParts";
 import { ErrorBox } from "../components/Notice";
 import { errorPaths, groupFields, withDefaults, writeField, type Config } from "../lib/configForm";
-import { DEVICE_CHOICES } from "../lib/devices";
-import { fieldErrors, mapErrorsToFields, type FieldError } from "../lib/errors";
 import { useLoad } from "../lib/hooks";
 import type { Device } from "../lib/job";
 import { setPath } from "../lib/objpath";
-import { navigate, useLocation } from "../lib/router";
+import { useLocation } from "../lib/router";
 import { useConfigCheck } from "../lib/useConfigCheck";
+import { FINETUNE_JOB_FIELDS, formErrors, useJobSubmit } from "../lib/useJobSubmit";
 
 const KIND = "finetune";
 // set by the server (from the chosen train job and dataset, DATA_DIR): never typed in here
 const SERVER_SET = new Set(["pretrained", "dataset.path", "experiment_path"]);
-const JOB_FIELDS = ["device", "dataset_id", "eval_dataset_id", "source_job_id", "labels", "seeds"];
 
 function parseBudgets(text: string): number[] {
   return text
@@ -42,9 +40,6 @@ export function NewFinetunePage() {
   const [seeds, setSeeds] = useState(3);
   const [device, setDevice] = useState<Device>("auto");
   const [config, setConfig] = useState<Config | null>(null);
-  const [submitErrors, setSubmitErrors] = useState<FieldError[]>([]);
-  const [submitError, setSubmitError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
 
   const trainJobs = (jobs.data ?? []).filter((j) => j.kind === "train" && j.status === "succeeded");
   const labelled = (datasets.data ?? []).filter((d) => d.status === "ready" && d.labelled);
@@ -57,8 +52,7 @@ export function NewFinetunePage() {
   }, [schema.data]);
   const fields = useMemo(() => groups.flatMap((g) => [...g.fields, ...g.advanced]), [groups]);
   const check = useConfigCheck(KIND, config);
-  const configText = JSON.stringify(config);
-  useEffect(() => setSubmitErrors([]), [configText]);
+  const submit = useJobSubmit(config);
 
   useEffect(() => {
     if (!datasetId && labelled.length) setDatasetId(String(labelled[0].id));
@@ -71,7 +65,7 @@ export function NewFinetunePage() {
       api
         .finetuneConfig(Number(source))
         .then((cfg) => alive && setConfig(withDefaults(cfg as Config, fields)))
-        .catch((e) => alive && setSubmitError(e));
+        .catch((e) => alive && submit.fail(e));
     } else {
       const base = withDefaults({}, fields);
       setConfig(dataset?.kind ? setPath(base, "is_3d", dataset.kind === "3d") : base);
@@ -85,46 +79,28 @@ export function NewFinetunePage() {
     if (!source) setStudy(false); // a study compares a pretrained model with scratch
   }, [source]);
 
-  const shown = submitErrors.length ? submitErrors : check.errors;
-  const mapped = mapErrorsToFields(shown, schema.data ? errorPaths(schema.data, KIND, JOB_FIELDS) : []);
-  const jobError = (name: string) =>
-    mapped.byField[name] && (
-      <span className="field-error" role="alert">
-        {mapped.byField[name].join("; ")}
-      </span>
-    );
+  const errors = formErrors(submit.refused, check.errors, schema.data ? errorPaths(schema.data, KIND, FINETUNE_JOB_FIELDS) : []);
+  const jobError = (name: (typeof FINETUNE_JOB_FIELDS)[number]) => <FieldErrorNote messages={errors.byField[name]} />;
 
-  const submit = async (e: FormEvent) => {
+  const onSubmit = async (e: FormEvent) => {
     e.preventDefault();
     if (!config) return;
-    if (!datasetId) {
-      setSubmitError(new Error("Choose a labelled dataset first (upload a folder with images/ and labels/ on the Datasets page)."));
-      return;
-    }
-    setBusy(true);
-    setSubmitError(null);
-    setSubmitErrors([]);
+    if (!datasetId) return submit.fail(new Error("Choose a labelled dataset first (upload a folder with images/ and labels/ on the Datasets page)."));
     const common = {
       dataset_id: Number(datasetId),
       eval_dataset_id: evalId ? Number(evalId) : null,
       config: config as never,
       device,
     };
-    try {
-      const job = study
-        ? await api.createStudyJob({ ...common, source_job_id: Number(source), labels: parseBudgets(budgets), seeds })
-        : await api.createFinetuneJob({ ...common, source_job_id: source ? Number(source) : null });
-      navigate(`/jobs/${job.id}`);
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 422) setSubmitErrors(fieldErrors(err.detail));
-      else setSubmitError(err);
-    } finally {
-      setBusy(false);
-    }
+    await submit.start(() =>
+      study
+        ? api.createStudyJob({ ...common, source_job_id: Number(source), labels: parseBudgets(budgets), seeds })
+        : api.createFinetuneJob({ ...common, source_job_id: source ? Number(source) : null }),
+    );
   };
 
   return (
-    <form className="page" onSubmit={submit} aria-label="New fine-tune job" noValidate>
+    <form className="page" onSubmit={onSubmit} aria-label="New fine-tune job" noValidate>
       <header className="page-head">
         <h1>{study ? "New label-efficiency study" : source ? `Fine-tune train job #${source}` : "Fine-tune from scratch"}</h1>
       </header>
@@ -143,17 +119,7 @@ export function NewFinetunePage() {
           </select>
         </label>
         {jobError("source_job_id")}
-        <label className="inline">
-          Labelled dataset
-          <select aria-label="Labelled dataset" value={datasetId} onChange={(e) => setDatasetId(e.target.value)}>
-            {labelled.length === 0 && <option value="">no labelled dataset</option>}
-            {labelled.map((d) => (
-              <option key={d.id} value={String(d.id)}>
-                {d.name} ({d.kind ?? "?"}, {d.file_count} files)
-              </option>
-            ))}
-          </select>
-        </label>
+        <DatasetSelect label="Labelled dataset" datasets={labelled} value={datasetId} onChange={setDatasetId} none="no labelled dataset" />
         {jobError("dataset_id")}
         <label className="inline">
           Evaluate on
@@ -169,16 +135,7 @@ export function NewFinetunePage() {
           </select>
         </label>
         {jobError("eval_dataset_id")}
-        <label className="inline">
-          Device
-          <select aria-label="Device" value={device} onChange={(e) => setDevice(e.target.value as Device)}>
-            {DEVICE_CHOICES.map((d) => (
-              <option key={d.value} value={d.value}>
-                {d.label}
-              </option>
-            ))}
-          </select>
-        </label>
+        <DeviceSelect value={device} onChange={setDevice} />
         {jobError("device")}
       </section>
       <section className="card row wrap" aria-label="Study">
@@ -201,23 +158,9 @@ export function NewFinetunePage() {
         )}
         {!source && <span className="muted small">A study needs pretrained weights: choose a train job.</span>}
       </section>
-      {mapped.global.length > 0 && (
-        <div className="notice notice-error" role="alert" aria-label="Validation errors">
-          <strong>{submitErrors.length ? "The server refused this job:" : "This config has problems:"}</strong>
-          <ul>
-            {mapped.global.map((g, i) => (
-              <li key={i}>{g.path ? `${g.path}: ${g.message}` : g.message}</li>
-            ))}
-          </ul>
-        </div>
-      )}
-      {config && <ConfigForm groups={groups} config={config} errors={mapped.byField} onField={(f, v) => setConfig((c) => c && writeField(c, f, v, fields))} />}
-      <ErrorBox error={submitError ?? check.failure} title={submitError ? "Could not start the job" : "Config check"} />
-      <div className="row end sticky-actions">
-        <button type="submit" className="primary" disabled={busy || !config}>
-          {busy ? "Starting…" : study ? "Start study" : "Start fine-tuning"}
-        </button>
-      </div>
+      <ErrorList errors={errors.global} refused={errors.refused} subject="job" />
+      {config && <ConfigForm groups={groups} config={config} errors={errors.byField} onField={(f, v) => setConfig((c) => c && writeField(c, f, v, fields))} />}
+      <StartBar submit={submit} checkFailure={check.failure} ready={!!config} label={study ? "Start study" : "Start fine-tuning"} />
     </form>
   );
 }

@@ -3,20 +3,20 @@
 // parameter count and a training-memory estimate), and the job's own 422 messages.
 import { useEffect, useMemo, useState, type FormEvent } from "react";
 import { api } from "../api/endpoints";
-import { ApiError } from "../api/client";
 import type { Preset } from "../api/schema.gen";
 import { ConfigForm } from "../components/ConfigForm";
+import { DatasetSelect, DeviceSelect, ErrorList, FieldErrorNote, StartBar } from "../components/JobFormParts";
 import { ErrorBox } from "../components/Notice";
 import { errorPaths, groupFields, withDefaults, withoutUnavailable, writeField, type Config } from "../lib/configForm";
 import { useConfigCheck } from "../lib/useConfigCheck";
-import { capacityText, DEVICE_CHOICES, largestWorker, liveDevices, liveHardware } from "../lib/devices";
-import { fieldErrors, mapErrorsToFields, type FieldError } from "../lib/errors";
+import { capacityText, largestWorker, liveDevices, liveHardware } from "../lib/devices";
 import { formatBytes, formatCount } from "../lib/format";
 import { useLoad } from "../lib/hooks";
 import { deepClone } from "../lib/objpath";
 import { matchingPreset } from "../lib/presetChoice";
 import type { Device } from "../lib/job";
-import { navigate, useLocation } from "../lib/router";
+import { useLocation } from "../lib/router";
+import { formErrors, TRAIN_JOB_FIELDS, useJobSubmit } from "../lib/useJobSubmit";
 
 const KIND = "train";
 
@@ -36,24 +36,19 @@ export function NewJobPage() {
   const [mode, setMode] = useState<"form" | "json">("form");
   const [jsonText, setJsonText] = useState("");
   const [jsonError, setJsonError] = useState<string | null>(null);
-  const [submitErrors, setSubmitErrors] = useState<FieldError[]>([]);
-  const [submitError, setSubmitError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
 
   const dataset = ready.find((d) => String(d.id) === datasetId);
   const devices = liveDevices(workers.data ?? []);
   const groups = useMemo(() => (schema.data ? groupFields(schema.data, KIND) : []), [schema.data]);
   const fields = useMemo(() => groups.flatMap((g) => [...g.fields, ...g.advanced]), [groups]);
   const check = useConfigCheck(KIND, config, device);
-  // a 422 of Start belongs to the config it was about; an edit makes the live check current again
-  const configText = JSON.stringify(config);
-  useEffect(() => setSubmitErrors([]), [configText]);
+  const submit = useJobSubmit(config);
 
   const applyPreset = (p: Preset) => {
     const cfg = withDefaults(deepClone(p.config) as Config, fields);
     setPreset(p);
     setConfig(cfg);
-    setSubmitErrors([]);
+    submit.forgetRefusal();
     if (mode === "json") setJsonText(JSON.stringify(cfg, null, 2));
   };
 
@@ -69,13 +64,10 @@ export function NewJobPage() {
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [presets, dataset?.id, dataset?.kind]);
 
-  const paths = schema.data ? errorPaths(schema.data, KIND, ["device", "dataset_id", "gpus"]) : [];
-  // the job's own 422 (after Start) wins over the live check of the same config
-  const shown = submitErrors.length ? submitErrors : check.errors;
-  const mapped = mapErrorsToFields(shown, paths);
-  const byField = mapped.byField;
+  const errors = formErrors(submit.refused, check.errors, schema.data ? errorPaths(schema.data, KIND, TRAIN_JOB_FIELDS) : []);
+  const byField = errors.byField;
   // the JSON editor hides the fields, so there every error is listed at the top
-  const global = mode === "json" ? shown : mapped.global;
+  const global = mode === "json" ? errors.shown : errors.global;
 
   const switchMode = (m: "form" | "json") => {
     if (m === mode) return;
@@ -97,30 +89,16 @@ export function NewJobPage() {
     }
   };
 
-  const submit = async (e: FormEvent) => {
+  const onSubmit = async (e: FormEvent) => {
     e.preventDefault();
     const cfg = mode === "json" ? applyJson() : config;
     if (!cfg) return;
-    if (!datasetId) {
-      setSubmitError(new Error("Choose a dataset first (upload one on the Datasets page)."));
-      return;
-    }
-    setBusy(true);
-    setSubmitError(null);
-    setSubmitErrors([]);
-    try {
-      const job = await api.createTrainJob({ dataset_id: Number(datasetId), config: cfg as never, device, gpus });
-      navigate(`/jobs/${job.id}`);
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 422) setSubmitErrors(fieldErrors(err.detail));
-      else setSubmitError(err);
-    } finally {
-      setBusy(false);
-    }
+    if (!datasetId) return submit.fail(new Error("Choose a dataset first (upload one on the Datasets page)."));
+    await submit.start(() => api.createTrainJob({ dataset_id: Number(datasetId), config: cfg as never, device, gpus }));
   };
 
   return (
-    <form className="page" onSubmit={submit} aria-label="New training job" noValidate>
+    <form className="page" onSubmit={onSubmit} aria-label="New training job" noValidate>
       <header className="page-head">
         <h1>New training job</h1>
         <div className="param-estimate" aria-live="polite" data-testid="param-estimate" data-state={check.state}>
@@ -131,33 +109,8 @@ export function NewJobPage() {
       <ErrorBox error={datasets.error} title="Datasets" />
       <ErrorBox error={schema.error ?? presetList.error} title="Config schema" />
       <section className="card row wrap">
-        <label className="inline">
-          Dataset
-          <select aria-label="Dataset" value={datasetId} onChange={(e) => setDatasetId(e.target.value)}>
-            {ready.length === 0 && <option value="">no ready dataset</option>}
-            {ready.map((d) => (
-              <option key={d.id} value={String(d.id)}>
-                {d.name} ({d.kind ?? "?"}, {d.file_count} files)
-              </option>
-            ))}
-          </select>
-        </label>
-        <label className="inline">
-          Device
-          <select
-            aria-label="Device"
-            value={device}
-            aria-describedby="device-hint"
-            // where the job runs is the server's decision from this choice (backend.dispatch)
-            onChange={(e) => setDevice(e.target.value as Device)}
-          >
-            {DEVICE_CHOICES.map((d) => (
-              <option key={d.value} value={d.value}>
-                {d.label}
-              </option>
-            ))}
-          </select>
-        </label>
+        <DatasetSelect label="Dataset" datasets={ready} value={datasetId} onChange={setDatasetId} none="no ready dataset" />
+        <DeviceSelect value={device} onChange={setDevice} describedBy="device-hint" />
         <span id="device-hint" className="muted small">
           {devices.length ? `live workers: ${devices.join(", ")}` : "no live worker: the job waits in the queue"}
         </span>
@@ -178,21 +131,9 @@ export function NewJobPage() {
         <span id="gpus-hint" className="muted small" data-testid="worker-capacity">
           {(workers.data ?? []).length ? `largest worker: ${largestWorker(workers.data ?? [])} (${(workers.data ?? []).map((w) => `${w.name}: ${capacityText(w)}`).join(", ")})` : ""}
         </span>
-        {byField.gpus && (
-          <span className="field-error" role="alert">
-            {byField.gpus.join("; ")}
-          </span>
-        )}
-        {byField.device && (
-          <span className="field-error" role="alert">
-            {byField.device.join("; ")}
-          </span>
-        )}
-        {byField.dataset_id && (
-          <span className="field-error" role="alert">
-            {byField.dataset_id.join("; ")}
-          </span>
-        )}
+        <FieldErrorNote messages={byField.gpus} />
+        <FieldErrorNote messages={byField.device} />
+        <FieldErrorNote messages={byField.dataset_id} />
       </section>
       <section className="card" aria-label="Presets">
         <div className="preset-grid" role="group" aria-label="Preset">
@@ -204,16 +145,7 @@ export function NewJobPage() {
         </div>
         {preset && <p className="muted small">{preset.note} Every field below can be changed.</p>}
       </section>
-      {global.length > 0 && (
-        <div className="notice notice-error" role="alert" aria-label="Validation errors">
-          <strong>{submitErrors.length ? "The server refused this config:" : "This config has problems:"}</strong>
-          <ul>
-            {global.map((g, i) => (
-              <li key={i}>{g.path ? `${g.path}: ${g.message}` : g.message}</li>
-            ))}
-          </ul>
-        </div>
-      )}
+      <ErrorList errors={global} refused={errors.refused} subject="config" />
       {(check.result?.warnings ?? []).length > 0 && (
         <div className="notice notice-warning" role="status" data-testid="config-warnings">
           <ul>
@@ -225,7 +157,7 @@ export function NewJobPage() {
           </ul>
         </div>
       )}
-      {submitErrors.length > 0 && global.length === 0 && (
+      {errors.refused && global.length === 0 && (
         <div className="notice notice-error" role="alert">
           The server refused this config: see the messages next to the fields.
         </div>
@@ -251,12 +183,7 @@ export function NewJobPage() {
           )}
         </section>
       )}
-      <ErrorBox error={submitError ?? check.failure} title={submitError ? "Could not start the job" : "Config check"} />
-      <div className="row end sticky-actions">
-        <button type="submit" className="primary" disabled={busy || !config}>
-          {busy ? "Starting…" : "Start training"}
-        </button>
-      </div>
+      <StartBar submit={submit} checkFailure={check.failure} ready={!!config} label="Start training" />
     </form>
   );
 }
