@@ -7,18 +7,16 @@ import { api } from "../api/endpoints";
 import type { Evaluation, FinetuneJobOut, PredictionOut, StudyJobOut, StudyOut } from "../api/schema.gen";
 import { DownloadLink } from "../components/AuthMedia";
 import { ConfigSummary } from "../components/ConfigSummary";
-import { JobActions } from "../components/JobActions";
 import { JobLog } from "../components/JobLog";
 import { LabelOverlay2D } from "../components/LabelOverlay2D";
 import { LazyViewer } from "../components/LazyViewer";
 import { LossChart } from "../components/LossChart";
 import { ErrorBox } from "../components/Notice";
-import { ProgressBar } from "../components/ProgressBar";
-import { RunFacts } from "../components/RunFacts";
+import { JobFailure, JobStats } from "../components/JobStats";
 import { StatusBadge } from "../components/StatusBadge";
 import { StudyChart } from "../components/StudyChart";
 import { diceSeries } from "../lib/finetune";
-import { formatDuration, formatNumber, formatRate } from "../lib/format";
+import { formatNumber } from "../lib/format";
 import { useLoad } from "../lib/hooks";
 import { isTerminal } from "../lib/job";
 import { Link } from "../lib/router";
@@ -31,7 +29,6 @@ const pct = (v: number | null | undefined) => (v == null ? "—" : `${(100 * v).
 
 export function FinetuneJobPage({ live }: { live: Live }) {
   const job = live.job as FtJob;
-  const p = job.progress;
   const dice = job.last_metrics?.val_dice as number | undefined;
   const title = job.kind === "study" ? "Study job" : "Fine-tune job";
   return (
@@ -45,46 +42,17 @@ export function FinetuneJobPage({ live }: { live: Live }) {
         {job.source_job_id != null ? <Link to={`/jobs/${job.source_job_id}`}>from train job {String(job.source_job_id)}</Link> : <span className="muted">from scratch</span>}
         {job.dataset_id != null && <Link to={`/datasets/${job.dataset_id}`}>labelled dataset {String(job.dataset_id)}</Link>}
       </header>
-      {job.error && (
-        <div className="notice notice-error" role="alert">
-          <strong>Failed:</strong> {job.error}
-        </div>
-      )}
-      <section className="card">
-        <ProgressBar label="Fine-tune progress" fraction={p?.fraction ?? 0} text={`step ${p.step} / ${p.total}`} />
-        <RunFacts live={live} />
-        <dl className="stats">
-          <div>
-            <dt>Step</dt>
-            <dd data-testid="job-step">{`${p.step} / ${p.total}`}</dd>
-          </div>
-          <div>
-            <dt>Speed</dt>
-            <dd>{formatRate(live.itPerS)}</dd>
-          </div>
-          <div>
-            <dt>ETA</dt>
-            <dd>{isTerminal(job.status) ? "—" : formatDuration(live.eta)}</dd>
-          </div>
-          <div>
-            <dt>Held-out Dice</dt>
-            <dd data-testid="latest-dice">{formatNumber(dice)}</dd>
-          </div>
-          <div>
-            <dt>Loss</dt>
-            <dd>{formatNumber(job.last_metrics?.train_loss)}</dd>
-          </div>
-          {job.kind === "study" && (
-            <div>
-              <dt>Budgets × seeds</dt>
-              <dd>
-                {(job.labels ?? []).join(", ")} × {job.seeds}
-              </dd>
-            </div>
-          )}
-        </dl>
-        <JobActions job={job} onChange={() => void live.refresh()} />
-      </section>
+      <JobFailure error={job.error} />
+      <JobStats
+        job={job}
+        live={live}
+        progressLabel="Fine-tune progress"
+        kindStats={[
+          { label: "Held-out Dice", value: formatNumber(dice), testId: "latest-dice" },
+          { label: "Loss", value: formatNumber(job.last_metrics?.train_loss) },
+          ...(job.kind === "study" ? [{ label: "Budgets × seeds", value: `${(job.labels ?? []).join(", ")} × ${job.seeds}` }] : []),
+        ]}
+      />
       <section className="card">
         <h2>Dice {job.kind === "study" ? "of each run (one after another)" : "on held-out cases"}</h2>
         <LossChart rows={live.metrics} series={diceSeries(live.metrics)} yLabel="Dice" name="Dice" />

@@ -6,6 +6,7 @@ import type { SampleOut as Sample } from "../api/schema.gen";
 import { isTerminal } from "../lib/job";
 import { AuthImage, DownloadLink } from "../components/AuthMedia";
 import { JobActions } from "../components/JobActions";
+import { JobFailure } from "../components/JobStats";
 import { sampleParamsText } from "../components/ConfigSummary";
 import { ErrorBox } from "../components/Notice";
 import { ProgressBar } from "../components/ProgressBar";
@@ -44,11 +45,7 @@ export function SampleJobPage({ id }: { id: number }) {
         <div className="spacer" />
         {sourceId != null && <Link to={`/jobs/${sourceId}`}>model: train #{String(sourceId)}</Link>}
       </header>
-      {job.error && (
-        <div className="notice notice-error" role="alert">
-          <strong>Failed:</strong> {job.error}
-        </div>
-      )}
+      <JobFailure error={job.error} />
       {!isTerminal(job.status) && (
         <section className="card">
           <ProgressBar label="Sampling progress" fraction={job.progress?.fraction ?? 0} text={job.progress ? `step ${job.progress.step} / ${job.progress.total}` : job.status} />
