@@ -24,6 +24,8 @@ import uuid
 from pathlib import Path
 from typing import IO, Iterator, Optional, Union
 
+from ddpm.finetune.study_files import EVAL_FILE
+
 TRASH_PREFIX = "trash-"  # DATA_DIR/tmp entries being deleted (backend.deletion)
 
 
@@ -83,7 +85,7 @@ class Storage:
         return self.run_dir(job_id) / "samples"
 
     def evaluation_path(self, job_id: int) -> Path:
-        return self.run_dir(job_id) / "eval.json"
+        return self.run_dir(job_id) / EVAL_FILE  # the name a fine-tune run's evaluation has everywhere
 
     def predictions_dir(self, job_id: int) -> Path:
         return self.run_dir(job_id) / "predictions"

@@ -24,12 +24,10 @@ from backend.params import JobId
 from backend.schemas import ErrorResponse, Evaluation, PredictionOut, StudyOut
 from backend.storage import Storage
 from ddpm.config import FinetuneConfig
+from ddpm.finetune.study_files import PLOT_FILE, STUDY_FILE  # torch-free, unlike ddpm.finetune.study
 
 router = APIRouter(tags=["fine-tuning"], dependencies=[Depends(require_token)])
 ERRORS = {404: {"model": ErrorResponse}}
-# the names ``ddpm.finetune.study`` gives them in the study folder (the job's run dir); that
-# module imports torch, which the API process never does
-STUDY_JSON, STUDY_PNG = "study.json", "study.png"
 _MEDIA = {".png": "image/png", ".gz": "application/gzip"}
 
 
@@ -129,7 +127,7 @@ def job_prediction_image(job_id: JobId, case: str, session: Session = Depends(ge
 def job_study(job_id: JobId, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
     """Dice per label budget of each arm (mean, sd over seeds) and every finished run."""
     _job_of(session, job_id, JobKind.study)
-    return _read_json(storage.run_dir(job_id) / STUDY_JSON, f"job {job_id} has no study result yet")
+    return _read_json(storage.run_dir(job_id) / STUDY_FILE, f"job {job_id} has no study result yet")
 
 
 @router.get("/jobs/{job_id}/study.png", response_class=FileResponse,
@@ -137,7 +135,7 @@ def job_study(job_id: JobId, session: Session = Depends(get_session), storage: S
                        **ERRORS})
 def job_study_plot(job_id: JobId, session: Session = Depends(get_session), storage: Storage = Depends(get_storage)):
     _job_of(session, job_id, JobKind.study)
-    path = storage.run_dir(job_id) / STUDY_PNG
+    path = storage.run_dir(job_id) / PLOT_FILE
     if not path.is_file():
         raise HTTPException(404, f"job {job_id} has no study plot yet")
     return FileResponse(path, media_type="image/png", content_disposition_type="inline",

@@ -28,13 +28,14 @@ from ddpm.data.datasets import split_files
 from ddpm.run.atomic import atomic_write_text
 from ddpm.run.checkpoint import latest_checkpoint
 from ddpm.run.errors import RunError
+from ddpm.run.run_dir import RunPaths
 from ddpm.train.callbacks import TrainCallbacks
 
 from .labelled import labelled_pairs
+from .study_files import EVAL_FILE, PLOT_FILE, STUDY_FILE
 
 ARMS = ("scratch", "pretrained")
 Arm = Literal["scratch", "pretrained"]
-STUDY_FILE, PLOT_FILE, EVAL_FILE = "study.json", "study.png", "eval.json"
 # keys that may differ between a study's runs without changing what they measure
 _FREE_KEYS = ("gpu",)
 
@@ -99,7 +100,7 @@ def arm_config(base: FinetuneConfig, arm: str, labelled_cases: int, seed: int) -
 
 
 def is_finished(run: StudyRun, iterations: int) -> bool:
-    ckpt = latest_checkpoint(run.run_dir / "checkpoints")
+    ckpt = latest_checkpoint(RunPaths(run.run_dir).checkpoints)
     return (ckpt is not None and ckpt.final and ckpt.step == iterations
             and (run.run_dir / EVAL_FILE).is_file())
 
