@@ -1,31 +1,21 @@
 // The job's log file (GET /api/jobs/{id}/log), refreshed while the job runs.
-import { useEffect, useState } from "react";
 import { apiFetch } from "../api/client";
 import { api } from "../api/endpoints";
+import { useLoad } from "../lib/hooks";
 
 const TAIL_BYTES = 200_000;
+const REFRESH_MS = 4000;
 
 export function JobLog({ jobId, live, version }: { jobId: number; live: boolean; version: string }) {
-  const [text, setText] = useState<string>("");
-  const [error, setError] = useState<string | null>(null);
-  useEffect(() => {
-    let alive = true;
-    const load = () =>
-      apiFetch(`${api.jobLogUrl(jobId)}?tail=${TAIL_BYTES}`) // a long run's log can be large
-        .then((r) => r.text())
-        .then((t) => alive && (setText(t), setError(null)))
-        .catch((e: Error) => alive && setError(e.message));
-    void load();
-    const t = live ? setInterval(load, 4000) : null;
-    return () => {
-      alive = false;
-      if (t) clearInterval(t);
-    };
-  }, [jobId, live, version]);
+  const log = useLoad(
+    () => apiFetch(`${api.jobLogUrl(jobId)}?tail=${TAIL_BYTES}`).then((r) => r.text()), // a long run's log can be large
+    [jobId, version],
+    live ? REFRESH_MS : null,
+  );
   return (
     <details className="card log" open={false}>
       <summary>Log</summary>
-      {error ? <div className="muted">Log unavailable: {error}</div> : <pre aria-label="Job log">{text || "(empty)"}</pre>}
+      {log.error ? <div className="muted">Log unavailable: {log.error.message}</div> : <pre aria-label="Job log">{log.data || "(empty)"}</pre>}
     </details>
   );
 }

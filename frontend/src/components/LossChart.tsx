@@ -1,11 +1,11 @@
 // Live metric chart (uPlot): train and held-out loss by step (or other series, e.g. Dice),
 // optional log scale. The chart is rebuilt only when its series or scale change and fed with
 // setData as metrics arrive.
-import { useEffect, useRef, useState } from "react";
-import uPlot from "uplot";
-import "uplot/dist/uPlot.min.css";
+import { useRef, useState } from "react";
+import type uPlot from "uplot";
 import type { MetricOut } from "../api/schema.gen";
 import { LOSS_SERIES, chartData, seriesPresent } from "../lib/chartData";
+import { useUplot } from "../lib/useUplot";
 
 export type Series = { key: string; label: string; color: string };
 
@@ -19,18 +19,17 @@ interface ChartProps {
 
 export function LossChart({ rows, height = 260, series = LOSS_SERIES, yLabel = "loss", name = "Loss" }: ChartProps) {
   const box = useRef<HTMLDivElement>(null);
-  const plot = useRef<uPlot | null>(null);
   const [logScale, setLogScale] = useState(false);
   const keys = seriesPresent(rows, series.map((s) => s.key));
   const shown = keys.length ? keys : [series[0].key];
   const data = chartData(rows, shown, logScale);
   const sig = shown.join(",");
 
-  useEffect(() => {
-    const el = box.current;
-    if (!el) return;
-    const opts: uPlot.Options = {
-      width: Math.max(300, el.clientWidth),
+  // data flows in without a rebuild; the chart is built again only for new series or scale
+  useUplot(
+    box,
+    (width) => ({
+      width,
       height,
       scales: { x: { time: false }, y: logScale ? { distr: 3 } : {} },
       axes: [{ label: "step" }, { label: yLabel, size: 60 }],
@@ -42,23 +41,10 @@ export function LossChart({ rows, height = 260, series = LOSS_SERIES, yLabel = "
         }),
       ],
       legend: { show: true },
-    };
-    plot.current = new uPlot(opts, data as uPlot.AlignedData, el);
-    const ro = new ResizeObserver(() => plot.current?.setSize({ width: Math.max(300, el.clientWidth), height }));
-    ro.observe(el);
-    return () => {
-      ro.disconnect();
-      plot.current?.destroy();
-      plot.current = null;
-    };
-    // data flows in through the effect below; rebuild only for new series or scale
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [height, sig, logScale]);
-
-  useEffect(() => {
-    plot.current?.setData(data as uPlot.AlignedData);
-    if (box.current) box.current.dataset.points = String(data[0].length);
-  });
+    }),
+    data as uPlot.AlignedData,
+    [height, sig, logScale],
+  );
 
   return (
     <figure className="chart" aria-label={`${name} chart`}>

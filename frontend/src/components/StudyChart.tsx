@@ -1,19 +1,17 @@
 // The label-efficiency chart of a study job (uPlot): held-out Dice against labelled cases, the
 // mean of each arm (pretrained, scratch) with its spread over seeds (mean ± sd as a band).
-import { useEffect, useRef } from "react";
-import uPlot from "uplot";
-import "uplot/dist/uPlot.min.css";
+import { useRef } from "react";
+import type uPlot from "uplot";
 import type { StudyOut } from "../api/schema.gen";
 import { ARMS, studyColumns } from "../lib/finetune";
+import { useUplot } from "../lib/useUplot";
 
 export function StudyChart({ study, height = 300 }: { study: StudyOut; height?: number }) {
   const box = useRef<HTMLDivElement>(null);
   const data = studyColumns(study);
   const sig = JSON.stringify(data);
 
-  useEffect(() => {
-    const el = box.current;
-    if (!el) return;
+  const options = (width: number): uPlot.Options => {
     const series: uPlot.Series[] = [{ label: "labelled cases" }];
     const bands: uPlot.Band[] = [];
     ARMS.forEach((arm, i) => {
@@ -23,8 +21,8 @@ export function StudyChart({ study, height = 300 }: { study: StudyOut; height?: 
       series.push({ label: `${arm.label} + sd`, stroke: arm.color, width: 1, dash: [4, 4], points: { show: false } });
       bands.push({ series: [mean + 2, mean + 1], fill: `${arm.color}26` });
     });
-    const opts: uPlot.Options = {
-      width: Math.max(300, el.clientWidth),
+    return {
+      width,
       height,
       // budgets usually double (1, 2, 4, 8): a log2 axis spaces them evenly
       scales: { x: { time: false, distr: 3, log: 2 }, y: { range: [0, 1] } },
@@ -33,16 +31,8 @@ export function StudyChart({ study, height = 300 }: { study: StudyOut; height?: 
       bands,
       legend: { show: true },
     };
-    const plot = new uPlot(opts, data as uPlot.AlignedData, el);
-    el.dataset.points = String(data[0].length);
-    const ro = new ResizeObserver(() => plot.setSize({ width: Math.max(300, el.clientWidth), height }));
-    ro.observe(el);
-    return () => {
-      ro.disconnect();
-      plot.destroy();
-    };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [sig, height]);
+  };
+  useUplot(box, options, data as uPlot.AlignedData, [sig, height]);
 
   return (
     <figure className="chart" aria-label="Label-efficiency chart">
