@@ -48,8 +48,9 @@ def test_cancel_resume_delete(page, stack, cancel_leftovers):  # noqa: ANN001
     badge = page.locator(".page-head .badge")
 
     expect(badge).to_have_text("running", timeout=90_000)
-    page.wait_for_function("() => parseInt(document.querySelector('[data-testid=job-step]').innerText) > 5",
-                           timeout=60_000)
+    # the bar shows tenths of a percent of 100000 steps: from step 50 on it is above 0
+    page.wait_for_function("() => parseInt(document.querySelector('[data-testid=job-step]').innerText) >= 50",
+                           timeout=90_000)
     expect(page.get_by_role("progressbar", name="Training progress")).not_to_have_attribute("aria-valuenow", "0")
     page.get_by_role("button", name="Cancel job").click()
     expect(badge).to_have_text("cancelled", timeout=60_000)
