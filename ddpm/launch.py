@@ -108,6 +108,9 @@ def run_group(command: str, argv: Sequence[str], nproc: int, max_restarts: int) 
 
     # N processes on one machine share its cores (torchrun sets 1 thread; a user's setting wins)
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    # a rank that dies in native code (a signal, an abort in gloo) leaves its Python stack in the
+    # log: the only trace of where it was when the failure line names it
+    os.environ.setdefault("PYTHONFAULTHANDLER", "1")
     # the agent's own log (rendezvous, the failure table) would bury the one line below
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     # Ctrl-C: the agent passes SIGINT to the ranks (their own sessions), which agree to stop;
