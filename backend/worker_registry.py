@@ -15,8 +15,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from backend.models import Worker, utcnow
+from backend.settings import Settings
 
-DEFAULT_TIMEOUT_S = 60.0
+# WORKER_HEARTBEAT_TIMEOUT_S's default (backend.settings), for callers that pass no timeout
+DEFAULT_TIMEOUT_S: float = Settings.model_fields["worker_heartbeat_timeout_s"].default
 
 
 def cutoff(timeout_s: float) -> dt.datetime:
