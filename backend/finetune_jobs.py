@@ -26,9 +26,9 @@ from backend.schemas import FinetuneJobCreate, StudyJobCreate
 from backend.settings import Settings
 from backend.storage import Storage
 from ddpm.config import ConfigError, FinetuneConfig, TrainConfig, describe_errors
-from ddpm.finetune.labelled import LAYOUTS, find_pairs
+from ddpm.finetune.label_rules import LAYOUTS, LAYOUTS_TEXT
+from ddpm.finetune.labelled import find_pairs
 
-LABELLED_LAYOUT = "images/ and labels/ holding files of the same names (or nnU-Net's imagesTr/ and labelsTr/)"
 
 
 def _err(loc: str, msg: str) -> JobInputError:
@@ -59,7 +59,7 @@ def labelled_folder(session: Session, storage: Storage, dataset_id: int, loc: st
     files_dir = storage.dataset_files_dir(ds.id)
     roots = labelled_root(files_dir)
     if not roots:
-        raise _err(loc, f"dataset {ds.id} is not labelled: it needs the folders {LABELLED_LAYOUT}")
+        raise _err(loc, f"dataset {ds.id} is not labelled: it needs the folders {LAYOUTS_TEXT}")
     if len(roots) > 1:
         names = ", ".join(r.relative_to(files_dir).as_posix() or "(top)" for r in roots)
         raise _err(loc, f"dataset {ds.id} holds several labelled folders ({names}); upload one per dataset")
@@ -69,7 +69,7 @@ def labelled_folder(session: Session, storage: Storage, dataset_id: int, loc: st
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise _err(loc, f"dataset {ds.id}: {problems[0].replace(prefix, '')}{more}")
     if not pairs:
-        raise _err(loc, f"dataset {ds.id} has no image/label pairs in its {LABELLED_LAYOUT}")
+        raise _err(loc, f"dataset {ds.id} has no image/label pairs in its {LAYOUTS_TEXT}")
     return roots[0], len(pairs)
 
 

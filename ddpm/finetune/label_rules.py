@@ -17,6 +17,8 @@ import numpy as np
 AFFINE_TOLERANCE_MM = 1e-3
 # (image folder, label folder, image-name suffix before the extension)
 LAYOUTS = (("images", "labels", ""), ("imagesTr", "labelsTr", "_0000"))
+# the layouts in words, for the engine's and the API's "not a labelled folder" messages
+LAYOUTS_TEXT = "images/ and labels/ holding files of the same names (or nnU-Net's imagesTr/ and labelsTr/)"
 
 
 def label_value_problem(values: np.ndarray) -> Optional[str]:

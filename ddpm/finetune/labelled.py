@@ -17,7 +17,7 @@ import numpy as np
 
 from ddpm.data.io import SUPPORTED_EXTS, DataError, Header, file_ext, read_header, read_image_file
 
-from .label_rules import AFFINE_TOLERANCE_MM, LAYOUTS, grid_problem, label_value_problem
+from .label_rules import AFFINE_TOLERANCE_MM, LAYOUTS, LAYOUTS_TEXT, grid_problem, label_value_problem
 
 __all__ = ["AFFINE_TOLERANCE_MM", "LAYOUTS", "LabelledPair", "check_pair", "find_pairs", "labelled_pairs",
            "layout_of", "read_label"]
@@ -51,8 +51,7 @@ def layout_of(root: Path) -> tuple[Path, Path, str]:
     for images, labels, suffix in LAYOUTS:
         if (root / images).is_dir() and (root / labels).is_dir():
             return root / images, root / labels, suffix
-    raise DataError(f"{root}: a labelled dataset needs the folders images/ and labels/ (files of the "
-                    "same names), or nnU-Net's imagesTr/ and labelsTr/", root)
+    raise DataError(f"{root}: a labelled dataset needs the folders {LAYOUTS_TEXT}", root)
 
 
 def find_pairs(root: Path | str) -> tuple[list[LabelledPair], list[str]]:
