@@ -79,10 +79,11 @@ def _enqueue(session: Session, settings: Settings, job: Job) -> None:
     try:
         enqueue_job(job, settings.redis_url)
     except EnqueueError:
-        fail_queued(session, job.id, "could not enqueue the job: the broker is unreachable; "
+        # the broker is Redis (REDIS_URL): say so, it is what the operator has to bring back
+        fail_queued(session, job.id, "could not enqueue the job: the broker (Redis, REDIS_URL) is unreachable; "
                                      "resume the job once it is back")
-        raise HTTPException(503, f"job {job.id} created but not enqueued: broker unreachable; "
-                                 "resume it once the broker is back") from None
+        raise HTTPException(503, f"job {job.id} created but not enqueued: the broker (Redis, REDIS_URL) is "
+                                 "unreachable; resume it once Redis is back") from None
 
 
 @router.post("/jobs", status_code=201, response_model=JobOut, response_model_exclude_unset=True,
