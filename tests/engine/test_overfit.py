@@ -43,7 +43,8 @@ def test_tiny_model_overfits_one_example(dims, size, objective, self_condition):
 
     before = eval_loss()
     opt = torch.optim.Adam(d.parameters(), lr=3e-3)
-    for _ in range(150):
+    # 120 steps already put every case well past both bounds below; more only cost suite time
+    for _ in range(120):
         loss = d.p_losses(x0.expand(8, *x0.shape[1:]), d.sample_timesteps(8))
         opt.zero_grad()
         loss.backward()
