@@ -7,6 +7,9 @@ the engine's own ``with_pretrained``, so a key that contradicts them is a 422 na
 labelled dataset becomes ``dataset.path`` (the folder holding images/ + labels/ inside it); an
 evaluation dataset becomes ``eval_data``. Torch-free: the pairs are found by the engine's
 ``find_pairs``, which reads names only.
+
+A fine-tune job's ``gpus`` pass the training job's checks (``job_create.process_problems``: a live
+worker must hold them, the batch must split across them); a study runs as one process.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from backend.dispatch import queue_for, choose_device
-from backend.job_create import JobInputError, has_checkpoint, live_queues
+from backend.job_create import JobInputError, has_checkpoint, live_queues, process_problems
 from backend.jobs import JobKind, JobStatus
 from backend.models import READY, Dataset, Job
 from backend.run_spec import FinetuneParams, StudyParams
@@ -106,6 +109,10 @@ def _resolve_config(session: Session, storage: Storage, body: FinetuneJobCreate)
 
 def create_finetune_job(session: Session, settings: Settings, storage: Storage,
                         body: Union[FinetuneJobCreate, StudyJobCreate]) -> Job:
+    if isinstance(body, StudyJobCreate) and body.gpus != 1:
+        # its runs (budgets x seeds x two arms) go one after another in one process
+        raise _err("gpus", f"gpus {body.gpus} but a study runs as one process; leave gpus at 1 "
+                           "(a fine-tune job can run as several)")
     cfg = _resolve_config(session, storage, body)
     root, cases = labelled_folder(session, storage, body.dataset_id, "dataset_id", cfg.is_3d)
     eval_data: Optional[Path] = None
@@ -129,8 +136,12 @@ def create_finetune_job(session: Session, settings: Settings, storage: Storage,
         params = FinetuneParams(**common)
         total = cfg.model.iterations
     queue = queue_for(choose_device(body.device, cfg.gpu), live_queues(session, settings))
-    job = Job(kind=body.kind, status=JobStatus.queued, device=body.device, queue=queue, dataset_id=body.dataset_id,
-              source_job_id=body.source_job_id, config=params.model_dump(mode="json"), total=total)
+    problems = process_problems(session, settings, queue, body.gpus, cfg.dataset.batch_size)
+    if problems:
+        raise JobInputError(problems)
+    job = Job(kind=body.kind, status=JobStatus.queued, device=body.device, queue=queue, gpus=body.gpus,
+              dataset_id=body.dataset_id, source_job_id=body.source_job_id, config=params.model_dump(mode="json"),
+              total=total)
     session.add(job)
     session.commit()
     return job

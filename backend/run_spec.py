@@ -118,6 +118,7 @@ class SampleRunSpec(_Spec):
 class FinetuneRunSpec(_Spec):
     kind: Literal[JobKind.finetune] = JobKind.finetune
     params: FinetuneParams = Field(..., description="as stored, with ``config.gpu`` set to the decided device")
+    nproc: int = TrainRunSpec.model_fields["nproc"]
 
     @property
     def total_steps(self) -> int:
@@ -167,14 +168,18 @@ def _stored(model: type[BaseModel], job: JobFields) -> Any:
 
 
 def _finetune_spec(job: JobFields, paths: RunPaths, worker_has_gpu: bool) -> RunSpec:
-    cls, params_cls = (StudyRunSpec, StudyParams) if job.kind == JobKind.study else (FinetuneRunSpec, FinetuneParams)
-    params = _stored(params_cls, job)
+    study = job.kind == JobKind.study
+    params = _stored(StudyParams if study else FinetuneParams, job)
     cfg = params.config
     if cfg.pretrained is not None and not Path(cfg.pretrained).exists():
         raise RunSpecError("the train job whose weights this job fine-tunes was deleted")
     gpu = runs_on_gpu(choose_device(job.device, cfg.gpu), worker_has_gpu)
     params = params.model_copy(update={"config": cfg.model_copy(update={"gpu": 0 if gpu else -1})})
-    return cls(job_id=job.id, device=GPU_DEVICE if gpu else CPU_DEVICE, paths=paths, params=params)
+    device = GPU_DEVICE if gpu else CPU_DEVICE
+    if study:  # its runs go one after another in one process
+        return StudyRunSpec(job_id=job.id, device=device, paths=paths, params=params)
+    return FinetuneRunSpec(job_id=job.id, device=device, paths=paths, params=params,
+                           nproc=int(getattr(job, "gpus", 1) or 1))
 
 
 def build_run_spec(job: JobFields, storage: Storage, worker_has_gpu: bool) -> RunSpec:

@@ -232,7 +232,8 @@ class JobOut(RootModel[Annotated[Union[TrainJobOut, SampleJobOut, FinetuneJobOut
 # worker of the job's queue holds (backend.job_create).
 GpuCount = Annotated[int, Field(ge=1, le=1024, description=(
     "processes the job runs as, one per GPU (on a CPU worker: CPU processes, gloo); "
-    "dataset.batch_size stays the global batch, split across them"))]
+    "dataset.batch_size stays the global batch, split across them. Train and fine-tune jobs; a study "
+    "runs its fine-tune runs one after another as one process, so it takes 1 only"))]
 
 
 class TrainJobCreate(BaseModel):
@@ -266,6 +267,7 @@ class FinetuneJobCreate(BaseModel):
     config: FinetuneConfig = Field(..., description="a fine-tune config; dataset.path, experiment_path and "
                                                     "pretrained are filled in by the server")
     device: DeviceChoice = TrainJobCreate.model_fields["device"]
+    gpus: int = TrainJobCreate.model_fields["gpus"]
 
 
 class StudyJobCreate(FinetuneJobCreate):

@@ -1,12 +1,13 @@
 """The engine child's side of fine-tune and study jobs (``worker.runner`` calls these).
 
-A fine-tune job trains (``ddpm.finetune.trainer.run_finetune``, resuming from the run's newest
-checkpoint), then evaluates the model and writes the label maps of the evaluation cases: the
-evaluation dataset when the job names one, else the held-out split the run validated on (cases
-it never trained on). A study job runs ``ddpm.finetune.study.run_study`` in the job's run dir;
-without an evaluation dataset it first sets a held-out share of the labelled dataset aside for
-evaluation (``dataset.val_fraction``, drawn with ``seed``), so no run is scored on cases it saw.
-Both are idempotent, so a resumed or recovered job simply runs them again.
+A fine-tune job trains (``ddpm.finetune.trainer.run_finetune`` through ``worker.rank_loop``, as
+one process or as the job's ``gpus`` ranks, resuming from the run's newest checkpoint), then
+evaluates the model and writes the label maps of the evaluation cases: the evaluation dataset
+when the job names one, else the held-out split the run validated on (cases it never trained on).
+A study job runs ``ddpm.finetune.study.run_study`` in the job's run dir (one process); without an
+evaluation dataset it first sets a held-out share of the labelled dataset aside for evaluation
+(``dataset.val_fraction``, drawn with ``seed``), so no run is scored on cases it saw. Both are
+idempotent, so a resumed or recovered job simply runs them again.
 """
 from __future__ import annotations
 
@@ -124,11 +125,10 @@ def _export(spec: FinetuneRunSpec) -> None:
     export_run(spec.paths.run_dir, spec.paths.export_path, use_ema=spec.params.config.model.use_ema)
 
 
-def run_finetune_job(spec: FinetuneRunSpec, cb: Any) -> dict[str, Any]:
-    from ddpm.finetune.trainer import run_finetune
-
+def finish_finetune_job(spec: FinetuneRunSpec, result: Any, cb: Any) -> dict[str, Any]:
+    """After the fine-tune loop (``worker.rank_loop.run_loop``, resumed from the run's newest
+    checkpoint, in one process or several): export, evaluate and predict, in this process."""
     cfg = spec.params.config
-    result = run_finetune(cfg, spec.paths.run_dir, FinetuneCallbacks(cb), resume=True)
     if result.status == "stopped":
         return {"stopped": True, "step": result.step}
     _export(spec)

@@ -1,4 +1,4 @@
-"""A train job of several processes, run from the worker's job child with torchrun.
+"""A train or fine-tune job of several processes, run from the worker's job child with torchrun.
 
 The job child is itself a process the supervisor spawned; it starts torchrun's agent as a
 SUBPROCESS in its own session (``worker.rank_main agent``: torch's elastic agent, what torchrun runs), relays rank 0's reports to the
@@ -23,9 +23,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
-from backend.run_spec import TrainRunSpec
+from backend.run_spec import FinetuneRunSpec, TrainRunSpec
 from worker.rank_files import AGENT_ERROR_FILE, PEER_LOST_PREFIX, SPEC_FILE, error_file
 from worker.rank_relay import STOP, RelayListener
 
@@ -83,9 +83,10 @@ def failure_reason(job_dir: Path, nproc: int, agent_code: Optional[int]) -> str:
     return f"the {nproc} training processes ended with exit code {agent_code}; see the job log"
 
 
-def run_rank_group(spec: TrainRunSpec, cb: Any, stop_event: Any) -> GroupResult:
-    """Train ``spec`` as ``spec.nproc`` processes; rank 0's reports reach ``cb`` (the child's
-    PipeCallbacks). Raises RankGroupError when the job failed."""
+def run_rank_group(spec: Union[TrainRunSpec, FinetuneRunSpec], cb: Any) -> GroupResult:
+    """Run ``spec``'s loop (``worker.rank_loop.train_here``) as ``spec.nproc`` processes; rank 0's
+    reports reach ``cb`` (the child's PipeCallbacks), and its ``should_stop`` is passed on to rank 0.
+    Raises RankGroupError when the job failed."""
     with tempfile.TemporaryDirectory(prefix=f"ddpm-job{spec.job_id}-ranks-") as tmp:
         job_dir = Path(tmp)
         (job_dir / SPEC_FILE).write_bytes(pickle.dumps(spec))
@@ -95,13 +96,13 @@ def run_rank_group(spec: TrainRunSpec, cb: Any, stop_event: Any) -> GroupResult:
                                  stdin=subprocess.DEVNULL)
         log.info("job %s: torchrun agent pid %s runs %s processes", spec.job_id, agent.pid, spec.nproc)
         try:
-            return _supervise(spec, cb, stop_event, relay, agent, job_dir)
+            return _supervise(spec, cb, relay, agent, job_dir)
         finally:
             relay.close()
             _kill_session(agent)
 
 
-def _supervise(spec: TrainRunSpec, cb: Any, stop_event: Any, relay: RelayListener,
+def _supervise(spec: Union[TrainRunSpec, FinetuneRunSpec], cb: Any, relay: RelayListener,
                agent: subprocess.Popen, job_dir: Path) -> GroupResult:
     conn = None
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
@@ -134,7 +135,7 @@ def _supervise(spec: TrainRunSpec, cb: Any, stop_event: Any, relay: RelayListene
 
     while True:
         drain(POLL_S)
-        if stop_event.is_set() and not stop_sent and hung_up_at is None:
+        if not stop_sent and hung_up_at is None and cb.should_stop():
             try:
                 conn.send((STOP, {}))
             except OSError:

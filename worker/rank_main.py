@@ -6,8 +6,9 @@
 child, the agent and every rank with it: no orphan keeps training (and writing checkpoints) while
 another worker resumes the job.
 
-A rank loads the run spec the child wrote (``spec.pkl``), trains with the engine (which joins the
-group from torchrun's environment and reports from rank 0 only), and ends with:
+A rank loads the run spec the child wrote (``spec.pkl``), runs the job's loop
+(``worker.rank_loop.train_here``: training or fine-tuning; the engine joins the group from
+torchrun's environment and reports from rank 0 only), and ends with:
 - rank 0: ``("done", {"status", "step"})`` on the relay (``worker.rank_relay``), exit 0;
 - a failure: its one-line reason in ``rank<r>.error`` of the job dir (marked ``peer lost`` when a
   collective failed because another rank died first), exit 1.
@@ -81,8 +82,8 @@ def _run_rank(job_dir: Path) -> int:
                         format=f"%(asctime)s %(levelname)s rank{rank} %(name)s: %(message)s")
     try:
         spec = pickle.loads((job_dir / SPEC_FILE).read_bytes())
-        from ddpm.train import run_training
         from ddpm.train.callbacks import TrainCallbacks
+        from worker.rank_loop import train_here
 
         conn = None
         if rank == 0:
@@ -93,7 +94,7 @@ def _run_rank(job_dir: Path) -> int:
             callbacks = _make_callbacks(conn, RelayStop(conn))
         else:
             callbacks = TrainCallbacks()  # the engine reduces a non-zero rank's callbacks to should_stop
-        result = run_training(spec.config, spec.paths.run_dir, callbacks, resume=True)
+        result = train_here(spec, callbacks)
         if conn is not None:
             callbacks.flush_progress()
             callbacks.send("done", {"status": result.status, "step": int(result.step)})

@@ -197,17 +197,9 @@ def _export(spec: TrainRunSpec) -> str:
 
 
 def _run_train(spec: TrainRunSpec, cb: PipeCallbacks) -> dict:
-    if spec.nproc > 1:  # torchrun's processes, rank 0 reporting through this child (worker.rank_group)
-        from worker.rank_group import RankGroupError, run_rank_group
+    from worker.rank_loop import run_loop  # here, or torchrun's processes with rank 0 reporting
 
-        try:
-            result: Any = run_rank_group(spec, cb, cb._stop)
-        except RankGroupError as exc:
-            raise RuntimeError(str(exc)) from None  # the one line is the job's error as it stands
-    else:
-        from ddpm.train import run_training
-
-        result = run_training(spec.config, spec.paths.run_dir, cb, resume=True)
+    result = run_loop(spec, cb)
     if result.status == "stopped":
         out = {"stopped": True, "step": result.step}
         try:  # a cancelled run's weights are downloadable too; never fail the cancel over it
@@ -239,9 +231,10 @@ def _run_sample(spec: SampleRunSpec, cb: PipeCallbacks) -> dict:
 
 
 def _run_finetune(spec: FinetuneRunSpec, cb: PipeCallbacks) -> dict:
-    from worker.finetune_run import run_finetune_job
+    from worker.finetune_run import finish_finetune_job
+    from worker.rank_loop import run_loop  # the loop as a train job's: here, or spec.nproc ranks
 
-    return run_finetune_job(spec, cb)
+    return finish_finetune_job(spec, run_loop(spec, cb), cb)
 
 
 def _run_study(spec: StudyRunSpec, cb: PipeCallbacks) -> dict:

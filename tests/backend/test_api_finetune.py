@@ -163,3 +163,48 @@ def test_a_source_whose_config_no_longer_validates_is_named(client, app, make_da
     msg = _detail(post(client, kind="finetune", source_job_id=finished_train_job, dataset_id=ds,
                        config=FT_CFG))["source_job_id"]
     assert "not valid under the current schema" in msg and "model.retired_key" in msg
+
+
+def test_a_finetune_job_asks_for_gpus_as_a_train_job_does_and_a_study_takes_one(client, app, redis_conn,
+                                                                                  make_dataset, finished_train_job):
+    from test_api_gpus import SPLIT_RULE, beat
+    from test_api_jobs import queued_tasks
+
+    from backend.worker_registry import remove_worker
+
+    ds = make_dataset(labelled_files(), name="labelled")
+    redis_conn.delete("cpu")  # the source train job's task
+
+    def finetune(batch: int, gpus: int, kind: str = "finetune", **extra):
+        cfg = {**FT_CFG, "dataset": {"batch_size": batch}}
+        return post(client, kind=kind, source_job_id=finished_train_job, dataset_id=ds, config=cfg, gpus=gpus,
+                    **extra)
+
+    assert "gpus 2 but no live worker serves queue cpu" in _detail(finetune(2, 2))["gpus"]  # nobody holds 2
+    beat(app, "cpu-pair", ["cpu"], "cpu", 2)
+    assert _detail(finetune(2, 3)) == {"gpus": "gpus 3 but the largest live worker on queue cpu has 2"}
+    assert _detail(finetune(3, 2)) == {"config.dataset.batch_size":
+                                       f"3 cannot be split evenly across 2 processes; {SPLIT_RULE}"}
+    assert queued_tasks(redis_conn, "cpu") == []
+    r = finetune(2, 2)
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["gpus"] == 2 and client.get(f"/api/jobs/{job['id']}").json()["gpus"] == 2
+    assert len(queued_tasks(redis_conn, "cpu")) == 1
+    # a study's runs go one after another in one process: refused with the reason, not queued
+    study = _detail(finetune(2, 2, kind="study", labels=[1], seeds=1))
+    assert study == {"gpus": "gpus 2 but a study runs as one process; leave gpus at 1 "
+                             "(a fine-tune job can run as several)"}
+    assert finetune(2, 1, kind="study", labels=[1], seeds=1).status_code == 201
+
+    # resume holds the job to the same check: the worker that held 2 went away
+    assert client.post(f"/api/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
+    redis_conn.delete("cpu")
+    with app.state.session_factory() as s:
+        remove_worker(s, "cpu-pair")
+    r = client.post(f"/api/jobs/{job['id']}/resume")
+    assert _detail(r) == {"gpus": "gpus 2 but no live worker serves queue cpu; start a worker that holds 2 "
+                                  "(its GPUs, or WORKER_NPROC=2 on a CPU worker)"}
+    assert client.get(f"/api/jobs/{job['id']}").json()["status"] == "cancelled"
+    beat(app, "cpu-pair", ["cpu"], "cpu", 2)
+    assert client.post(f"/api/jobs/{job['id']}/resume").status_code == 202

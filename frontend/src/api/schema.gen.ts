@@ -1191,6 +1191,12 @@ export interface components {
              */
             eval_dataset_id?: number | null;
             /**
+             * Gpus
+             * @description processes the job runs as, one per GPU (on a CPU worker: CPU processes, gloo); dataset.batch_size stays the global batch, split across them. Train and fine-tune jobs; a study runs its fine-tune runs one after another as one process, so it takes 1 only
+             * @default 1
+             */
+            gpus?: number;
+            /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
@@ -1969,6 +1975,12 @@ export interface components {
              */
             eval_dataset_id?: number | null;
             /**
+             * Gpus
+             * @description processes the job runs as, one per GPU (on a CPU worker: CPU processes, gloo); dataset.batch_size stays the global batch, split across them. Train and fine-tune jobs; a study runs its fine-tune runs one after another as one process, so it takes 1 only
+             * @default 1
+             */
+            gpus?: number;
+            /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
@@ -2175,7 +2187,7 @@ export interface components {
             device?: components["schemas"]["DeviceChoice"];
             /**
              * Gpus
-             * @description processes the job runs as, one per GPU (on a CPU worker: CPU processes, gloo); dataset.batch_size stays the global batch, split across them
+             * @description processes the job runs as, one per GPU (on a CPU worker: CPU processes, gloo); dataset.batch_size stays the global batch, split across them. Train and fine-tune jobs; a study runs its fine-tune runs one after another as one process, so it takes 1 only
              * @default 1
              */
             gpus?: number;
