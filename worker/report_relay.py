@@ -46,8 +46,9 @@ class ReportRelay:
             where = payload.get("resumed_from")
             append_log(self.log_path, f"[worker] {'resuming from ' + where if where else 'starting'} "
                                       f"at step {self.step} of {self.total}")
-            if where:
-                self.store.discard_after(self.job_id, self.step)
+            # rows past the start step were written by an attempt that died before its next
+            # checkpoint, or before its first (a start at step 0 after a kill keeps none)
+            self.store.discard_after(self.job_id, self.step)
             self._pending = {"step": self.step, "total": self.total}
             self._flush()
         elif kind == "phase":

@@ -164,8 +164,10 @@ class Trainer:
         if latest is not None:
             rng = self._load(latest.path)
             resumed_from = latest.path
-            if self.dist.is_main:
-                self.metrics_log.truncate_after(self.step, atomic_write_text)
+        if self.dist.is_main:
+            # records past the start step come from a run that died before its next checkpoint,
+            # or before its first one (this start is then at step 0 and keeps none)
+            self.metrics_log.truncate_after(self.step, atomic_write_text)
         self.start_info = {"at": now_iso(), "step": self.step, "device": str(self.device),
                            "precision": self.precision.precision, "precision_reason": self.precision.reason,
                            "world_size": self.dist.world_size}
