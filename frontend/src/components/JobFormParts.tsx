@@ -1,7 +1,7 @@
 // The parts both New-job forms (training, fine-tune/study) share: the dataset and device choices,
-// an error beside a job field, the list of errors no field holds, and the Start bar.
-import type { DatasetOut } from "../api/schema.gen";
-import { DEVICE_CHOICES } from "../lib/devices";
+// the GPUs field, an error beside a job field, the list of errors no field holds, and the Start bar.
+import type { DatasetOut, WorkerCapacity } from "../api/schema.gen";
+import { capacityText, DEVICE_CHOICES, largestWorker } from "../lib/devices";
 import type { FieldError } from "../lib/errors";
 import type { Device } from "../lib/job";
 import type { JobSubmit } from "../lib/useJobSubmit";
@@ -61,6 +61,39 @@ export function DeviceSelect(props: { value: Device; onChange: (d: Device) => vo
         ))}
       </select>
     </label>
+  );
+}
+
+/** The job's process count (a job field, not a config key): at most the largest live worker,
+ *  whose capacities the hint lists; `messages` are the server's 422 for `gpus`. */
+export function GpusField(props: {
+  value: number;
+  onChange: (gpus: number) => void;
+  workers: (Pick<WorkerCapacity, "device" | "gpus"> & { name: string })[];
+  messages: string[] | undefined;
+}) {
+  const { workers, messages } = props;
+  return (
+    <>
+      <label className="inline" title="Processes the job runs as, one per GPU (on a CPU worker: CPU processes). dataset.batch_size stays the global batch, split across them.">
+        GPUs
+        <input
+          type="number"
+          aria-label="GPUs"
+          min={1}
+          max={Math.max(1, largestWorker(workers))}
+          step={1}
+          value={props.value}
+          aria-describedby="gpus-hint"
+          aria-invalid={!!messages}
+          onChange={(e) => props.onChange(Math.max(1, Math.floor(Number(e.target.value) || 1)))}
+        />
+      </label>
+      <span id="gpus-hint" className="muted small" data-testid="worker-capacity">
+        {workers.length ? `largest worker: ${largestWorker(workers)} (${workers.map((w) => `${w.name}: ${capacityText(w)}`).join(", ")})` : ""}
+      </span>
+      <FieldErrorNote messages={messages} />
+    </>
   );
 }
 

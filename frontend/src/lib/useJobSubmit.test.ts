@@ -56,21 +56,23 @@ describe("a 422 of Start lands at its field", () => {
     expect(e.refused).toBe(true);
   });
 
-  it("on the fine-tune form: its own job fields (budgets, seeds, source) and its config keys", async () => {
+  it("on the fine-tune form: its own job fields (budgets, seeds, source, gpus) and its config keys", async () => {
     const e = await landing("finetune", FINETUNE_JOB_FIELDS, [
       { loc: "labels", msg: "budgets must be positive" },
       { loc: "seeds", msg: "at least 1" },
       { loc: "source_job_id", msg: "job 3 is not a finished train job" },
+      { loc: "gpus", msg: "gpus 3 but the largest live worker on queue cpu has 2" },
       { loc: "config.task.num_classes", msg: "at least 2" },
-      { loc: "gpus", msg: "not a field of this form" },
+      { loc: "priority", msg: "not a field of this form" },
     ]);
     expect(e.byField).toEqual({
       labels: ["budgets must be positive"],
       seeds: ["at least 1"],
       source_job_id: ["job 3 is not a finished train job"],
+      gpus: ["gpus 3 but the largest live worker on queue cpu has 2"],
       "task.num_classes": ["at least 2"],
     });
-    expect(e.global).toEqual([{ path: "gpus", message: "not a field of this form" }]);
+    expect(e.global).toEqual([{ path: "priority", message: "not a field of this form" }]);
   });
 
   it("a refusal that is a sentence stays global", async () => {

@@ -10,7 +10,7 @@ import { navigate } from "./router";
 // The job's own fields each form shows beside the config, so that a 422 on one lands at its
 // input; typed against the generated request models, so a renamed field fails to compile here.
 export const TRAIN_JOB_FIELDS = ["device", "dataset_id", "gpus"] satisfies (keyof TrainJobRequest)[];
-export const FINETUNE_JOB_FIELDS = ["device", "dataset_id", "eval_dataset_id", "source_job_id", "labels", "seeds"] satisfies (
+export const FINETUNE_JOB_FIELDS = ["device", "dataset_id", "eval_dataset_id", "source_job_id", "gpus", "labels", "seeds"] satisfies (
   | keyof FinetuneJobRequest
   | keyof StudyJobRequest
 )[];

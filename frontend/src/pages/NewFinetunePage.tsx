@@ -1,11 +1,12 @@
 // New fine-tune (or label-efficiency study) job: a finished train job's weights or scratch, a
-// labelled dataset, where to evaluate, and every field of the fine-tune config schema the server
-// serves (the New-job form machinery, kind "finetune"), checked live by the server. From a
-// train job the form starts from that job's fine-tune config (its U-Net and input keys).
+// labelled dataset, where to evaluate, the GPUs of a fine-tune job (a study runs as one process),
+// and every field of the fine-tune config schema the server serves (the New-job form machinery,
+// kind "finetune"), checked live by the server. From a train job the form starts from that job's
+// fine-tune config (its U-Net and input keys).
 import { useEffect, useMemo, useState, type FormEvent } from "react";
 import { api } from "../api/endpoints";
 import { ConfigForm } from "../components/ConfigForm";
-import { DatasetSelect, DeviceSelect, ErrorList, FieldErrorNote, StartBar } from "../components/JobFormParts";
+import { DatasetSelect, DeviceSelect, ErrorList, FieldErrorNote, GpusField, StartBar } from "../components/JobFormParts";
 import { ErrorBox } from "../components/Notice";
 import { errorPaths, groupFields, withDefaults, writeField, type Config } from "../lib/configForm";
 import { useLoad } from "../lib/hooks";
@@ -31,6 +32,7 @@ export function NewFinetunePage() {
   const { query } = useLocation();
   const jobs = useLoad(() => api.jobs(), []);
   const datasets = useLoad(() => api.datasets(), []);
+  const workers = useLoad(() => api.workers().catch(() => []), []);
   const schema = useLoad(() => api.configSchema(), []);
   const [source, setSource] = useState<string>(query.get("source") ?? "");
   const [datasetId, setDatasetId] = useState("");
@@ -39,6 +41,7 @@ export function NewFinetunePage() {
   const [budgets, setBudgets] = useState("1, 2, 4, 8");
   const [seeds, setSeeds] = useState(3);
   const [device, setDevice] = useState<Device>("auto");
+  const [gpus, setGpus] = useState(1); // a fine-tune job's processes; a study runs as one
   const [config, setConfig] = useState<Config | null>(null);
 
   const trainJobs = (jobs.data ?? []).filter((j) => j.kind === "train" && j.status === "succeeded");
@@ -95,7 +98,7 @@ export function NewFinetunePage() {
     await submit.start(() =>
       study
         ? api.createStudyJob({ ...common, source_job_id: Number(source), labels: parseBudgets(budgets), seeds })
-        : api.createFinetuneJob({ ...common, source_job_id: source ? Number(source) : null }),
+        : api.createFinetuneJob({ ...common, source_job_id: source ? Number(source) : null, gpus }),
     );
   };
 
@@ -137,6 +140,7 @@ export function NewFinetunePage() {
         {jobError("eval_dataset_id")}
         <DeviceSelect value={device} onChange={setDevice} />
         {jobError("device")}
+        {!study && <GpusField value={gpus} onChange={setGpus} workers={workers.data ?? []} messages={errors.byField.gpus} />}
       </section>
       <section className="card row wrap" aria-label="Study">
         <label className="inline">

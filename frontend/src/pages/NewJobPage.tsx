@@ -5,11 +5,11 @@ import { useEffect, useMemo, useState, type FormEvent } from "react";
 import { api } from "../api/endpoints";
 import type { Preset } from "../api/schema.gen";
 import { ConfigForm } from "../components/ConfigForm";
-import { DatasetSelect, DeviceSelect, ErrorList, FieldErrorNote, StartBar } from "../components/JobFormParts";
+import { DatasetSelect, DeviceSelect, ErrorList, FieldErrorNote, GpusField, StartBar } from "../components/JobFormParts";
 import { ErrorBox } from "../components/Notice";
 import { errorPaths, groupFields, withDefaults, withoutUnavailable, writeField, type Config } from "../lib/configForm";
 import { useConfigCheck } from "../lib/useConfigCheck";
-import { capacityText, largestWorker, liveDevices, liveHardware } from "../lib/devices";
+import { liveDevices, liveHardware } from "../lib/devices";
 import { formatBytes, formatCount } from "../lib/format";
 import { useLoad } from "../lib/hooks";
 import { deepClone } from "../lib/objpath";
@@ -114,24 +114,7 @@ export function NewJobPage() {
         <span id="device-hint" className="muted small">
           {devices.length ? `live workers: ${devices.join(", ")}` : "no live worker: the job waits in the queue"}
         </span>
-        <label className="inline" title="Processes the job runs as, one per GPU (on a CPU worker: CPU processes). dataset.batch_size stays the global batch, split across them.">
-          GPUs
-          <input
-            type="number"
-            aria-label="GPUs"
-            min={1}
-            max={Math.max(1, largestWorker(workers.data ?? []))}
-            step={1}
-            value={gpus}
-            aria-describedby="gpus-hint"
-            aria-invalid={!!byField.gpus}
-            onChange={(e) => setGpus(Math.max(1, Math.floor(Number(e.target.value) || 1)))}
-          />
-        </label>
-        <span id="gpus-hint" className="muted small" data-testid="worker-capacity">
-          {(workers.data ?? []).length ? `largest worker: ${largestWorker(workers.data ?? [])} (${(workers.data ?? []).map((w) => `${w.name}: ${capacityText(w)}`).join(", ")})` : ""}
-        </span>
-        <FieldErrorNote messages={byField.gpus} />
+        <GpusField value={gpus} onChange={setGpus} workers={workers.data ?? []} messages={byField.gpus} />
         <FieldErrorNote messages={byField.device} />
         <FieldErrorNote messages={byField.dataset_id} />
       </section>
