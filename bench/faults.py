@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "tests" / "faults"))  # the scenarios the tests ru
 from fault_stack import FaultStack  # noqa: E402
 from kill_instants import FIRST_SECONDS, run_kill_instants, spread_instants  # noqa: E402
 from redis_kill import run_redis_kill  # noqa: E402
-from report import ScenarioReport, markdown_table  # noqa: E402
+from fault_report import ScenarioReport, markdown_table  # noqa: E402
 from storm import StormPlan, run_kill_storm  # noqa: E402
 
 SCENARIOS = ("storm", "redis", "instants")

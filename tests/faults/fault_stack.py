@@ -29,8 +29,6 @@ import worker_helpers as helpers  # noqa: E402
 from worker_servers import ApiServer, WorkerProcess, base_env  # noqa: E402  (also puts tests/backend on the path)
 from servers import free_port, redis_server_binary, stop_process, wait_for_port  # noqa: E402
 
-from backend.jobs import TERMINAL  # noqa: E402
-
 
 class RedisProcess:
     """A private redis-server on a fixed port, no persistence (as `make run`'s): ``kill`` is a
@@ -319,5 +317,5 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, every: float 
         time.sleep(every)
 
 
-__all__ = ["Attempt", "FaultStack", "JobWatch", "Kill", "RedisProcess", "TERMINAL", "Worker",
+__all__ = ["Attempt", "FaultStack", "JobWatch", "Kill", "RedisProcess", "Worker",
            "helpers", "parse_time", "wait_for"]

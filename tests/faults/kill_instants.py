@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from fault_stack import FaultStack, JobWatch, helpers, wait_for
-from report import ScenarioReport
-import run_files
+from fault_report import ScenarioReport
+import fault_run_files as run_files
 
 STALL_HOOK = "WORKER_TEST_STALL_IN_PHASE"  # worker/runner.py: the child sleeps when the phase begins
 

@@ -9,8 +9,8 @@ import time
 from typing import Callable
 
 from fault_stack import FaultStack, JobWatch, helpers, wait_for
-from report import ScenarioReport
-import run_files
+from fault_report import ScenarioReport
+import fault_run_files as run_files
 
 
 def _health(stack: FaultStack) -> dict:

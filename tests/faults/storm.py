@@ -18,11 +18,11 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 from fault_stack import Attempt, FaultStack, JobWatch, Kill, helpers
-from report import ScenarioReport
-import run_files
+from fault_report import ScenarioReport
+import fault_run_files as run_files
 
 
 @dataclass(frozen=True)
