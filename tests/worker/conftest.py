@@ -1,11 +1,12 @@
 """Fixtures: one Redis, one API (`python -m backend`) and one DATA_DIR + SQLite file for the
-worker tests; each test starts the real `python -m worker` processes it needs."""
+worker tests; each test starts the real `python -m worker` processes it needs, or asks for
+``worker``: one plain worker shared by consecutive tests that need nothing else."""
 from __future__ import annotations
 
 import contextlib
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import pytest
 
@@ -13,6 +14,8 @@ sys.path.insert(0, str(Path(__file__).parent))  # worker_*.py, without making te
 
 import worker_helpers as helpers  # noqa: E402
 from worker_servers import ApiServer, WorkerProcess, base_env, redis_server  # noqa: E402
+
+from backend.jobs import TERMINAL  # noqa: E402
 
 
 class Stack:
@@ -27,13 +30,54 @@ class Stack:
         self.base_url = self.api.base_url
 
 
+class SharedWorker:
+    """The worker behind the ``worker`` fixture. Starting a worker, and the spare job child that
+    imports torch for its first job, costs seconds; consecutive tests that only need "a worker"
+    share this one and find its spare child warm. It is stopped before every test that does not
+    ask for it, so a test that starts its own workers never has this one take its jobs."""
+
+    current: Optional[WorkerProcess] = None
+
+    @classmethod
+    def get(cls, stack: Stack) -> WorkerProcess:
+        if cls.current is None or cls.current.proc.poll() is not None:
+            cls.stop()
+            cls.current = WorkerProcess("shared", stack.env, stack.root)
+            cls.current.wait_live(stack.client)
+        return cls.current
+
+    @classmethod
+    def stop(cls) -> None:
+        if cls.current is not None:
+            cls.current.stop()
+            cls.current = None
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with contextlib.ExitStack() as es:
         url = es.enter_context(redis_server())
         s = Stack(tmp_path_factory.mktemp("worker-stack"), url)
         es.callback(s.api.stop)
+        es.callback(SharedWorker.stop)  # first: it needs the API and Redis to stop cleanly
         yield s
+
+
+@pytest.fixture(autouse=True)
+def _shared_worker_only_where_asked(request: pytest.FixtureRequest) -> None:
+    if "worker" not in request.fixturenames:
+        SharedWorker.stop()
+
+
+@pytest.fixture
+def worker(stack: Stack) -> Iterator[WorkerProcess]:
+    """A live plain worker (the stack's settings), shared with the neighbouring tests that ask
+    for it; kept for the next one only if this test left no job queued or running on it."""
+    w = SharedWorker.get(stack)
+    yield w
+    busy = [j["id"] for j in stack.client.get("/api/jobs").json() if j["status"] not in TERMINAL]
+    if busy:
+        SharedWorker.stop()  # as a worker of its own would be: its job goes back to the queue
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ from worker_helpers import (CONFIG_2D, config, create_train_job, get_job, job_lo
 LONG_2D = config(CONFIG_2D, iterations=600, freq_metrics=300, freq_checkpoint=1000, metric_samples=0)
 
 
-def test_cancel_stops_with_a_checkpoint_and_resume_continues_from_it(stack, start_worker, dataset_2d):
+def test_cancel_stops_with_a_checkpoint_and_resume_continues_from_it(stack, worker, dataset_2d):
     client = stack.client
-    start_worker("a")
     job = create_train_job(client, dataset_2d, LONG_2D)
     wait_job(client, job["id"], until=lambda j: j["progress"]["step"] >= 10, what="step 10")
 
@@ -44,12 +43,12 @@ def test_cancel_stops_with_a_checkpoint_and_resume_continues_from_it(stack, star
     assert steps == [300, 600]
 
 
-def test_a_failing_job_fails_with_one_line_and_the_worker_goes_on(stack, start_worker, dataset_2d):
+def test_a_failing_job_fails_with_one_line_and_the_worker_goes_on(stack, worker, dataset_2d):
     client = stack.client
     broken = upload_dataset(client, "to-break", [(f"img{i}.png", png_bytes(i)) for i in range(4)])
     # the file became unreadable after upload (disk trouble, someone edited DATA_DIR)
     (stack.data_dir / "datasets" / str(broken) / "files" / "img1.png").write_bytes(b"not a png any more")
-    w = start_worker("a")
+    w = worker
     bad = create_train_job(client, broken, config(CONFIG_2D, iterations=10))
     good = create_train_job(client, dataset_2d, config(CONFIG_2D, iterations=10, freq_metrics=10))
 

@@ -61,9 +61,8 @@ FT = {"gpu": -1, "seed": 1, "task": {"num_classes": 3},
       "dataset": {"batch_size": 2, "val_fraction": 0.2}}
 
 
-def test_finetune_end_to_end_with_cancel_resume_evaluation_and_predictions(stack, start_worker, pretrained):
+def test_finetune_end_to_end_with_cancel_resume_evaluation_and_predictions(stack, worker, pretrained):
     client = stack.client
-    start_worker("a")
     assert wait_job(client, pretrained["id"], timeout=180)["status"] == "succeeded"
     labelled = _labelled(client, "phantoms", range(5))
     long = {**FT, "model": {**FT["model"], "iterations": 400, "freq_metrics": 200, "freq_checkpoint": 5}}
@@ -112,9 +111,8 @@ def test_finetune_end_to_end_with_cancel_resume_evaluation_and_predictions(stack
     assert _safetensors_metadata(weights.content)["layout"] == "segmenter"
 
 
-def test_study_end_to_end_on_an_eval_dataset(stack, start_worker, pretrained):
+def test_study_end_to_end_on_an_eval_dataset(stack, worker, pretrained):
     client = stack.client
-    start_worker("b")
     assert wait_job(client, pretrained["id"], timeout=180)["status"] == "succeeded"
     train, held = _labelled(client, "study-train", range(5)), _labelled(client, "study-eval", range(10, 12))
     cfg = {**FT, "model": {**FT["model"], "iterations": 2, "freq_metrics": 2, "freq_checkpoint": 2}}
@@ -136,9 +134,8 @@ def test_study_end_to_end_on_an_eval_dataset(stack, start_worker, pretrained):
     assert get_job(client, job["id"])["labels"] == [1, 2]
 
 
-def test_study_without_eval_dataset_holds_out_cases_first(stack, start_worker, pretrained):
+def test_study_without_eval_dataset_holds_out_cases_first(stack, worker, pretrained):
     client = stack.client
-    start_worker("c")
     assert wait_job(client, pretrained["id"], timeout=180)["status"] == "succeeded"
     labelled = _labelled(client, "study-one-set", range(20, 25))
     cfg = {**FT, "model": {**FT["model"], "iterations": 2, "freq_metrics": 2, "freq_checkpoint": 2}}
@@ -188,9 +185,8 @@ def _png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def test_2d_finetune_from_scratch_predicts_png_masks_on_the_image_grid(stack, start_worker):
+def test_2d_finetune_from_scratch_predicts_png_masks_on_the_image_grid(stack, worker):
     client = stack.client
-    start_worker("f")
     files = []
     for i in range(5):  # 20x24 pixels: a bright box (class 1) on a dark ground
         label = np.zeros((20, 24), np.uint8)

@@ -23,9 +23,9 @@ def _safetensors_metadata(data: bytes) -> dict:
     return json.loads(data[8:8 + n]).get("__metadata__", {})
 
 
-def test_train_2d_end_to_end_with_live_events(stack, start_worker, dataset_2d):
+def test_train_2d_end_to_end_with_live_events(stack, worker, dataset_2d):
     client = stack.client
-    w = start_worker("a")
+    w = worker
     job = create_train_job(client, dataset_2d, config(CONFIG_2D, iterations=60, freq_metrics=20, freq_checkpoint=20))
     events = EventListener(stack.base_url, job["id"])
     wait_status(client, job["id"], "running")
@@ -78,9 +78,8 @@ def test_train_2d_end_to_end_with_live_events(stack, start_worker, dataset_2d):
     assert f"claimed train job {job['id']}" in job_log(client, job["id"])
 
 
-def test_train_3d_then_sample_job_writes_nifti_with_spacing(stack, start_worker, dataset_3d):
+def test_train_3d_then_sample_job_writes_nifti_with_spacing(stack, worker, dataset_3d):
     client = stack.client
-    start_worker("a")
     job = create_train_job(client, dataset_3d, config(CONFIG_3D))
     final = wait_job(client, job["id"])
     assert final["status"] == "succeeded", final["error"]

@@ -19,9 +19,8 @@ def _replayed(stack, job_id: int) -> list[tuple[str, dict]]:
     return [(k, d) for k, d, _ in events.events]
 
 
-def test_phases_live_loss_and_run_facts_reach_the_job_page(stack, start_worker, dataset_2d):
+def test_phases_live_loss_and_run_facts_reach_the_job_page(stack, worker, dataset_2d):
     client = stack.client
-    start_worker("a")
     job = create_train_job(client, dataset_2d, config(CONFIG_2D, iterations=40, freq_metrics=20, freq_checkpoint=20))
     final = wait_job(client, job["id"])
     assert final["status"] == "succeeded", final["error"]
