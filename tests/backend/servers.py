@@ -118,6 +118,20 @@ def _pg_bin(name: str) -> str:
     raise RuntimeError(f"no PostgreSQL {name} binary (apt-get install postgresql)")
 
 
+def fresh_database(cluster_url: str, name: str) -> str:
+    """An empty database ``name`` (dropped first if there) on the cluster; returns its URL."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(cluster_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return f"{cluster_url.rsplit('/', 1)[0]}/{name}"
+
+
 @contextlib.contextmanager
 def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL cluster (trust auth, loopback, random port); yields a SQLAlchemy URL."""

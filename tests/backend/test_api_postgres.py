@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import threading
-from typing import Iterator
 
 import pytest
 from upload_files import nifti_bytes
 from fastapi.testclient import TestClient
-from servers import postgres_server
+from servers import fresh_database
 from sqlalchemy import text
 
 from backend import jobs, reporting
@@ -20,9 +19,8 @@ from backend.settings import Settings
 
 
 @pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
+def pg_url(postgres_cluster: str) -> str:
+    return fresh_database(postgres_cluster, "api_on_postgres")
 
 
 @pytest.fixture

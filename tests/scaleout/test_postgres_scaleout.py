@@ -14,15 +14,15 @@ sys.path.insert(0, str(HERE.parent / "worker"))
 sys.path.insert(0, str(HERE.parent / "backend"))  # servers.py; this file also runs on its own
 
 import worker_helpers as helpers  # noqa: E402
-from servers import postgres_server  # noqa: E402
+from servers import fresh_database  # noqa: E402
 from worker_servers import ApiServer, WorkerProcess, base_env, redis_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def pg_stack(tmp_path_factory):
+def pg_stack(tmp_path_factory, postgres_cluster):
     root = tmp_path_factory.mktemp("scaleout")
     with contextlib.ExitStack() as es:
-        db_url = es.enter_context(postgres_server())
+        db_url = fresh_database(postgres_cluster, "scaleout")
         redis_url = es.enter_context(redis_server())
         env = base_env(root / "shared-data", redis_url, DATABASE_URL=db_url)
         api = ApiServer(env, root)
