@@ -15,7 +15,7 @@ from e2e_data import SPACING, nifti_folder
 from e2e_ui import (canvas_pixels, canvas_stats, path_tail, read_safetensors_header, shot,
                     wait_viewer_loaded, watch_job)
 
-ITERATIONS = 200  # long enough (several seconds) to watch the bar and chart move
+ITERATIONS = 100  # long enough (several seconds, four metric steps) to watch the bar and chart move
 FREQ_METRICS = 25
 
 
