@@ -115,9 +115,9 @@ def run_kill_instants(stack: FaultStack, instants: tuple[Instant, ...], iteratio
     finally:
         watch.stop()
         listener.join(1)
+        slot.stop()
     report.dead_running_s = [watch.still_running_after(k) or 0.0 for k in kills]
     _check_final(stack, job_id, final, len(instants), iterations, freq_metrics, report)
-    slot.stop()
     return report
 
 

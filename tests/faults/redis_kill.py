@@ -52,6 +52,7 @@ def run_redis_kill(stack: FaultStack, down_s: float = 3.0, iterations: int = 40,
         watch.stop()
         if not stack.redis.alive:
             stack.redis.start()  # the next scenario needs it
+        slot.stop()
     report.errors += watch.errors
     expected = list(range(freq, iterations + 1, freq))
     for job_id, final in finals.items():
@@ -63,8 +64,8 @@ def run_redis_kill(stack: FaultStack, down_s: float = 3.0, iterations: int = 40,
         if steps != expected:
             report.problems.append(f"job {job_id}: metrics.jsonl steps {steps}, expected {expected}")
     if finals[first]["attempts"] != 1:
-        report.problems.append(f"the first job needed {finals[first]['attempts']} attempts: the outage did not ride through")
-    slot.stop()
+        report.problems.append(f"the first job needed {finals[first]['attempts']} attempts: "
+                               "the outage did not ride through")
     return report
 
 

@@ -105,9 +105,9 @@ def run_kill_storm(stack: FaultStack, plan: StormPlan, say: Callable[[str], None
         time.sleep(0.3)  # the watcher's last look at the final rows
     finally:
         watch.stop()
+        stack.stop_workers()  # even when it failed: no worker of ours may take the next scenario's jobs
     report = ScenarioReport(name, jobs=plan.jobs, kills=len(records))
     check_storm(stack, plan, job_ids, finals, watch, records, report)
-    stack.stop_workers()
     return report
 
 
