@@ -35,7 +35,7 @@ def test_make_stop_ends_a_run_without_reporting_a_crash(tmp_path):
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1)
                 break
             except OSError:
-                time.sleep(0.5)
+                time.sleep(0.05)
         else:
             pytest.fail("the API of `make run` did not come up within 90 s")
         stop = subprocess.run(["bash", "scripts/stop.sh"], cwd=ROOT, env=env, text=True,

@@ -157,7 +157,9 @@ def test_resume_with_last_event_id_and_keepalive(live):
         with factory() as s:
             reporting.report_progress(s, jid, 4, 100)
         assert resumed.next()[1]["data"]["step"] == 4
-        time.sleep(1.2)
+        deadline = time.monotonic() + 3  # pings every 0.5 s: polled, not slept for
+        while not any("ping" in c for c in resumed.comments) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert any("ping" in c for c in resumed.comments), resumed.comments
     finally:
         resumed.close()
