@@ -144,7 +144,7 @@ def test_a_worker_too_small_for_a_job_hands_it_to_one_that_holds_it(stack, start
     deadline = time.monotonic() + 60
     while "handed back to the queue" not in small.output():
         assert time.monotonic() < deadline, small.output()[-2000:]
-        time.sleep(0.5)
+        time.sleep(0.05)
     assert get_job(client, job["id"])["status"] == "queued"
     client.post(f"/api/jobs/{busy['id']}/cancel")
     final = wait_job(client, job["id"], timeout=240)
