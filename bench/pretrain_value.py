@@ -13,8 +13,9 @@
 3. ``ddpm.finetune.study.run_study`` (what ``ddpm study`` runs) fine-tunes the pretrained U-Net
    and the same U-Net from scratch with each label budget and seed, the same steps for both,
    and evaluates every run on the held-out phantoms (mean Dice of the three classes).
-4. It prints the table (budget, scratch mean ± sd, pretrained mean ± sd, gain in Dice points)
-   and leaves study.json and study.png in the work folder.
+4. It prints the table (budget, scratch mean ± sd, pretrained mean ± sd, gain in Dice points),
+   the Dice of an image-blind prediction (the floor either arm must clear before its number says
+   anything) and leaves study.json and study.png in the work folder.
 
 Everything is kept in --work (default experiments/bench/pretrain_value, or .../quick): a rerun
 with the same flags reuses the phantoms, the pretrained run and every finished fine-tune run.
@@ -121,6 +122,22 @@ def write_set(folder: Path, kind: str, count: int, size: int) -> Path:
         if labelled:
             nib.save(nib.Nifti1Image(label, affine), str(folder / "labels" / name))
     return folder
+
+
+def image_blind_dice(labelled: Path, heldout: Path) -> float:
+    """Mean foreground Dice on the held-out phantoms of one fixed label map that ignores the
+    image: the voxelwise majority label of the labelled pool. The phantoms share a layout, so
+    position alone scores well above zero; a segmenter below this has not learned to look."""
+    from ddpm.finetune.losses import dice_per_class, mean_over
+
+    def labels(folder: Path) -> list[np.ndarray]:
+        return [np.asarray(nib.load(str(f)).dataobj).astype(np.int64)
+                for f in sorted((folder / "labels").glob("*.nii.gz"))]
+
+    k = len(CLASSES) + 1
+    votes = sum(np.stack([lab == c for c in range(k)]).astype(np.int64) for lab in labels(labelled))
+    blind = votes.argmax(axis=0)
+    return mean_over([dice_per_class(blind, lab, k) for lab in labels(heldout)], k)[0]
 
 
 def unet(args: argparse.Namespace) -> dict:
@@ -260,6 +277,8 @@ def main() -> int:
     t3 = time.perf_counter()
     print()
     print(format_study_table(result))
+    print(f"image-blind floor (the labelled pool's voxelwise majority label, same held-out phantoms): "
+          f"Dice {image_blind_dice(labelled, heldout):.3f}")
     print(f"{args.finetune_steps} fine-tune steps (batch {FINETUNE_BATCH}) per run, lr {args.lr}, freeze "
           f"{args.freeze}, U-Net dim {args.dim}; {len(result['runs'])} runs, each evaluated on {args.heldout} "
           f"held-out phantoms; mean Dice of {', '.join(CLASSES.values())}")
