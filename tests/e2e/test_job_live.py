@@ -49,6 +49,8 @@ def test_phase_live_loss_and_precision_on_the_job_page(page, stack):  # noqa: AN
     expect(page.get_by_test_id("job-precision")).to_contain_text("precision: ")
     page.wait_for_function(f"() => +document.querySelector('[data-testid=loss-chart]').dataset.points >= {len(curve)}",
                            timeout=30_000)
-    legend = page.locator(".chart .u-legend").inner_text()
-    assert "train loss" in legend and "held-out loss" in legend
+    # the live curve and the metric rows load separately: wait for both series, not for one read
+    legend = page.locator(".chart .u-legend")
+    expect(legend).to_contain_text("train loss")
+    expect(legend).to_contain_text("held-out loss", timeout=30_000)
     shot(page, "job-live-02-reloaded")
