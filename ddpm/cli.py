@@ -291,7 +291,20 @@ def entry() -> None:
     if argv[:1] and argv[0] in _TCMALLOC_COMMANDS:
         from ddpm.allocator import reexec_with_tcmalloc
         reexec_with_tcmalloc(argv)
-    sys.exit(main(argv))
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        sys.exit(main(argv))
+    # A rank of a launched job: once its work is done and said, it leaves without the
+    # interpreter's teardown, where torch.distributed's native threads can abort the process
+    # ("terminate called without an active exception", SIGABRT after a clean run) and a peer
+    # still finishing sees its connection reset.
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # e.g. EXIT_PEER_LOST from ddpm.launch.stopped_by_peer
+        code = exc.code if isinstance(exc.code, int) else 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
