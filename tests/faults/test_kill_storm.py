@@ -9,7 +9,8 @@ from storm import StormPlan, run_kill_storm
 # A kill waits for a victim that has trained a few steps in its attempt: in a compressed storm
 # the interval is shorter than a restarted worker's start, so otherwise every kill would land in
 # a job's first seconds (test_kill_instants.py covers those) and none mid-training.
-PLAN = StormPlan(workers=2, jobs=6, kills=8, kill_every_s=(2.0, 4.0), iterations=50,
+# 120 steps a job: on a quiet machine 50-step jobs all finished after 7 kills, leaving none to kill.
+PLAN = StormPlan(workers=2, jobs=6, kills=8, kill_every_s=(2.0, 4.0), iterations=120,
                  freq_checkpoint=10, freq_metrics=10, min_steps_to_kill=3, seed=16,
                  victim_wait_s=60, timeout_s=400)
 
