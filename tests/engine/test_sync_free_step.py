@@ -8,7 +8,7 @@ import copy
 
 import pytest
 import torch
-from train_helpers import tiny_cfg, write_images
+from train_helpers import NanTrainer, tiny_cfg, write_images
 
 from ddpm.train import NonFiniteLossError, Trainer
 from ddpm.train.step import optimizer_step
@@ -39,23 +39,6 @@ def no_host_reads():
             setattr(torch.Tensor, name, method)
         if torch.cuda.is_available():
             torch.cuda.set_sync_debug_mode("default")
-
-
-class NanAt(Trainer):
-    """The real model, whose loss is NaN at the chosen steps (1-based)."""
-
-    nan_steps: set = set()
-
-    def build_model(self, device):
-        model = super().build_model(device)
-        original = model.p_losses
-
-        def p_losses(*args, **kwargs):
-            loss = original(*args, **kwargs)
-            return loss * float("nan") if self.step + 1 in self.nan_steps else loss
-
-        model.p_losses = p_losses
-        return model
 
 
 def _trainer(tmp_path, cls=Trainer, optimizer="adamw", **model):
@@ -90,7 +73,7 @@ def _weights_moved(before, tr):
 
 
 def test_the_step_makes_no_host_read(tmp_path):
-    tr = _trainer(tmp_path, NanAt)
+    tr = _trainer(tmp_path, NanTrainer)
     tr.nan_steps = {2}
     loader = iter(tr.loader)  # the data comes from host-side loading: fetched before the guard
     batches = iter([next(loader) for _ in range(3 * 2)])
@@ -107,7 +90,7 @@ def test_the_step_makes_no_host_read(tmp_path):
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw"])
 def test_a_nan_step_changes_nothing_and_counts_as_skipped(tmp_path, optimizer):
-    tr = _trainer(tmp_path, NanAt, optimizer=optimizer)
+    tr = _trainer(tmp_path, NanTrainer, optimizer=optimizer)
     tr.nan_steps = {2}
     batches = iter(tr.loader)
     optimizer_step(tr, batches)  # a good step first: the optimizer has moments to protect
@@ -147,7 +130,7 @@ def test_fp16_overflow_is_skipped_by_the_optimizer_and_lowers_the_scale(tmp_path
 def test_a_streak_is_found_at_the_next_read_and_names_its_step(tmp_path):
     data = write_images(tmp_path / "data")
     cfg = tiny_cfg(data, tmp_path / "exp", model={"iterations": 12, "freq_checkpoint": 10})
-    tr = NanAt(cfg, tmp_path / "run")
+    tr = NanTrainer(cfg, tmp_path / "run")
     tr.progress_interval_s = 1e9  # reads: step 1 (the first report), then the checkpoint at 10
     tr.nan_steps = set(range(3, 13))
     with pytest.raises(NonFiniteLossError) as err:
@@ -160,7 +143,7 @@ def test_a_streak_is_found_at_the_next_read_and_names_its_step(tmp_path):
 def test_a_checkpoint_carries_the_device_counters(tmp_path):
     data = write_images(tmp_path / "data")
     cfg = tiny_cfg(data, tmp_path / "exp", model={"iterations": 4, "freq_checkpoint": 4})
-    tr = NanAt(cfg, tmp_path / "run")
+    tr = NanTrainer(cfg, tmp_path / "run")
     tr.progress_interval_s = 1e9
     tr.nan_steps = {3, 4}
     assert tr.run().status == "completed"

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from train_helpers import Recorder, tiny_cfg, write_images
+from train_helpers import NanTrainer, Recorder, tiny_cfg, write_images
 
 from ddpm.config import ConfigError
 from ddpm.train import NonFiniteLossError, Trainer, run_training
@@ -118,23 +118,6 @@ def test_metrics_log_interval_means_samples_and_checkpoints(tmp_path, caplog):
     assert (p.step, p.total, p.eta_s) == (6, 6, 0.0) and p.it_s > 0 and p.samples_s == pytest.approx(2 * p.it_s)
     assert {"config.json", "run.json", "train.log"} <= {f.name for f in (tmp_path / "run").iterdir()}
     assert "completed 6 steps" in (tmp_path / "run" / "train.log").read_text()
-
-
-class NanTrainer(Trainer):
-    """Injects non-finite losses at chosen steps (1-based) into the real model's loss."""
-
-    nan_steps: set = set()
-
-    def build_model(self, device):
-        model = super().build_model(device)
-        original = model.p_losses
-
-        def p_losses(*args, **kwargs):
-            loss = original(*args, **kwargs)
-            return loss * float("nan") if self.step + 1 in self.nan_steps else loss
-
-        model.p_losses = p_losses
-        return model
 
 
 def test_non_finite_steps_are_skipped_and_repeated_ones_stop(tmp_path):

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from ddpm.config import TrainConfig, load_config
-from ddpm.train import ProgressInfo, TrainCallbacks
+from ddpm.train import ProgressInfo, TrainCallbacks, Trainer
 
 torch.set_num_threads(1)  # 2 shared cores on this machine
 
@@ -96,3 +96,20 @@ class Recorder(TrainCallbacks):
 
     def losses(self) -> dict[int, float]:
         return {p.step: p.loss for p in self.progress}
+
+
+class NanTrainer(Trainer):
+    """Injects non-finite losses at chosen steps (1-based) into the real model's loss."""
+
+    nan_steps: set = set()
+
+    def build_model(self, device):
+        model = super().build_model(device)
+        original = model.p_losses
+
+        def p_losses(*args, **kwargs):
+            loss = original(*args, **kwargs)
+            return loss * float("nan") if self.step + 1 in self.nan_steps else loss
+
+        model.p_losses = p_losses
+        return model
