@@ -127,6 +127,10 @@ def run_group(command: str, argv: Sequence[str], nproc: int, max_restarts: int) 
             return EXIT_FAILED
         return EXIT_INTERRUPTED
     except ChildFailedError as exc:
+        if all(f.exitcode == EXIT_INTERRUPTED for f in exc.failures.values()):
+            # a stop that reached the ranks but not this agent (a SIGINT to one rank): they
+            # agreed it, rank 0 checkpointed and said so; nothing failed
+            return EXIT_INTERRUPTED
         rank, failure = first_cause(exc.failures)
         restarts = f" after {max_restarts} restart(s)" if max_restarts else ""
         sys.stderr.write(f"ddpm {command}: failed: {describe_failure(rank, failure)}{restarts}; "

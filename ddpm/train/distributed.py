@@ -10,12 +10,13 @@ process started without them is a job of one and nothing here talks to other pro
   ``batch_size / world_size`` of it (``split_batch``), so a config trains the same whatever the
   number of processes, and the learning rate is never scaled.
 - Only rank 0 reports: the other ranks' callbacks are reduced to ``should_stop``
-  (``RankCallbacks``), and a stop any rank asks for is agreed by all (``agree_any``).
+  (``RankCallbacks``), and a stop any rank asks for is agreed by all (``StopVote``).
 """
 from __future__ import annotations
 
 import datetime
 import os
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -105,13 +106,53 @@ def mean_over_ranks(value: torch.Tensor, dist: Dist) -> torch.Tensor:
     return value / dist.world_size
 
 
-def agree_any(flag: bool, dist: Dist, device: torch.device) -> bool:
-    """True on every rank when any rank says True (a stop request reaches the whole job)."""
-    if not dist.active:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
-    return bool(t.item())
+class StopVote:
+    """A stop any rank asks for, agreed by every rank at the same step, without a step waiting
+    for the device.
+
+    Each call casts this rank's vote (an asynchronous MAX all-reduce) and returns the outcome of
+    the vote cast ``LAG`` calls before, which every rank reads at the same call: the job stops
+    together one step after the request. A blocking vote would cost a host sync per step (the
+    launch-bound GPU step of issue 15 cannot afford one); here the outcome read was finished a
+    step ago. On CUDA it reaches the host by a non-blocking copy into pinned memory and an event;
+    on gloo the reduction runs in gloo's own thread. A job of one process needs no vote."""
+
+    LAG = 1
+
+    def __init__(self, dist: Dist, device: torch.device) -> None:
+        self.dist, self.device = dist, device
+        self.pending: deque[tuple[Optional[Any], torch.Tensor, Optional[Any]]] = deque()
+
+    def __call__(self, flag: bool) -> bool:
+        if not self.dist.active:
+            return flag
+        vote = torch.full((1,), 1.0 if flag else 0.0, device=self.device)  # a fill: no copy, no sync
+        work = tdist.all_reduce(vote, op=tdist.ReduceOp.MAX, async_op=True)
+        if self.device.type == "cuda":
+            work.wait()  # the current stream waits for the reduction; the host does not
+            host = torch.empty(1, pin_memory=True)
+            host.copy_(vote, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+            self.pending.append((None, host, done))
+        else:
+            self.pending.append((work, vote, None))
+        if len(self.pending) <= self.LAG:
+            return False
+        return self._read()
+
+    def _read(self) -> bool:
+        work, value, done = self.pending.popleft()
+        if work is not None:
+            work.wait()
+        if done is not None:
+            done.synchronize()
+        return bool(value.item())
+
+    def settle(self) -> None:
+        """Complete the votes still in flight (every rank cast them) before the group ends."""
+        while self.pending:
+            self._read()
 
 
 def from_main(obj: Any, dist: Dist) -> Any:

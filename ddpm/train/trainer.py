@@ -342,9 +342,11 @@ class Trainer:
         window: deque[float] = deque(maxlen=50)  # durations of recent steps (excludes metrics)
         started = time.perf_counter()
         batches = iter(self.loader)
+        stop_vote = dd.StopVote(self.dist, self.device)
         try:
             while self.step < total:
-                if dd.agree_any(self.cb.should_stop(), self.dist, self.device):
+                if stop_vote(self.cb.should_stop()):
+                    stop_vote.settle()
                     path = self.last_ckpt if self.last_ckpt_step == self.step else self.save()
                     log.info("stopped at step %d on request", self.step)
                     return TrainResult("stopped", self.step, path)
@@ -373,6 +375,7 @@ class Trainer:
                         self.metrics(rates)
                     self.cb.on_phase("training")
                 if self.step == total:
+                    stop_vote.settle()
                     path = self.save(final=True)
                     log.info("completed %d steps", total)
                     return TrainResult("completed", self.step, path)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +26,7 @@ from train_helpers import tiny_cfg_dict, write_images
 
 from ddpm.config import load_config
 from ddpm.diffusion import DDPM
-from ddpm.run.checkpoint import latest_checkpoint, load_checkpoint
+from ddpm.run.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from ddpm.train import run_training
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,6 +213,75 @@ def test_with_restarts_a_killed_rank_resumes_and_finishes(one):
     assert "resuming" in out and "done: 30 steps" in out
     # the same training as the uninterrupted reference over the steps both ran
     assert _losses(one, "restarted")[:STEPS] == pytest.approx(_losses(one, "one"), rel=1e-5)
+
+
+def _vote_rank(rank: int, port: int, cast: Any, results: Any) -> None:
+    """Rank 0 votes first while rank 1 waits until rank 0's call has returned; then rank 1
+    alone asks to stop, once, before its third call."""
+    import torch.distributed as tdist
+
+    from ddpm.train.distributed import Dist, StopVote
+
+    tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    vote = StopVote(Dist(rank, 2, rank), torch.device("cpu"))
+    if rank == 0:
+        vote(False)
+        cast.set()  # a blocking vote never gets here: rank 1 has not voted yet
+    else:
+        assert cast.wait(60), "rank 0's first vote waited for rank 1"
+        vote(False)
+    for call in range(1, 10):
+        if vote(rank == 1 and call == 2):
+            vote.settle()
+            results.put((rank, call))
+            break
+    tdist.destroy_process_group()
+
+
+def test_a_stop_vote_waits_for_no_peer_and_stops_every_rank_at_one_call():
+    ctx = torch.multiprocessing.get_context("spawn")
+    cast, results = ctx.Event(), ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_vote_rank, args=(rank, port, cast, results), daemon=True) for rank in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    codes = [p.exitcode for p in procs]
+    for p in procs:
+        p.kill()
+    assert codes == [0, 0]
+    # asked before call 2 by rank 1 alone: both stop at call 3 (the vote read one call later)
+    assert sorted(results.get(timeout=5) for _ in procs) == [(0, 3), (1, 3)]
+
+
+def test_ctrl_c_reaching_one_rank_stops_every_rank_at_one_step_and_resume_is_exact(one):
+    """The stop is agreed without a host sync per step (StopVote): a request that only rank 1
+    hears still stops both ranks at the same step, with rank 0's checkpoint there, and the run
+    resumed from it trains as the uninterrupted reference."""
+    config = _cfg(one, "ctrl_c", iterations=STEPS, freq_checkpoint=1000)
+    job = subprocess.Popen([sys.executable, "-m", "ddpm", "train", "--config", str(config), "--nproc", "2"],
+                           cwd=one, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        metrics = one / "exp" / "ctrl_c" / "metrics.jsonl"
+        deadline = time.monotonic() + 120
+        while (not metrics.exists() or len(metrics.read_text().splitlines()) < 3) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(_rank_pid(job.pid, 1), signal.SIGINT)
+        out, err = job.communicate(timeout=120)
+    finally:
+        _end(job)
+    assert job.returncode == 130 and "failed" not in err, err[-2000:]  # as Ctrl-C in one process
+    log = (one / "exp" / "ctrl_c" / "train.log").read_text()
+    stopped = [int(n) for n in re.findall(r"stopped at step (\d+) on request", log)]
+    saved = [c.path for c in list_checkpoints(one / "exp" / "ctrl_c" / "checkpoints")]
+    assert stopped and len(saved) == 1 and f"{stopped[0]:08d}" in saved[0].name, (out, err, saved)
+    assert 3 <= stopped[0] < STEPS
+    resumed = _cli(config, "--nproc", "2")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"from step {stopped[0]}" in resumed.stdout
+    assert _losses(one, "ctrl_c") == pytest.approx(_losses(one, "one"), rel=1e-5)
 
 
 def test_a_batch_that_does_not_split_is_one_line(one):
