@@ -14,14 +14,14 @@ from typing import Any, TypeVar, Union
 from pydantic import BaseModel, ValidationError
 
 from ddpm.config.errors import ConfigError, ErrorItem, describe_errors
-from ddpm.config.finetune import FinetuneConfig
+from ddpm.config.finetune import FinetuneConfig, default_timestep, saved_finetune_config
 from ddpm.config.rules import (attention_sides, batch_split_problems, feature_sides, split_batch,
                                unet_shape_problems, valid_sizes_near)
 from ddpm.config.train import (DEFAULT_SAMPLER, UI_GROUPS, WIDGETS, BetaScheduleConfig, DatasetConfig,
                                IntensityConfig, ModelConfig, Precision, Sampler, SamplingScheduleConfig,
                                ScheduleConfig, TrainConfig, UiGroup, UNetConfig, Widget)
 
-__all__ = ["BetaScheduleConfig", "CONFIG_KINDS", "ConfigError", "DEFAULT_SAMPLER", "DatasetConfig",
+__all__ = ["default_timestep", "saved_finetune_config", "BetaScheduleConfig", "CONFIG_KINDS", "ConfigError", "DEFAULT_SAMPLER", "DatasetConfig",
            "ErrorItem", "FinetuneConfig", "IntensityConfig", "ModelConfig", "Precision", "Sampler",
            "SamplingScheduleConfig", "ScheduleConfig", "TrainConfig", "UI_GROUPS", "UNetConfig",
            "UiGroup", "WIDGETS", "Widget", "attention_sides", "batch_split_problems", "config_to_dict",

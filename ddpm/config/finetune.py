@@ -17,12 +17,34 @@ from pydantic.fields import FieldInfo
 
 from ddpm.config.errors import ConfigError
 from ddpm.config.rules import unet_shape_problems
-from ddpm.config.train import (DatasetConfig, IntensityConfig, ModelConfig, Precision, StrictModel, TrainConfig,
-                               UNetConfig, config_field)
+from ddpm.config.train import (BetaScheduleConfig, DatasetConfig, IntensityConfig, ModelConfig, Precision,
+                               StrictModel, TrainConfig, UNetConfig, config_field)
 
 __all__ = ["FinetuneConfig", "FinetuneDatasetConfig", "FinetuneModelConfig", "TaskConfig", "INHERITED_KEYS"]
 
 _OMITTED = "; omitted = the pretrained run's"
+# the segmenter's time input when a config omits it, as a fraction of the pretrained run's
+# diffusion timesteps: fed t = 0 the pretrained U-Net transferred worse than fed a moderate t
+# (bench/RESULTS.md, "Pretraining value")
+FINETUNE_TIME_FRACTION = 0.1
+
+
+def default_timestep(n_timestep: int) -> int:
+    """The time input of a segmenter whose config omits ``model.timestep``."""
+    return int(round(FINETUNE_TIME_FRACTION * n_timestep))
+
+
+# a fine-tune run saved before the key existed was trained at t = 0
+_TIMESTEP_BEFORE_THE_KEY = 0
+
+
+def saved_finetune_config(raw: dict) -> dict:
+    """A fine-tune run's saved config (checkpoint or export) as it was trained: every saved
+    config holds every key, so one without ``model.timestep`` predates it (t = 0)."""
+    model = raw.get("model")
+    if isinstance(model, dict) and "timestep" not in model:
+        return {**raw, "model": {**model, "timestep": _TIMESTEP_BEFORE_THE_KEY}}
+    return raw
 
 
 def _like(model: type[StrictModel], name: str, **changes: Any) -> Any:
@@ -83,6 +105,13 @@ class FinetuneModelConfig(StrictModel):
         "none", label="Freeze", group="training", widget="enum",
         description="none = train every weight; encoder = keep the pretrained encoder (time "
                     "embedding, first conv, down path, middle block) fixed")
+    timestep: Optional[int] = config_field(
+        None, ge=0, le=100000, label="Time input", group="training", widget="int", advanced=True,
+        description="the diffusion timestep the U-Net is fed, fixed for every image (below the "
+                    "pretrained run's n_timestep): 0 = the noise-free end, the seed protocol's "
+                    "choice; a moderate t puts the pretrained denoiser where it had to infer "
+                    "structure, not only fine noise; null = a tenth of the pretrained run's "
+                    "timesteps (100 of 1000; scratch: of the training default)")
     lr: float = _like(ModelConfig, "lr")
     optimizer: Literal["adam", "adamw"] = _like(ModelConfig, "optimizer")
     weight_decay: float = _like(ModelConfig, "weight_decay")
@@ -164,6 +193,9 @@ class FinetuneConfig(StrictModel):
         errors = self.problems()
         if errors:
             raise ConfigError(errors)
+        if self.pretrained is None and self.model.timestep is None:
+            # scratch: the same input a pretrained run of the default schedule would get
+            self.model.timestep = default_timestep(BetaScheduleConfig().train.n_timestep)
         return self
 
     def problems(self) -> list[tuple[str, str]]:
@@ -186,10 +218,16 @@ class FinetuneConfig(StrictModel):
             if _given(self, key) and _get(mine, key) != _get(theirs, key):
                 errors.append((key, f"{_get(mine, key)!r} differs from the pretrained run's "
                                     f"{_get(theirs, key)!r}; omit it to use the pretrained model's"))
+        steps = trained.model.beta_schedule.train.n_timestep
+        if self.model.timestep is not None and self.model.timestep >= steps:
+            errors.append(("model.timestep", f"{self.model.timestep} is outside the pretrained run's "
+                                             f"diffusion (timesteps 0..{steps - 1})"))
         if errors:
             raise ConfigError(errors)
         for key, source in INHERITED_KEYS:
             if not _given(self, key):
                 _set(mine, key, _get(theirs, source))
         mine["model"]["unet"] = theirs["model"]["unet"]
+        if mine["model"]["timestep"] is None:
+            mine["model"]["timestep"] = default_timestep(steps)
         return type(self).model_validate(mine)

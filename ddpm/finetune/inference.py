@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from ddpm.config import FinetuneConfig, load_finetune_config
+from ddpm.config import FinetuneConfig, load_finetune_config, saved_finetune_config
 from ddpm.data.datasets import find_files
 from ddpm.data.io import NIFTI_EXTS, DataError, Header, file_ext
 from ddpm.data.preprocess import PreprocessSettings
@@ -49,7 +49,7 @@ def load_finetuned(run_dir: Union[str, Path], checkpoint: Optional[Union[str, Pa
     if "task" not in state["config"]:
         raise RunError(f"--run {run_dir} is a training run; evaluate and predict take a run of "
                        "`ddpm finetune`")
-    cfg = load_finetune_config(state["config"])
+    cfg = load_finetune_config(saved_finetune_config(state["config"]))
     model = Segmenter.from_config(cfg)
     model.load_state_dict(state["ema"]["model"] if state.get("ema") else state["model"])
     device = torch.device(device)

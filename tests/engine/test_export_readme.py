@@ -10,8 +10,10 @@ import pytest
 import torch
 from train_helpers import tiny_cfg, write_volumes
 
+from ddpm.config import load_finetune_config
 from ddpm.export import export_run, read_exported
-from ddpm.finetune.segmenter import HEAD_KEYS, Segmenter
+from ddpm.finetune.segmenter import HEAD_KEYS, build_segmenter
+from ddpm.finetune.trainer import resolve
 from ddpm.nn import UNet
 from ddpm.train import run_training
 
@@ -58,8 +60,10 @@ def test_the_readme_block_loads_the_export_as_the_segmenter_ddpm_finetune_trains
     assert own["out_conv.weight"].shape[2:] == (1, 1, 1)  # 1x1(x1) head
 
     # the engine's segmenter over the same weights and head gives the same logits: the README
-    # describes what `ddpm finetune` fine-tunes (t fixed at 0, self-conditioning zeros)
-    engine = Segmenter(UNet.from_config(ns["config"]), k)
+    # describes what `ddpm finetune` fine-tunes by default (its fixed t, self-conditioning zeros)
+    ft = load_finetune_config({"pretrained": str(export), "task": {"num_classes": k}})
+    engine, _ = build_segmenter(*resolve(ft))
+    assert engine.timestep == model.timestep > 0
     engine.unet.load_state_dict(own, strict=True)
     model.eval()
     engine.eval()

@@ -259,3 +259,30 @@ def test_export_of_a_finetuned_run_is_the_segmenter(pretrained, tmp_path):
         assert torch.equal(seg(x), load_finetuned(tmp_path / "exp").model(x))
     with pytest.raises(RunError, match="'segmenter' layout"):  # not a pretrained U-Net
         resolve(load_finetune_config(ft_dict(data, tmp_path, out)))
+
+
+def test_the_time_input_defaults_to_a_tenth_of_the_pretrained_diffusion_and_old_runs_keep_t0(pretrained, tmp_path):
+    from ddpm.config.train import TrainConfig
+    from ddpm.finetune.inference import load_finetuned
+    from ddpm.run.checkpoint import latest_checkpoint, load_checkpoint
+
+    data, run, _ = pretrained
+    steps = TrainConfig.model_validate(json.loads((run / "config.json").read_text())).model.beta_schedule.train.n_timestep
+    cfg, source = resolve(load_finetune_config(ft_dict(data, tmp_path, run)))
+    assert cfg.model.timestep == round(steps / 10) > 0
+    seg, _ = build_segmenter(cfg, source)
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():  # the segmenter feeds that t: the same logits as the U-Net given it
+        assert torch.equal(seg(x), seg.unet(x, torch.full((1,), cfg.model.timestep)))
+    with pytest.raises(ConfigError, match=rf"model.timestep: {steps} is outside the pretrained run's diffusion"):
+        resolve(load_finetune_config(ft_dict(data, tmp_path, run, model={"timestep": steps})))
+    assert resolve(load_finetune_config(ft_dict(data, tmp_path, run, model={"timestep": 0})))[0].model.timestep == 0
+
+    # a run saved before the key existed (its config without model.timestep) was trained at t = 0
+    config = write_json(tmp_path / "old.json", ft_dict(data, tmp_path, run, model={"iterations": 1, "timestep": 0}))
+    assert main(["finetune", "--config", str(config)]) == 0
+    ckpt = latest_checkpoint(tmp_path / "old" / "checkpoints").path
+    state = load_checkpoint(ckpt)
+    del state["config"]["model"]["timestep"]
+    torch.save(state, ckpt)
+    assert load_finetuned(tmp_path / "old").model.timestep == 0

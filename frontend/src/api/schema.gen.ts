@@ -1334,6 +1334,11 @@ export interface components {
              * @enum {string}
              */
             precision?: "auto" | "fp32" | "bf16" | "fp16";
+            /**
+             * Timestep
+             * @description the diffusion timestep the U-Net is fed, fixed for every image (below the pretrained run's n_timestep): 0 = the noise-free end, the seed protocol's choice; a moderate t puts the pretrained denoiser where it had to infer structure, not only fine noise; null = a tenth of the pretrained run's timesteps (100 of 1000; scratch: of the training default)
+             */
+            timestep?: number | null;
             /** @description the U-Net of a scratch run (pretrained null); with a pretrained run it is the pretrained U-Net */
             unet?: components["schemas"]["UNetConfig"];
             /**
