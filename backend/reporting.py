@@ -126,6 +126,11 @@ def set_checkpoint(session: Session, job_id: int, step: int) -> None:
     session.commit()
 
 
+def metric_steps(session: Session, job_id: int) -> set[int]:
+    """The steps of the job's metric rows."""
+    return set(session.scalars(select(Metric.step).where(Metric.job_id == job_id)))
+
+
 def discard_after(session: Session, job_id: int, step: int) -> list[str]:
     """A run resumed from its checkpoint at ``step``: drop the metric and sample rows of later
     steps (written before a crash; they are about to be written again) and point last_metrics at

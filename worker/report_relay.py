@@ -4,11 +4,18 @@
 Progress is coalesced: the newest report is written when ``interval_s`` has passed since the
 last write (the child sends ~5 per second, the UI wants about one), and always before metrics,
 samples and the end of the job, so the row never lags a metric step.
+
+At each start the rows are made to match the run's own ``metrics.jsonl`` up to the start step:
+later rows are dropped (an attempt that died after them but before its next checkpoint), and
+rows the file holds but the database does not are restored (a worker killed between the engine
+writing a metric step, then its checkpoint, and the row reaching the database).
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 from worker.joblog import append_log
@@ -18,8 +25,9 @@ log = logging.getLogger("worker.report_relay")
 
 class ReportRelay:
     def __init__(self, store: Any, job_id: int, log_path: str, interval_s: float = 0.5,
-                 default_total: int = 0) -> None:
+                 default_total: int = 0, metrics_file: Optional[Path] = None) -> None:
         self.store = store
+        self.metrics_file = metrics_file  # the run's metrics.jsonl (train and fine-tune jobs)
         self.job_id = job_id
         self.log_path = log_path
         self.interval_s = interval_s
@@ -49,6 +57,7 @@ class ReportRelay:
             # rows past the start step were written by an attempt that died before its next
             # checkpoint, or before its first (a start at step 0 after a kill keeps none)
             self.store.discard_after(self.job_id, self.step)
+            self._restore_metrics()
             self._pending = {"step": self.step, "total": self.total}
             self._flush()
         elif kind == "phase":
@@ -73,6 +82,22 @@ class ReportRelay:
             self.advance(step)
         else:
             log.warning("job %s: unknown report %r from the child", self.job_id, kind)
+
+    def _restore_metrics(self) -> None:
+        """Rows for the metric steps up to the start step that the run's metrics.jsonl holds
+        (the engine truncates it to the checkpoint it resumes from) and the database lacks."""
+        if self.metrics_file is None or not self.metrics_file.is_file():
+            return
+        have = self.store.metric_steps(self.job_id)
+        for line in self.metrics_file.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash: the engine rewrites the file on its next metric step
+            step = record.get("step") if isinstance(record, dict) else None
+            if isinstance(step, int) and 0 < step <= self.step and step not in have:
+                self.store.metrics(self.job_id, step, record)
+                have.add(step)
 
     def advance(self, step: int) -> None:
         """The run is known to be at ``step`` (a checkpoint, its final result): the progress row

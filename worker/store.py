@@ -112,6 +112,10 @@ class Store:
         with self.session() as s:
             reporting.add_sample(s, self.storage, job_id, index, shape, volume_path, preview_path, step)
 
+    def metric_steps(self, job_id: int) -> set[int]:
+        with self.session() as s:
+            return reporting.metric_steps(s, job_id)
+
     def discard_after(self, job_id: int, step: int) -> None:
         """A run resumed at ``step``: metric and sample rows of later steps (written before a
         crash, after the last checkpoint) are about to be written again. Their files stay: the

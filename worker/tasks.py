@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from backend.dispatch import TASK_NAMES
 from backend.jobs import TERMINAL, JobKind, JobStatus
 from backend.run_spec import RunSpecError, build_run_spec
+from ddpm.run.run_dir import RunPaths
 from worker import runtime
 from worker.celery_app import app
 from worker.joblog import append_log
@@ -87,7 +88,8 @@ def run_job(job_id: int, task_kind: str) -> str:
         except RunSpecError as exc:
             ctx.store.finish(job_id, name, JobStatus.failed, str(exc))
             return JobStatus.failed
-        relay = ReportRelay(ctx.store, job_id, log_path, ctx.settings.progress_interval_s, spec.total_steps)
+        relay = ReportRelay(ctx.store, job_id, log_path, ctx.settings.progress_interval_s, spec.total_steps,
+                            RunPaths(spec.paths.run_dir).metrics)
         outcome = Supervisor(ctx, spec, relay).run()
         append_log(log_path, f"[worker {name}] outcome: {outcome.status}"
                              + (f": {outcome.error}" if outcome.error else ""))
