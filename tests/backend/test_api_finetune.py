@@ -123,6 +123,11 @@ def test_source_and_config_errors_at_submit(client, make_dataset, finished_train
     msg = _detail(post(client, kind="finetune", source_job_id=finished_train_job, dataset_id=ds,
                        config={**FT_CFG, "is_3d": False}))["config.is_3d"]
     assert "pretrained run's True" in msg
+    # a time input beyond the source's diffusion, checked against that run's schedule
+    late = {**FT_CFG, "model": {**FT_CFG.get("model", {}), "timestep": 100000}}
+    msg = _detail(post(client, kind="finetune", source_job_id=finished_train_job, dataset_id=ds,
+                       config=late))["config.model.timestep"]
+    assert "outside the pretrained run's diffusion" in msg
     assert "server" in _detail(post(client, kind="finetune", source_job_id=finished_train_job, dataset_id=ds,
                                     config={**FT_CFG, "pretrained": "/etc"}))["config.pretrained"]
     assert "does not exist" in _detail(post(client, kind="finetune", source_job_id=9999, dataset_id=ds,
