@@ -193,10 +193,14 @@ class FinetuneConfig(StrictModel):
         errors = self.problems()
         if errors:
             raise ConfigError(errors)
-        if self.pretrained is None and self.model.timestep is None:
-            # scratch: the same input a pretrained run of the default schedule would get
-            self.model.timestep = default_timestep(BetaScheduleConfig().train.n_timestep)
         return self
+
+    def time_input(self) -> int:
+        """The segmenter's fixed t: ``model.timestep``; null, once ``with_pretrained`` has filled
+        a pretrained run's in, means a scratch run, fed what a run of the default schedule gets."""
+        if self.model.timestep is not None:
+            return self.model.timestep
+        return default_timestep(BetaScheduleConfig().train.n_timestep)
 
     def problems(self) -> list[tuple[str, str]]:
         """Cross-field checks, each as (key path, reason). With a pretrained run the U-Net is

@@ -41,7 +41,7 @@ class Segmenter(nn.Module):
     @classmethod
     def from_config(cls, cfg: Any) -> "Segmenter":
         """A new (randomly initialised) segmenter of a resolved FinetuneConfig."""
-        return cls(UNet.from_config(cfg), cfg.task.num_classes, cfg.model.timestep)
+        return cls(UNet.from_config(cfg), cfg.task.num_classes, cfg.time_input())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = torch.full((x.shape[0],), self.timestep, dtype=torch.long, device=x.device)

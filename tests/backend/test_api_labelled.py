@@ -168,8 +168,9 @@ def test_pair_on_two_grids_that_arrived_together_is_caught_at_commit(client, app
     original = labelled_store._partner
 
     def partner_after_both_arrived(*args):  # both look for a partner before either is stored
+        found = original(*args)
         barrier.wait(timeout=60)
-        return original(*args)
+        return found
 
     labelled_store._partner = partner_after_both_arrived
     try:

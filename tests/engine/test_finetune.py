@@ -277,6 +277,12 @@ def test_the_time_input_defaults_to_a_tenth_of_the_pretrained_diffusion_and_old_
     with pytest.raises(ConfigError, match=rf"model.timestep: {steps} is outside the pretrained run's diffusion"):
         resolve(load_finetune_config(ft_dict(data, tmp_path, run, model={"timestep": steps})))
     assert resolve(load_finetune_config(ft_dict(data, tmp_path, run, model={"timestep": 0})))[0].model.timestep == 0
+    # the REST path: a config read without its source, the source's run applied after
+    late = load_finetune_config(ft_dict(data, tmp_path, None)).with_pretrained(source.config)
+    assert late.model.timestep == cfg.model.timestep
+    # scratch: what a run of the default schedule (1000 timesteps) gets
+    scratch, _ = build_segmenter(load_finetune_config(ft_dict(data, tmp_path, None)), None)
+    assert scratch.timestep == 100
 
     # a run saved before the key existed (its config without model.timestep) was trained at t = 0
     config = write_json(tmp_path / "old.json", ft_dict(data, tmp_path, run, model={"iterations": 1, "timestep": 0}))
