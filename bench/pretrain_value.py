@@ -147,12 +147,14 @@ def unet(args: argparse.Namespace) -> dict:
 
 
 def finetune_config(work: Path, pretrained: Path, labelled: Path, pool: int, args: argparse.Namespace) -> dict:
+    model = {"iterations": args.finetune_steps, "freeze": args.freeze, "precision": "fp32",
+             "freq_metrics": args.finetune_steps, "freq_checkpoint": args.finetune_steps,
+             "timestep": args.timestep}  # null: the schema's default
+    if args.lr is not None:  # omitted: the schema's default
+        model["lr"] = args.lr
     return {
         "pretrained": str(pretrained), "gpu": -1, "seed": 0, "experiment_path": str(work),
-        "task": {"type": "segmentation", "num_classes": len(CLASSES) + 1},
-        "model": {"lr": args.lr, "iterations": args.finetune_steps, "freeze": args.freeze, "precision": "fp32",
-                  "freq_metrics": args.finetune_steps, "freq_checkpoint": args.finetune_steps,
-                  "timestep": args.timestep},  # null: the schema's default
+        "task": {"type": "segmentation", "num_classes": len(CLASSES) + 1}, "model": model,
         # one case of the labelled pool held out for the runs' own validation Dice
         "dataset": {"path": str(labelled), "batch_size": FINETUNE_BATCH, "val_fraction": 1.0 / pool}}
 
@@ -166,7 +168,7 @@ def seconds_per_finetune_step(args: argparse.Namespace) -> float:
 
     cfg = load_config({"is_3d": True, "model": {"unet": unet(args)}, "dataset": {"image_size": args.size}})
     seg = Segmenter(UNet.from_config(cfg), len(CLASSES) + 1)
-    opt = torch.optim.Adam(seg.parameters(), lr=args.lr)
+    opt = torch.optim.Adam(seg.parameters())
     x = torch.randn(FINETUNE_BATCH, 1, *(args.size,) * 3)
     y = torch.randint(0, len(CLASSES) + 1, (FINETUNE_BATCH, *(args.size,) * 3))
     times = []
@@ -245,7 +247,8 @@ def main() -> int:
     ap.add_argument("--finetune-steps", type=int, help="steps of every fine-tune run (both arms)")
     ap.add_argument("--heldout", type=int, help="held-out labelled phantoms to evaluate on")
     ap.add_argument("--dim", type=int, default=8, help="U-Net channels of the first level (a multiple of 8)")
-    ap.add_argument("--lr", type=float, default=1e-3, help="fine-tune learning rate (both arms)")
+    ap.add_argument("--lr", type=float, help="fine-tune learning rate (both arms; default: the fine-tune "
+                                              "schema's model.lr)")
     ap.add_argument("--freeze", choices=["none", "encoder"], default="none", help="pretrained arm's freezing")
     ap.add_argument("--timestep", type=int, help="the segmenter's fixed time input (model.timestep; "
                                                  "default: the fine-tune schema's)")
@@ -284,7 +287,7 @@ def main() -> int:
     print(format_study_table(result))
     print(f"image-blind floor (the labelled pool's voxelwise majority label, same held-out phantoms): "
           f"Dice {image_blind_dice(labelled, heldout):.3f}")
-    print(f"{args.finetune_steps} fine-tune steps (batch {FINETUNE_BATCH}) per run, lr {args.lr}, freeze "
+    print(f"{args.finetune_steps} fine-tune steps (batch {FINETUNE_BATCH}) per run, lr {result['config']['model']['lr']:g}, freeze "
           f"{args.freeze}, time input t = {result['config']['model']['timestep']}, U-Net dim {args.dim}; {len(result['runs'])} runs, each evaluated on {args.heldout} "
           f"held-out phantoms; mean Dice of {', '.join(CLASSES.values())}")
     print(f"time: pretraining {(t2 - t1) / 60:.1f} min, study {(t3 - t2) / 60:.1f} min, total "

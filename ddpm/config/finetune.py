@@ -112,7 +112,10 @@ class FinetuneModelConfig(StrictModel):
                     "choice; a moderate t puts the pretrained denoiser where it had to infer "
                     "structure, not only fine noise; null = a tenth of the pretrained run's "
                     "timesteps (100 of 1000; scratch: of the training default)")
-    lr: float = _like(ModelConfig, "lr")
+    # ten times training's: at the default iterations both arms segmented far better at 1e-3
+    # than at 1e-4, and a pretrained backbone at a tenth of the head's rate fell below the
+    # image-blind floor (bench/RESULTS.md, "Pretraining value")
+    lr: float = _like(ModelConfig, "lr", default=1e-3)
     optimizer: Literal["adam", "adamw"] = _like(ModelConfig, "optimizer")
     weight_decay: float = _like(ModelConfig, "weight_decay")
     iterations: int = _like(ModelConfig, "iterations", default=2000)

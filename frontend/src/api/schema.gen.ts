@@ -1310,7 +1310,7 @@ export interface components {
             /**
              * Lr
              * @description peak learning rate
-             * @default 0.0001
+             * @default 0.001
              */
             lr?: number;
             /**
