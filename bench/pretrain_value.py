@@ -51,6 +51,7 @@ SPACING_MM = 1.5
 SEED_BASE = {"unlabelled": 0, "labelled": 100_000, "heldout": 200_000}
 
 FINETUNE_BATCH = 2
+PRETRAIN_BATCH = 4
 # 600 fine-tune steps: at 200 and 400 both arms stay at the image-blind floor (bench/RESULTS.md)
 FULL = dict(minutes=45.0, size=32, unlabelled=240, labels="1,2,4,8", seeds=3, finetune_steps=600, heldout=20)
 QUICK = dict(minutes=6.0, size=32, unlabelled=24, labels="1,4", seeds=2, finetune_steps=20, heldout=6)
@@ -153,7 +154,7 @@ def finetune_config(work: Path, pretrained: Path, labelled: Path, pool: int, arg
     if args.lr is not None:  # omitted: the schema's default
         model["lr"] = args.lr
     return {
-        "pretrained": str(pretrained), "gpu": -1, "seed": 0, "experiment_path": str(work),
+        "pretrained": str(pretrained), "gpu": args.gpu, "seed": 0, "experiment_path": str(work),
         "task": {"type": "segmentation", "num_classes": len(CLASSES) + 1}, "model": model,
         # one case of the labelled pool held out for the runs' own validation Dice
         "dataset": {"path": str(labelled), "batch_size": FINETUNE_BATCH, "val_fraction": 1.0 / pool}}
@@ -166,11 +167,12 @@ def seconds_per_finetune_step(args: argparse.Namespace) -> float:
     from ddpm.finetune.segmenter import Segmenter
     from ddpm.nn import UNet
 
+    device = torch.device("cpu" if args.gpu < 0 else f"cuda:{args.gpu}")
     cfg = load_config({"is_3d": True, "model": {"unet": unet(args)}, "dataset": {"image_size": args.size}})
-    seg = Segmenter(UNet.from_config(cfg), len(CLASSES) + 1)
+    seg = Segmenter(UNet.from_config(cfg), len(CLASSES) + 1).to(device)
     opt = torch.optim.Adam(seg.parameters())
-    x = torch.randn(FINETUNE_BATCH, 1, *(args.size,) * 3)
-    y = torch.randint(0, len(CLASSES) + 1, (FINETUNE_BATCH, *(args.size,) * 3))
+    x = torch.randn(FINETUNE_BATCH, 1, *(args.size,) * 3, device=device)
+    y = torch.randint(0, len(CLASSES) + 1, (FINETUNE_BATCH, *(args.size,) * 3), device=device)
     times = []
     for _ in range(4):
         t0 = time.perf_counter()
@@ -178,6 +180,8 @@ def seconds_per_finetune_step(args: argparse.Namespace) -> float:
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
     return float(np.median(times[1:]))  # the first step pays for allocations and kernel set-up
 
@@ -200,18 +204,20 @@ def pretrain(work: Path, data: Path, seconds: float, args: argparse.Namespace) -
     a pretraining that finished before is reused."""
     run, done = work / "runs" / "pretrain", work / "runs" / "pretrain-done.json"
     what = {"unet": unet(args), "size": args.size, "unlabelled": args.unlabelled}
+    if args.pretrain_batch != PRETRAIN_BATCH:  # keeps the key of folders pretrained before the flag
+        what["batch"] = args.pretrain_batch
     if done.is_file():
         before = json.loads(done.read_text())
         if before["what"] != what:
             raise SystemExit(f"{work} holds a pretraining of {before['what']}, not {what}: give another --work")
         return run, before["steps"]
     cfg = load_config({
-        "gpu": -1, "experiment_path": str(work / "runs"), "is_3d": True, "seed": 0,
+        "gpu": args.gpu, "experiment_path": str(work / "runs"), "is_3d": True, "seed": 0,
         "model": {"unet": unet(args), "beta_schedule": {"train": {"schedule": "cosine", "n_timestep": 1000}},
                   "lr": 5e-4, "warmup_steps": 100, "iterations": args.pretrain_steps or 1_000_000,
                   "precision": "fp32", "use_ema": True, "ema_decay": 0.995,  # a short run: a short average
                   "freq_metrics": 200, "freq_checkpoint": 200, "metric_samples": 0},
-        "dataset": {"name": "volume3d", "path": str(data), "image_size": args.size, "batch_size": 4,
+        "dataset": {"name": "volume3d", "path": str(data), "image_size": args.size, "batch_size": args.pretrain_batch,
                     "num_workers": 0, "val_fraction": 0.05}})
     t0 = time.perf_counter()
     result = run_training(cfg, run, Deadline(time.monotonic() + seconds))
@@ -253,6 +259,9 @@ def main() -> int:
     ap.add_argument("--timestep", type=int, help="the segmenter's fixed time input (model.timestep; "
                                                  "default: the fine-tune schema's)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--gpu", type=int, default=-1, help="CUDA index for pretraining and every fine-tune run "
+                                                      "(default -1: the CPU, where the 45-minute target is set)")
+    ap.add_argument("--pretrain-batch", type=int, default=PRETRAIN_BATCH, help="pretraining batch size")
     args = ap.parse_args()
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
@@ -280,7 +289,7 @@ def main() -> int:
     t1 = time.perf_counter()
     run, steps = pretrain(work, unlabelled, max(pretrain_s, 60.0), args)
     t2 = time.perf_counter()
-    print(f"pretraining: {steps} steps (batch 4) on {args.unlabelled} phantoms ({t2 - t1:.0f} s)", flush=True)
+    print(f"pretraining: {steps} steps (batch {args.pretrain_batch}) on {args.unlabelled} phantoms ({t2 - t1:.0f} s)", flush=True)
     result = study(work, run, labelled, heldout, budgets, pool, args)
     t3 = time.perf_counter()
     print()
