@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from fault_stack import FaultStack, JobWatch, helpers, wait_for
+from fault_stack import FaultStack, JobWatch, Worker, helpers, wait_for
 from fault_report import ScenarioReport
 import fault_run_files as run_files
 
@@ -57,11 +57,39 @@ def spread_instants(last_s: float, every_s: float) -> tuple[Instant, ...]:
     return tuple(Instant(f"{i * every_s:.1f} s after the claim", after_claim_s=i * every_s) for i in range(n + 1))
 
 
-def _phases_since(listener: helpers.EventListener, since: float) -> list[str]:
-    return [d.get("phase") for k, d, t in list(listener.events) if k == "phase" and t >= since]
+def _attempt_phases(listener: helpers.EventListener, attempt: int) -> list[str]:
+    """The phases the stream shows after the claim of ``attempt``, in stream order.
+
+    A claim publishes a ``running`` status event with a new ``started_at`` in the transaction
+    that counts the attempt, and the phases of that attempt come after it in the stream. Not by
+    the time the test saw the claim: the API poll can see it after the engine began its first
+    phases, and a phase seen before would be missed (on a busy machine the kill then never
+    comes and the job finishes unseen).
+    """
+    claims, phases = 0, []
+    seen_starts: set = set()
+    for kind, data, _ in list(listener.events):
+        if kind == "status" and data.get("status") == "running" and data.get("started_at") not in seen_starts:
+            seen_starts.add(data.get("started_at"))
+            claims += 1
+            phases = []
+        elif kind == "phase" and claims == attempt:
+            phases.append(data.get("phase"))
+    return phases if claims == attempt else []
 
 
-def _wait_instant(stack: FaultStack, watch: JobWatch, listener: helpers.EventListener, job_id: int,
+def _stream_summary(listener: helpers.EventListener, slot: Worker, last: int = 30) -> str:
+    """The stream's newest events and the worker's last log lines, for a failure's message."""
+    shown = []
+    for kind, data, _ in list(listener.events)[-last:]:
+        what = {"status": data.get("status"), "phase": data.get("phase"), "progress": data.get("step")}.get(kind)
+        shown.append(f"{kind}:{what}" if what is not None else kind)
+    error = f"; the stream ended with {listener.error!r}" if listener.error is not None else ""
+    log = slot.process.output().splitlines()[-15:] if slot.process is not None else []
+    return f"newest events {shown}{error}; the worker's log ends:\n" + "\n".join(log)
+
+
+def _wait_instant(slot: Worker, watch: JobWatch, listener: helpers.EventListener, job_id: int,
                   attempt: int, instant: Instant, timeout: float) -> float:
     """Blocks until the instant of attempt ``attempt``; returns the claim's monotonic time."""
     wait_for(lambda: (s := watch.latest(job_id)) is not None and s.attempts >= attempt and s.status == "running",
@@ -70,8 +98,21 @@ def _wait_instant(stack: FaultStack, watch: JobWatch, listener: helpers.EventLis
     if instant.after_claim_s is not None:
         time.sleep(max(0.0, instant.after_claim_s - (time.monotonic() - claimed)))
     elif instant.phase is not None:
-        wait_for(lambda: _phases_since(listener, claimed).count(instant.phase) >= instant.phase_count,
-                 timeout, f"phase {instant.phase!r} x{instant.phase_count}")
+        def seen() -> bool:
+            if listener.error is not None:  # a dead stream shows no more phases: say so now
+                raise AssertionError(f"the event stream ended while waiting for {instant.phase!r}: "
+                                     f"{_stream_summary(listener, slot)}")
+            if _attempt_phases(listener, attempt).count(instant.phase) >= instant.phase_count:
+                return True
+            if (s := watch.latest(job_id)) is not None and s.status != "running":  # the instant passed unseen
+                raise AssertionError(f"the job went {s.status} in attempt {attempt} before phase "
+                                     f"{instant.phase!r} x{instant.phase_count}: {_stream_summary(listener, slot)}")
+            return False
+
+        try:
+            wait_for(seen, timeout, f"phase {instant.phase!r} x{instant.phase_count} in attempt {attempt}")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}: {_stream_summary(listener, slot)}") from None
     elif instant.min_steps is not None:
         wait_for(lambda: watch.steps_this_attempt(job_id) >= instant.min_steps, timeout,
                  f"{instant.min_steps} steps", every=0.05)
@@ -91,14 +132,14 @@ def run_kill_instants(stack: FaultStack, instants: tuple[Instant, ...], iteratio
     try:
         for attempt, instant in enumerate(instants, start=1):
             slot.start(**instant.env)  # at once after the last kill, as a restart policy would
-            claimed = _wait_instant(stack, watch, listener, job_id, attempt, instant, timeout)
+            claimed = _wait_instant(slot, watch, listener, job_id, attempt, instant, timeout)
             after_s = time.monotonic() - claimed
             kill = slot.sigkill()
             job = helpers.get_job(stack.client, job_id)
             kill.wait_children_gone()
             kill.job_id = job_id
             kills.append(kill)
-            phases = _phases_since(listener, claimed)
+            phases = _attempt_phases(listener, attempt)
             step = int((job.get("progress") or {}).get("step") or 0)
             report.kills += 1
             say(f"kill {attempt} {instant.label}: {after_s:.2f}s after the claim, phases {phases}, step {step}")
