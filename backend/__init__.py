@@ -24,6 +24,8 @@ Persistence and job plumbing (no FastAPI; the worker imports these):
   ``discard_after``: rows + SSE events in one transaction
 - ``backend.events``    ``publish_event`` (a row in ``events`` + a Redis wake-up after commit)
 - ``backend.celery_client``  ``enqueue_job`` (task by name, job id only), ``recover_stale_jobs``
+- ``backend.lost_tasks``  ``LostTaskWatch``: re-sends the task of a queued job that idle workers
+  able to run it leave alone (its message was lost); the API's reaper runs it
 
 API (FastAPI; ``backend.app:create_app``, ``python -m backend``): ``routes/`` (one module per
 resource), ``schemas`` (OpenAPI models; the train config is ``ddpm.config.TrainConfig``),

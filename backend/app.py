@@ -15,6 +15,7 @@ from backend.api_docs import mount_api_docs
 from backend.celery_client import recover_stale_jobs, resend_queued_jobs
 from backend.db import make_engine, make_session_factory, migrate
 from backend.housekeeping import housekeeping, sweep_once
+from backend.lost_tasks import LostTaskWatch
 from backend.notifier import Notifier
 from backend.routes import config, datasets, events, finetune, jobs, samples, system
 from backend.settings import Settings, get_settings
@@ -34,7 +35,8 @@ With `API_TOKEN` set, every route but `/api/health` needs `Authorization: Bearer
 async def _reap_stale_jobs(app: FastAPI) -> None:
     """At start, re-send the tasks of queued jobs; then re-queue running jobs whose worker went
     silent, also when no worker is left to notice (workers do the same; claim_job makes the
-    duplicate tasks harmless)."""
+    duplicate tasks harmless), and re-send the task of a queued job that idle workers leave
+    alone (``backend.lost_tasks``: its message was lost)."""
     settings: Settings = app.state.settings
     interval = max(1.0, min(30.0, settings.worker_heartbeat_timeout_s / 2))
 
@@ -45,6 +47,12 @@ async def _reap_stale_jobs(app: FastAPI) -> None:
     def resend() -> list[int]:
         with app.state.session_factory() as s:
             return resend_queued_jobs(s, settings.redis_url)
+
+    lost = LostTaskWatch(grace_s=settings.worker_heartbeat_timeout_s)
+
+    def resend_lost() -> list[int]:
+        with app.state.session_factory() as s:
+            return lost.resend(s, settings.worker_heartbeat_timeout_s, settings.redis_url)
 
     try:
         ids = await to_thread.run_sync(resend)
@@ -58,6 +66,10 @@ async def _reap_stale_jobs(app: FastAPI) -> None:
             ids = await to_thread.run_sync(once)
             if ids:
                 log.warning("re-queued jobs %s: their worker stopped heartbeating", ids)
+            ids = await to_thread.run_sync(resend_lost)
+            if ids:
+                log.warning("sent the tasks of queued jobs %s again: idle workers left them alone "
+                            "for %gs (their messages were lost)", ids, lost.grace_s)
         except Exception as exc:  # noqa: BLE001 - keep reaping; the next round retries
             log.warning("stale-job recovery failed: %s", exc)
 

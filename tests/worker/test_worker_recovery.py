@@ -110,3 +110,22 @@ def test_a_worker_that_loses_its_lease_stops_its_run_at_once(stack, start_worker
     lost_at = log.index("lost the job's lease")
     assert lost_at < log.index("claimed train job", log.index(f"child pid {first}"))
     assert first != second
+
+
+def test_a_queued_job_whose_message_was_lost_is_run_by_an_idle_worker(stack, start_worker, dataset_2d):
+    """The kill storm's lost nudge: a reaper killed between re-queueing a job and publishing its
+    task (or a worker killed between taking a message and claiming its job) leaves the job queued
+    with no message. The API sends its task again once an idle worker has left it alone for the
+    grace period (the heartbeat timeout, 3 s here)."""
+    import redis
+
+    client = stack.client
+    job = create_train_job(client, dataset_2d, config(CONFIG_2D, iterations=10, freq_metrics=10,
+                                                      freq_checkpoint=10, metric_samples=0))
+    conn = redis.Redis.from_url(stack.redis_url)
+    assert conn.delete("cpu") == 1  # no worker yet: its message was waiting there, and is gone
+    a = start_worker("a")
+    final = wait_job(client, job["id"], timeout=60)
+    assert final["status"] == "succeeded", final["error"]
+    assert final["attempts"] == 1 and final["worker"] == a.name
+    assert f"sent the tasks of queued jobs [{job['id']}] again" in stack.api.log.read_text()
