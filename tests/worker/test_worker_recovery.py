@@ -89,11 +89,12 @@ def test_a_worker_that_loses_its_lease_stops_its_run_at_once(stack, start_worker
     from backend.settings import Settings
 
     client = stack.client
-    # The tiny model trains 800 steps in a couple of seconds with a warm child, so a run could end
-    # before the reaper acts: the held-out pass at step 400 is held for 6 s (the test hook) to keep
-    # the first run alive when its lease is taken away, whatever the machine's speed.
+    # The tiny model trains 100 steps in about a second with a warm child, so a run could end
+    # before the reaper acts: the held-out pass at its last step is held for 6 s (the test hook)
+    # to keep the first run alive when its lease is taken away, whatever the machine's speed. The
+    # second run is held there too, once: more steps would only hold it more often.
     a = start_worker("a", WORKER_TEST_STALL_IN_PHASE="evaluating:6")
-    job = create_train_job(client, dataset_2d, config(CONFIG_2D, iterations=800, freq_metrics=400,
+    job = create_train_job(client, dataset_2d, config(CONFIG_2D, iterations=100, freq_metrics=100,
                                                       freq_checkpoint=20, metric_samples=0))
     wait_job(client, job["id"], until=lambda j: (j["checkpoint_step"] or 0) >= 20, what="a checkpoint")
     # a reaper with a zero timeout: every running job looks abandoned, is re-queued and re-sent
