@@ -7,9 +7,10 @@
    an organ (class 1: a large irregular blob with a fine texture), a vessel (class 2: a thin tube
    winding along z), a cyst wall (class 3: a thin shell around dark fluid) and unlabelled
    distractor blobs. Every structure's intensity is the body's plus a random offset from
-   overlapping ranges, then a smooth multiplicative bias field and noise: no threshold separates
-   the classes, their shape and context do.
-2. A DDPM is pretrained (``ddpm.train.run_training``) on the unlabelled phantoms.
+   overlapping ranges that keep it visible against the tissue around it, then a smooth
+   multiplicative bias field and noise: no threshold separates the classes, their shape and
+   context do.
+2. A DDPM is pretrained (``ddpm.train.run_training``, min-SNR-5 weighting) on the unlabelled phantoms.
 3. ``ddpm.finetune.study.run_study`` (what ``ddpm study`` runs) fine-tunes the pretrained U-Net
    and the same U-Net from scratch with each label budget and seed, the same steps for both,
    and evaluates every run on the held-out phantoms (mean Dice of the three classes).
@@ -52,9 +53,15 @@ SEED_BASE = {"unlabelled": 0, "labelled": 100_000, "heldout": 200_000}
 
 FINETUNE_BATCH = 2
 PRETRAIN_BATCH = 4
+# min-SNR-5 weighting at lr 2e-3: the pretraining whose samples first showed the cyst (bench/RESULTS.md,
+# "What the pretrained denoiser knows"); 24^3 leaves it about 10k steps of the 45 minutes
+PRETRAIN_LR = 2e-3
+PRETRAIN_MIN_SNR = 5.0
+# the phantom family's design: a folder of phantoms of another design is refused, never reused
+PHANTOM_DESIGN = 2
 # 600 fine-tune steps: at 200 and 400 both arms stay at the image-blind floor (bench/RESULTS.md)
-FULL = dict(minutes=45.0, size=32, unlabelled=240, labels="1,2,4,8", seeds=3, finetune_steps=600, heldout=20)
-QUICK = dict(minutes=6.0, size=32, unlabelled=24, labels="1,4", seeds=2, finetune_steps=20, heldout=6)
+FULL = dict(minutes=45.0, size=24, unlabelled=240, labels="1,2,4,8", seeds=3, finetune_steps=600, heldout=20)
+QUICK = dict(minutes=6.0, size=24, unlabelled=24, labels="1,4", seeds=2, finetune_steps=20, heldout=6)
 # the study's time per run besides its steps: start-up, checkpoint and validation (seconds), and
 # evaluation (about one fine-tune step's time per held-out case: reading, resampling, a forward pass);
 # 9 s: the quiet-machine run's 24 runs took 38.0 min where 5 s had planned 36.3 (bench/RESULTS.md)
@@ -68,10 +75,19 @@ def _smooth(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     return F.interpolate(coarse, size=(size,) * 3, mode="trilinear", align_corners=True)[0, 0].numpy()
 
 
-def phantom(seed: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """(image float32, label uint8 with classes 0..3) of the phantom of ``seed``."""
+def phantom(seed: int, size: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """(image float32, label uint8 with classes 0..3) of the phantom of ``seed``.
+
+    Each labelled structure differs from the tissue around it by an offset of at least 0.05-0.06
+    (the organ and the distractors brighter or darker, by a coin toss; tissue 0.35-0.55, noise sd
+    0.02-0.04), and the classes' and distractors' ranges overlap one another: every structure can
+    be seen in its own image, and none can be told from the others by its intensity."""
     rng = np.random.default_rng(seed)
     u = rng.uniform
+
+    def either_sign() -> float:
+        return float(rng.choice([-1.0, 1.0]))
+
     axis = np.linspace(-1.0, 1.0, size, dtype=np.float32)
     x0, y0, z = np.meshgrid(axis, axis, axis, indexing="ij")
     turn = u(-0.35, 0.35)  # the body lies a little rotated about z
@@ -85,12 +101,13 @@ def phantom(seed: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
                               (u(0.28, 0.4), u(0.24, 0.34), u(0.35, 0.5))) < 1 + 0.3 * _smooth(rng, size, 5))
     cyst_centre = np.array([u(0.0, 0.3), u(-0.45, -0.3), u(-0.4, 0.4)])
     dist = np.sqrt((x - cyst_centre[0]) ** 2 + (y - cyst_centre[1]) ** 2 + (z - cyst_centre[2]) ** 2)
-    radius, wall = u(0.16, 0.24), u(0.05, 0.07)
+    # wall and vessel at least about two voxels across at 24^3
+    radius, wall = u(0.18, 0.26), u(0.06, 0.08)
     shell, fluid = body & (np.abs(dist - radius) < wall), body & (dist < radius - wall)
     phase, freq = u(0, 2 * math.pi, 2), u(1.5, 3.0, 2)
     cx = u(0.2, 0.4) + u(0.05, 0.15) * np.sin(freq[0] * z + phase[0])
     cy = u(-0.2, 0.2) + u(0.05, 0.15) * np.cos(freq[1] * z + phase[1])
-    vessel = body & ((x - cx) ** 2 + (y - cy) ** 2 < u(0.09, 0.13) ** 2)
+    vessel = body & ((x - cx) ** 2 + (y - cy) ** 2 < u(0.11, 0.15) ** 2)
 
     label = np.zeros((size,) * 3, np.uint8)
     label[organ], label[shell], label[vessel] = 1, 3, 2
@@ -99,21 +116,32 @@ def phantom(seed: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     image[body] = tissue + 0.03 * _smooth(rng, size, 6)[body]
     for _ in range(rng.integers(2, 5)):  # unlabelled blobs as bright or dark as the classes
         blob = body & (ellipsoid(u(-0.6, 0.6, 3) * (0.7, 0.55, 0.8), [u(0.07, 0.14)] * 3) < 1) & (label == 0)
-        image[blob] = tissue + u(-0.1, 0.25)
-    image[organ] = tissue + u(-0.08, 0.15) + 0.07 * _smooth(rng, size, 16)[organ]  # fine texture
-    image[fluid & (label == 0)] = tissue - u(0.05, 0.2)
-    image[shell] = tissue + u(-0.05, 0.2)
-    image[vessel] = tissue + u(0.0, 0.25)
-    image = image * np.exp(0.3 * _smooth(rng, size, 3)) + rng.normal(0, u(0.02, 0.05), label.shape)
+        image[blob] = tissue + either_sign() * u(0.05, 0.2)
+    image[organ] = tissue + either_sign() * u(0.05, 0.15) + 0.05 * _smooth(rng, size, 12)[organ]  # texture
+    image[fluid & (label == 0)] = tissue - u(0.06, 0.2)
+    image[shell] = tissue + u(0.06, 0.2)
+    image[vessel] = tissue + u(0.06, 0.25)
+    image = image * np.exp(0.3 * _smooth(rng, size, 3)) + rng.normal(0, u(0.02, 0.04), label.shape)
     return image.astype(np.float32), label
 
 
 def write_set(folder: Path, kind: str, count: int, size: int) -> Path:
-    """``count`` phantoms as NIfTI: images only (unlabelled) or images/ and labels/."""
+    """``count`` phantoms as NIfTI: images only (unlabelled) or images/ and labels/. A set written
+    before with the same design, size and count is reused; one of another is refused."""
     labelled = kind != "unlabelled"
     images = folder / "images" if labelled else folder
-    if images.is_dir() and len(list(images.glob("*.nii.gz"))) == count:
-        return folder  # written by an earlier run with the same flags
+    stamp = folder.parent / f"{folder.name}.phantoms.json"  # beside the set: the loaders read the folder
+    what = {"design": PHANTOM_DESIGN, "size": size, "count": count}
+    before = json.loads(stamp.read_text()) if stamp.is_file() else None
+    if before == {**what, "complete": True}:
+        return folder
+    if images.is_dir() and any(images.glob("*.nii.gz")) and (before or {}).get("design") != PHANTOM_DESIGN:
+        raise SystemExit(f"{folder} holds phantoms of another design (bench/pretrain_value.py's "
+                         f"PHANTOM_DESIGN is {PHANTOM_DESIGN}): give another --work")
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({**what, "complete": False}))  # a set cut short is written again
+    for old in [*images.glob("phantom*.nii.gz"), *(folder / "labels").glob("phantom*.nii.gz")]:
+        old.unlink()  # a set of another count or size: none of its files may stay in the new one
     images.mkdir(parents=True, exist_ok=True)
     if labelled:
         (folder / "labels").mkdir(exist_ok=True)
@@ -124,6 +152,7 @@ def write_set(folder: Path, kind: str, count: int, size: int) -> Path:
         nib.save(nib.Nifti1Image(image, affine), str(images / name))
         if labelled:
             nib.save(nib.Nifti1Image(label, affine), str(folder / "labels" / name))
+    stamp.write_text(json.dumps({**what, "complete": True}))
     return folder
 
 
@@ -203,7 +232,8 @@ def pretrain(work: Path, data: Path, seconds: float, args: argparse.Namespace) -
     """(the pretraining run folder, its steps): trained for ``seconds`` (or --pretrain-steps);
     a pretraining that finished before is reused."""
     run, done = work / "runs" / "pretrain", work / "runs" / "pretrain-done.json"
-    what = {"unet": unet(args), "size": args.size, "unlabelled": args.unlabelled}
+    what = {"unet": unet(args), "size": args.size, "unlabelled": args.unlabelled, "lr": PRETRAIN_LR,
+            "min_snr_gamma": PRETRAIN_MIN_SNR, "phantoms": PHANTOM_DESIGN}
     if args.pretrain_batch != PRETRAIN_BATCH:  # keeps the key of folders pretrained before the flag
         what["batch"] = args.pretrain_batch
     if done.is_file():
@@ -214,7 +244,8 @@ def pretrain(work: Path, data: Path, seconds: float, args: argparse.Namespace) -
     cfg = load_config({
         "gpu": args.gpu, "experiment_path": str(work / "runs"), "is_3d": True, "seed": 0,
         "model": {"unet": unet(args), "beta_schedule": {"train": {"schedule": "cosine", "n_timestep": 1000}},
-                  "lr": 5e-4, "warmup_steps": 100, "iterations": args.pretrain_steps or 1_000_000,
+                  "lr": PRETRAIN_LR, "min_snr_gamma": PRETRAIN_MIN_SNR, "warmup_steps": 100,
+                  "iterations": args.pretrain_steps or 1_000_000,
                   "precision": "fp32", "use_ema": True, "ema_decay": 0.995,  # a short run: a short average
                   "freq_metrics": 200, "freq_checkpoint": 200, "metric_samples": 0},
         "dataset": {"name": "volume3d", "path": str(data), "image_size": args.size, "batch_size": args.pretrain_batch,
@@ -237,6 +268,21 @@ def study(work: Path, run: Path, labelled: Path, heldout: Path, budgets: list[in
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
 
     return run_study(cfg, budgets, args.seeds, heldout, work / "study", progress=progress).study
+
+
+def per_class_table(study: dict) -> str:
+    """Mean Dice of each class over seeds, per budget and arm: which structures pretraining helps."""
+    col = max(len(name) for name in CLASSES.values())
+    width = (col + 1) * len(CLASSES) - 1
+    lines = ["labelled  " + "  ".join(f"{arm:<{width}}" for arm in ("scratch", "pretrained")).rstrip(),
+             "          " + "  ".join(" ".join(f"{n:>{col}}" for n in CLASSES.values()) for _ in range(2))]
+    for b in study["budgets"]:
+        cells = []
+        for arm in ("scratch", "pretrained"):
+            runs = [r for r in study["runs"] if r["arm"] == arm and r["labelled_cases"] == b]
+            cells.append(" ".join(f"{np.mean([r['per_class'][str(c)] for r in runs]):{col}.3f}" for c in CLASSES))
+        lines.append(f"{b:>8}  " + "  ".join(cells))
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -294,6 +340,9 @@ def main() -> int:
     t3 = time.perf_counter()
     print()
     print(format_study_table(result))
+    print()
+    print(per_class_table(result))
+    print("(Dice of each class, mean over seeds)")
     print(f"image-blind floor (the labelled pool's voxelwise majority label, same held-out phantoms): "
           f"Dice {image_blind_dice(labelled, heldout):.3f}")
     print(f"{args.finetune_steps} fine-tune steps (batch {FINETUNE_BATCH}) per run, lr {result['config']['model']['lr']:g}, freeze "
