@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -292,7 +293,13 @@ def entry() -> None:
         from ddpm.allocator import reexec_with_tcmalloc
         reexec_with_tcmalloc(argv)
     if int(os.environ.get("WORLD_SIZE", "1")) < 2:
-        sys.exit(main(argv))
+        try:
+            sys.exit(main(argv))
+        except BrokenPipeError:
+            # the reader of the output left (`ddpm inspect DIR | head`): stop quietly, as shell tools
+            # do; stdout goes to /dev/null so the interpreter's last flush does not raise again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(128 + signal.SIGPIPE)
     # A rank of a launched job: once its work is done and said, it leaves without the
     # interpreter's teardown, where torch.distributed's native threads can abort the process
     # ("terminate called without an active exception", SIGABRT after a clean run) and a peer

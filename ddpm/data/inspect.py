@@ -29,7 +29,9 @@ def _fmt_shape(shape: Sequence[int]) -> str:
     return "x".join(str(int(s)) for s in shape)
 
 
-def _plan(header: Header, arr: np.ndarray, settings: PreprocessSettings) -> list[str]:
+def _plan(header: Header, arr: np.ndarray, settings: PreprocessSettings, label: bool = False) -> list[str]:
+    """What the loader does to the file; a label map (``label``) is resized by nearest neighbour
+    and keeps its class numbers, as the fine-tune loader treats it."""
     actions = []
     spacing, shape = header.spacing, header.spatial_shape
     if settings.dims == 3 and header.axcodes is not None and "".join(header.axcodes) != "RAS":
@@ -48,10 +50,12 @@ def _plan(header: Header, arr: np.ndarray, settings: PreprocessSettings) -> list
     target, pads = resize_plan(shape, spacing, n, settings.keep_aspect)
     cube = f"{n}^{settings.dims}"
     if tuple(shape) != tuple(target):
-        actions.append(f"resize {_fmt_shape(shape)} -> {_fmt_shape(target)}")
+        actions.append(f"resize {_fmt_shape(shape)} -> {_fmt_shape(target)}" + (" (nearest)" if label else ""))
     if any(p != (0, 0) for p in pads):
-        actions.append(f"pad to {cube}")
-    if settings.window is not None:
+        actions.append(f"pad to {cube}" + (" with background" if label else ""))
+    if label:
+        actions.append("classes kept as they are (label map)")
+    elif settings.window is not None:
         actions.append(f"window [{settings.window[0]:g}, {settings.window[1]:g}] -> [0,1]")
     else:
         finite = arr[np.isfinite(arr)] if bad else arr
@@ -63,8 +67,9 @@ def _plan(header: Header, arr: np.ndarray, settings: PreprocessSettings) -> list
 
 
 def inspect_file(path: Path | str, settings: Optional[PreprocessSettings] = None,
-                 root: Optional[Path] = None) -> Row:
-    """One row: header facts, intensity range and the loader's plan, or the error."""
+                 root: Optional[Path] = None, label: bool = False) -> Row:
+    """One row: header facts, intensity range and the loader's plan (a label map's with
+    ``label``), or the error."""
     path = Path(path)
     name = path.relative_to(root).as_posix() if root is not None and root.is_dir() else str(path)
     row: Row = {"file": name, "format": None, "shape": None, "spacing": None, "orientation": None,
@@ -83,7 +88,7 @@ def inspect_file(path: Path | str, settings: Optional[PreprocessSettings] = None
         if finite.any():
             vals = arr[finite] if row["nonfinite"] else arr
             row["range"] = (float(vals.min()), float(vals.max()))
-        row["actions"] = _plan(header, arr, file_settings)
+        row["actions"] = _plan(header, arr, file_settings, label)
     except DataError as exc:
         row["error"] = str(exc).removeprefix(f"{path}: ")
     except Exception as exc:  # a broken file must not stop the listing of the others
@@ -99,12 +104,17 @@ def inspect_path(path: Path | str, *, is_3d: Optional[bool] = None, image_size: 
 
     Without ``is_3d`` each file is planned as its own kind (volume or image); with it, files of
     the other kind get an error row. ``image_channels`` None takes each file's own channels.
-    Files with other extensions come last as rows with ``skipped`` set.
+    Files with other extensions come last as rows with ``skipped`` set. In a labelled folder the
+    label maps are planned as labels (nearest neighbour, classes kept).
     """
+    from ddpm.finetune.label_rules import LAYOUTS
+
     from .datasets import find_files
 
     root = Path(path)
     files = find_files(root, SUPPORTED_EXTS, exclude=[root / CACHE_DIRNAME])
+    label_dirs = [root / labels for images, labels, _ in LAYOUTS
+                  if root.is_dir() and (root / images).is_dir() and (root / labels).is_dir()]
     clip = None if clip_percentiles is None else tuple(clip_percentiles)
     win = None if window is None else tuple(window)
     rows = []
@@ -118,7 +128,7 @@ def inspect_path(path: Path | str, *, is_3d: Optional[bool] = None, image_size: 
                 clip_percentiles=clip, window=win)
         except DataError:
             pass  # inspect_file reports why
-        rows.append(inspect_file(f, settings, root))
+        rows.append(inspect_file(f, settings, root, label=any(f.is_relative_to(d) for d in label_dirs)))
     for f in _other_files(root):
         rows.append({"file": f.relative_to(root).as_posix(), "skipped": True,
                      "error": f"not read: unsupported extension (supported: {', '.join(SUPPORTED_EXTS)})"})

@@ -1,5 +1,9 @@
 """`ddpm inspect` on a labelled folder: pairs, classes with voxels per class, and each problem
 (naming the file inside the folder)."""
+import signal
+import subprocess
+import sys
+
 import numpy as np
 
 from data_fixtures import write_nifti, write_png
@@ -34,3 +38,26 @@ def test_inspect_2d_png_masks_and_unlabelled_folders(tmp_path, capsys):
     assert "labelled: 1 usable pair(s) of 1; voxels per class 0: 48, 3: 16" in capsys.readouterr().out
     assert main(["inspect", str(tmp_path / "seg" / "images")]) == 0
     assert "labelled:" not in capsys.readouterr().out
+
+
+def test_label_maps_are_planned_as_labels_not_intensities(tmp_path, capsys):
+    label = np.zeros((6, 6, 4), np.uint8)
+    label[:2] = 3
+    write_nifti(tmp_path / "imagesTr" / "a_0000.nii.gz", np.linspace(0, 1, 144, dtype=np.float32).reshape(6, 6, 4))
+    write_nifti(tmp_path / "labelsTr" / "a.nii.gz", label)
+    assert main(["inspect", str(tmp_path), "--image-size", "8"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.endswith(")") or "->" in line}
+    assert "(nearest)" in rows["labelsTr/a.nii.gz"] and "classes kept" in rows["labelsTr/a.nii.gz"]
+    assert "clip" not in rows["labelsTr/a.nii.gz"]
+    assert "clip" in rows["imagesTr/a_0000.nii.gz"] and "nearest" not in rows["imagesTr/a_0000.nii.gz"]
+
+
+def test_a_reader_that_stops_early_ends_the_listing_without_a_traceback(tmp_path):
+    for i in range(400):  # rows of long names: more than a pipe's buffer (64 KiB)
+        write_png(tmp_path / f"{'scan' * 50}{i:03d}.png", np.full((4, 4), i % 256, np.uint8))
+    proc = subprocess.Popen([sys.executable, "-m", "ddpm", "inspect", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"file")
+    proc.stdout.close()  # as `| head -1` does
+    _, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err and proc.returncode == 128 + signal.SIGPIPE, err.decode()
