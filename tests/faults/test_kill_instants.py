@@ -9,8 +9,8 @@ from kill_instants import FIRST_SECONDS, run_kill_instants
 
 def test_sigkill_at_any_instant_of_the_first_seconds_ends_in_a_finished_job(fault_stack):
     # 80 steps: the mid-step kill waits until the poller sees the attempt two steps in, and progress
-    # reaches the API at most every half second; a 2-core Xeon trains this job's 20 steps in under
-    # one, so at 20 the job had finished before the kill (CI, 2026-12-01)
+    # reaches the API at most every half second; a fast 2-core machine trains 20 steps in under one,
+    # so the job would finish before the kill lands
     report = run_kill_instants(fault_stack, FIRST_SECONDS, iterations=80, freq_metrics=5, freq_checkpoint=10)
     assert report.problems == [], report.details()
     assert report.errors == [], report.details()
